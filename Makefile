@@ -1,0 +1,52 @@
+# Reproducible MNIST pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-from-lock
+# Stages run `python -m stages.<name>` through DVC: the venv's python must come first.
+export PATH := $(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lock repro test test-all lint bench ui clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv with the exact versions of requirements.lock
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hashes)
+	@test -x $(BIN)/uv || $(MAKE) setup
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+
+repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
+	dvc repro
+
+test: setup ## run the fast test suite (no network)
+	pytest
+
+test-all: setup ## run every test, including real MNIST from PyPI and slow ones
+	pytest -m ''
+
+lint: setup ## ruff on the code and tests
+	ruff check stages digits_predict tests
+
+bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
+	python -m bench
+
+ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
+	python -m stages.tracking ui
+
+clean: ## remove pipeline outputs (data, models, reports); keeps .venv and the MLflow store
+	rm -rf data/raw/* data/prepared models reports

@@ -1,0 +1,1 @@
+"""DVC stages of the MNIST pipeline, one module per stage, run as ``python -m stages.<name>``."""

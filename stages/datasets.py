@@ -1,0 +1,51 @@
+"""Reading and checking the arrays the stages pass to each other."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import StageError
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+
+
+def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays of an ``.npz`` written by a stage; any defect is a ``StageError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: not found (run the stage that writes it first: dvc repro)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise StageError(f"{path}: missing array(s) {', '.join(missing)}; "
+                                 f"expected {', '.join(names)}")
+            return {name: archive[name] for name in names}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise StageError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
+
+
+def check_images_labels(x: np.ndarray, y: np.ndarray, what: str) -> None:
+    """Images uint8 (N, 28, 28), labels integer (N,) in 0..9, N > 0."""
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        raise StageError(f"{what}: images are {x.dtype}{list(x.shape)}, expected uint8[N, 28, 28]")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise StageError(f"{what}: labels are {y.dtype}{list(y.shape)}, expected integers[N]")
+    if len(x) != len(y):
+        raise StageError(f"{what}: {len(x)} images but {len(y)} labels")
+    if len(y) == 0:
+        raise StageError(f"{what}: no images")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        bad = y[(y < 0) | (y >= NUM_CLASSES)][0]
+        raise StageError(f"{what}: label {int(bad)} outside 0..9")
+
+
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One prepared split (``x``, ``y``), checked."""
+    arrays = load_npz(path, ("x", "y"))
+    check_images_labels(arrays["x"], arrays["y"], str(path))
+    return arrays["x"], arrays["y"]

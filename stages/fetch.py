@@ -1,0 +1,64 @@
+"""Stage ``fetch``: write the canonical MNIST arrays, digest-checked, to one ``.npz``.
+
+Sources are tried in the order params.yaml gives; each attempt is logged as one
+line (source, outcome, seconds). Nothing is written unless a source's arrays
+match the pinned digests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stages.atomic import write_npz
+from stages.config import FetchParams, load_params
+from stages.errors import StageError, run_stage
+from stages.mnist_data import Mnist, verify_canonical
+from stages.sources import SOURCES, Arrays, SourceContext
+
+
+def fetch_mnist(
+    source_names: Sequence[str],
+    ctx: SourceContext,
+    sources: dict[str, Callable[[SourceContext], Arrays]] = SOURCES,
+    log: Callable[[str], None] = print,
+) -> tuple[str, Mnist]:
+    """Return the first source whose arrays verify; raise listing every failure otherwise."""
+    failures = []
+    for name in source_names:
+        started = time.perf_counter()
+        try:
+            mnist = verify_canonical(sources[name](ctx))
+        except StageError as err:
+            seconds = time.perf_counter() - started
+            log(f"fetch: source {name}: failed in {seconds:.1f} s: {err}")
+            failures.append(f"{name}: {err}")
+            continue
+        log(f"fetch: source {name}: ok, digests verified, in {time.perf_counter() - started:.1f} s")
+        return name, mnist
+    raise StageError("no source gave MNIST: " + "; ".join(failures))
+
+
+def source_context(params: FetchParams, show_progress: bool) -> SourceContext:
+    local = Path(params.local_path) if params.local_path else None
+    return SourceContext(local_path=local, timeout_seconds=params.timeout_seconds,
+                         show_progress=show_progress)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="the .npz to write")
+    args = parser.parse_args(argv)
+    params = load_params(args.params).fetch
+    ctx = source_context(params, show_progress=sys.stderr.isatty())
+    _, mnist = fetch_mnist(params.sources, ctx,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    write_npz(args.out, mnist.arrays())
+
+
+if __name__ == "__main__":
+    run_stage("fetch", main)

