@@ -127,6 +127,12 @@ def _expectation(error: dict[str, Any]) -> str:
         return f"a number {sign} {ctx[name]}"
     if kind == "too_short":
         return f"at least {ctx['min_length']} item(s)"
+    if kind == "string_too_short":
+        return f"a string of at least {ctx['min_length']} character(s)"
+    if kind == "string_pattern_mismatch":
+        return f"a string matching {ctx['pattern']}"
+    if kind == "tuple_type":
+        return "a list"
     message = error["msg"]
     return message.removeprefix("Input should be ").removeprefix("Input should ")
 
@@ -143,7 +149,9 @@ def _describe(error: dict[str, Any], source: str) -> str:
     if kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return f"{source}: {key}: {message}" if key else f"{source}: {message}"
-    return f"{source}: {key} = {error.get('input')!r}: expected {_expectation(error)}"
+    value = error.get("input")
+    shown = repr(list(value)) if isinstance(value, tuple) else repr(value)  # YAML gave a list
+    return f"{source}: {key} = {shown}: expected {_expectation(error)}"
 
 
 def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:

