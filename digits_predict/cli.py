@@ -27,28 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (argparse exits 2 on usage errors)."""
     args = _parser().parse_args(argv)
     try:
-        predictor = Predictor(args.model)
-    except PredictError as err:
-        _report(str(err))
-        return EXIT_USAGE
-    answers: list[dict[str, Any]] = []
-    failed = False
-    try:
-        for input_path in args.inputs:
-            for answer in _answers_for(predictor, input_path):
-                if "error" in answer:
-                    failed = True
-                    _report(f"{answer['input']}: {answer['error']}")
-                if args.json:
-                    answers.append(answer)
-                elif "error" not in answer:
-                    print(
-                        f"{_one_line(answer['input'])}: digit {answer['digit']} "
-                        f"(p={answer['probability']:.3f})",
-                        flush=True,
-                    )
-        if args.json:
-            print(json.dumps(answers, indent=2))
+        return _run(args.model, args.inputs, as_json=args.json)
     except BrokenPipeError:
         # The reader (e.g. `| head`) left. Point stdout at devnull so that Python's flush at
         # exit does not raise again (the recipe of the signal module's documentation).
@@ -57,6 +36,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report("interrupted")
         return 130
+
+
+def _run(model_path: str, input_paths: Sequence[str], *, as_json: bool) -> int:
+    try:
+        predictor = Predictor(model_path)
+    except PredictError as err:
+        _report(str(err))
+        return EXIT_USAGE
+    answers: list[dict[str, Any]] = []
+    failed = False
+    for input_path in input_paths:
+        for answer in _answers_for(predictor, input_path):
+            if "error" in answer:
+                failed = True
+                _report(f"{answer['input']}: {answer['error']}")
+            if as_json:
+                answers.append(answer)
+            elif "error" not in answer:
+                print(
+                    f"{_one_line(answer['input'])}: digit {answer['digit']} "
+                    f"(p={answer['probability']:.3f})",
+                    flush=True,
+                )
+    if as_json:
+        print(json.dumps(answers, indent=2))
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 

@@ -125,6 +125,10 @@ def to_mnist_form(gray: np.ndarray) -> np.ndarray:
     Returns float32 (28, 28) in 0..255; raises ``InputError`` for a blank picture.
     """
     gray = np.asarray(gray, dtype=np.float64)
+    if gray.ndim != 2 or gray.size == 0:
+        raise InputError(f"picture has shape {gray.shape}; expected a 2-D grayscale picture")
+    if not np.all(np.isfinite(gray)):
+        raise InputError("picture holds NaN or infinite pixel values; expected finite 0..255")
     lowest, highest = float(gray.min()), float(gray.max())
     if highest - lowest < MIN_CONTRAST:
         raise InputError(
@@ -197,6 +201,8 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     field = np.zeros(IMAGE_SHAPE, dtype=np.float64)
     height, width = digit.shape
     mass = digit.sum()
+    if mass <= 0.0:  # only conceivable for a faint speck that resampling smoothed away
+        raise InputError("image is blank after scaling; expected a digit")
     centre_row = (digit.sum(axis=1) @ np.arange(height)) / mass
     centre_column = (digit.sum(axis=0) @ np.arange(width)) / mass
     top = _placement(IMAGE_SHAPE[0] // 2 - centre_row, IMAGE_SHAPE[0] - height)
@@ -246,15 +252,15 @@ def _grayscale_pixels(path: Path) -> np.ndarray:
 def _in_workable_mode(image: Image.Image) -> tuple[Image.Image, float | None]:
     """Convert to L, RGBA (when there is transparency), I or F; also say what value is white.
 
-    White is None for 32-bit I images, whose range only their data can tell.
+    White is None for 32-bit I and F images, whose range only their data can tell.
     """
     mode = image.mode
     if mode.startswith("I;16"):
         # reduce() cannot handle I;16, and I holds the same values.
         return image.convert("I"), 65535.0
-    if mode == "I":
+    if mode in ("I", "F"):
         return image, None
-    if mode in ("L", "F"):
+    if mode == "L":
         return image, 255.0
     has_alpha = mode in _ALPHA_MODES or "transparency" in image.info
     target = "RGBA" if has_alpha else "L"
@@ -278,10 +284,22 @@ def _as_gray_array(image: Image.Image, white: float | None) -> np.ndarray:
     if image.mode == "RGBA":
         return _flatten_alpha(pixels)
     if white is None:
-        # A 32-bit image is 16-bit data (what older Pillow made of 16-bit PNGs) unless it
-        # never exceeds 255, in which case it is 8-bit data.
-        white = 65535.0 if pixels.max() > 255 else 255.0
+        white = _white_level(image.mode, float(np.nanmax(pixels, initial=0.0)))
     return np.clip(pixels * (255.0 / white), 0.0, 255.0)
+
+
+def _white_level(mode: str, brightest: float) -> float:
+    """Guess the white level of a 32-bit image from its brightest pixel.
+
+    A float image that stays within 0..1 uses 1.0 as white (the usual float convention);
+    an integer image is 16-bit data (what older Pillow made of 16-bit PNGs) unless it never
+    exceeds 255. Anything else is read on the 0..255 scale.
+    """
+    if mode == "F" and brightest <= 1.0:
+        return 1.0
+    if mode == "I" and brightest > 255.0:
+        return 65535.0
+    return 255.0
 
 
 def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:

@@ -46,6 +46,9 @@ class FetchParams(_Section):
     sources: _frozen_list(SourceName) = Field(min_length=1)
     local_path: str | None = None
     timeout_seconds: float = Field(gt=0, le=300)
+    # the file keras.datasets.mnist.load_data() fetches; point it at a mirror if you have one
+    keras_url: str = Field(default="https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+                           "mnist.npz", pattern=r"^https?://\S+$")
 
     @model_validator(mode="after")
     def _local_needs_path(self) -> FetchParams:

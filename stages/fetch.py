@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stages.atomic import write_npz
@@ -23,10 +23,11 @@ from stages.sources import SOURCES, Arrays, SourceContext
 def fetch_mnist(
     source_names: Sequence[str],
     ctx: SourceContext,
-    sources: dict[str, Callable[[SourceContext], Arrays]] = SOURCES,
+    sources: Mapping[str, Callable[[SourceContext], Arrays]] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[str, Mnist]:
     """Return the first source whose arrays verify; raise listing every failure otherwise."""
+    sources = SOURCES if sources is None else sources
     failures = []
     for name in source_names:
         started = time.perf_counter()
@@ -45,7 +46,7 @@ def fetch_mnist(
 def source_context(params: FetchParams, show_progress: bool) -> SourceContext:
     local = Path(params.local_path) if params.local_path else None
     return SourceContext(local_path=local, timeout_seconds=params.timeout_seconds,
-                         show_progress=show_progress)
+                         show_progress=show_progress, keras_url=params.keras_url)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

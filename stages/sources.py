@@ -42,6 +42,7 @@ class SourceContext:
     local_path: Path | None
     timeout_seconds: float
     show_progress: bool
+    keras_url: str = KERAS_URL
 
 
 def keras_cache_path() -> Path:
@@ -92,10 +93,10 @@ def download(url: str, timeout: float, show_progress: bool) -> bytes:
     return data
 
 
-def from_keras_url(ctx: SourceContext, url: str = KERAS_URL) -> Arrays:
-    data = download(url, ctx.timeout_seconds, ctx.show_progress)
-    check_sha256(data, KERAS_NPZ_SHA256, url)
-    return parse_npz(data, url)
+def from_keras_url(ctx: SourceContext) -> Arrays:
+    data = download(ctx.keras_url, ctx.timeout_seconds, ctx.show_progress)
+    check_sha256(data, KERAS_NPZ_SHA256, ctx.keras_url)
+    return parse_npz(data, ctx.keras_url)
 
 
 def from_pypi(ctx: SourceContext) -> Arrays:

@@ -22,8 +22,9 @@ from stages.errors import StageError
 from stages.sources import SourceContext
 
 
-def ctx(local_path: Path | None = None) -> SourceContext:
-    return SourceContext(local_path=local_path, timeout_seconds=5, show_progress=False)
+def ctx(local_path: Path | None = None, keras_url: str = sources.KERAS_URL) -> SourceContext:
+    return SourceContext(local_path=local_path, timeout_seconds=5, show_progress=False,
+                         keras_url=keras_url)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -82,7 +83,7 @@ def test_keras_url_downloads_and_verifies(http_server, tiny_mnist, monkeypatch) 
     body = npz_bytes(tiny_mnist)
     routes["/mnist.npz"] = (body, None, 200)
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", sha256(body))
-    assert_same_arrays(sources.from_keras_url(ctx(), url=f"{base}/mnist.npz"), tiny_mnist)
+    assert_same_arrays(sources.from_keras_url(ctx(keras_url=f"{base}/mnist.npz")), tiny_mnist)
 
 
 def test_keras_url_download_cut_short(http_server, tiny_mnist, monkeypatch) -> None:
@@ -91,7 +92,7 @@ def test_keras_url_download_cut_short(http_server, tiny_mnist, monkeypatch) -> N
     routes["/mnist.npz"] = (body[:1000], len(body), 200)
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", sha256(body))
     with pytest.raises(StageError, match=f"cut short: 1000 of {len(body)} bytes"):
-        sources.from_keras_url(ctx(), url=f"{base}/mnist.npz")
+        sources.from_keras_url(ctx(keras_url=f"{base}/mnist.npz"))
 
 
 def test_keras_url_changed_byte_fails_the_checksum(http_server, tiny_mnist, monkeypatch) -> None:
@@ -102,13 +103,13 @@ def test_keras_url_changed_byte_fails_the_checksum(http_server, tiny_mnist, monk
     routes["/mnist.npz"] = (bytes(tampered), None, 200)
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", sha256(body))
     with pytest.raises(StageError, match="does not match the pinned .*truncated or tampered"):
-        sources.from_keras_url(ctx(), url=f"{base}/mnist.npz")
+        sources.from_keras_url(ctx(keras_url=f"{base}/mnist.npz"))
 
 
 def test_keras_url_http_error(http_server) -> None:
     base, _ = http_server
     with pytest.raises(StageError, match=r"cannot download .*/missing\.npz: Not Found"):
-        sources.from_keras_url(ctx(), url=f"{base}/missing.npz")
+        sources.from_keras_url(ctx(keras_url=f"{base}/missing.npz"))
 
 
 def test_keras_url_connection_refused() -> None:
@@ -116,7 +117,7 @@ def test_keras_url_connection_refused() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(StageError, match=f"cannot download http://127.0.0.1:{port}/"):
-        sources.from_keras_url(ctx(), url=f"http://127.0.0.1:{port}/mnist.npz")
+        sources.from_keras_url(ctx(keras_url=f"http://127.0.0.1:{port}/mnist.npz"))
 
 
 # --- keras_cache ---------------------------------------------------------------------------------
