@@ -40,7 +40,7 @@ test-all: setup ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
 lint: setup ## ruff on the code and tests
-	ruff check stages digits_predict tests
+	ruff check stages digits_predict bench tests
 
 bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench

@@ -66,6 +66,7 @@ class TrainParams(_Section):
     architecture: Literal["mlp", "cnn"]
     hidden_units: _frozen_list(Positive) = Field(min_length=1)
     conv_filters: _frozen_list(Positive) = ()
+    conv_per_block: int = Field(default=1, ge=1, le=3)
     activation: Activation
     dropout: float = Field(ge=0, lt=1)
     batch_norm: bool
@@ -75,6 +76,8 @@ class TrainParams(_Section):
     batch_size: int = Field(ge=1, le=65536)
     epochs: int = Field(ge=1, le=1000)
     early_stopping_patience: int = Field(ge=0, le=1000)
+    # halve the learning rate after this many epochs without a better val_loss; 0: never
+    reduce_lr_patience: int = Field(default=0, ge=0, le=1000)
     seed: int = Field(ge=0)
     experiment_name: str = Field(min_length=1)
 

@@ -27,14 +27,16 @@ def _hidden_block(x, units: int, params: TrainParams, index: int):  # noqa: ANN0
 
 
 def _conv_blocks(x, params: TrainParams):  # noqa: ANN001, ANN202
+    """Per entry of ``conv_filters``: ``conv_per_block`` 3x3 convolutions, then 2x2 max-pool."""
     x = keras.layers.Reshape((28, 28, 1), name="channels")(x)
     for index, filters in enumerate(params.conv_filters):
-        for repeat in range(2):
+        for repeat in range(params.conv_per_block):
+            name = f"{index}_{repeat}"
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not params.batch_norm,
-                                    name=f"conv_{index}_{repeat}")(x)
+                                    name=f"conv_{name}")(x)
             if params.batch_norm:
-                x = keras.layers.BatchNormalization(name=f"conv_norm_{index}_{repeat}")(x)
-            x = keras.layers.Activation(params.activation, name=f"conv_act_{index}_{repeat}")(x)
+                x = keras.layers.BatchNormalization(name=f"conv_norm_{name}")(x)
+            x = keras.layers.Activation(params.activation, name=f"conv_act_{name}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
     return x
 

@@ -11,8 +11,10 @@ MLflow is imported inside the functions that need it: importing it costs seconds
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +29,6 @@ from stages.errors import StageError
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-SQLITE_BUSY_TIMEOUT_SECONDS = 60
 _EXPERIMENT_COPY_MARK = (".dvc", "tmp", "exps")
 
 
@@ -45,9 +46,9 @@ def tracking_uri(start: Path | None = None) -> str:
     configured = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if configured:
         return configured
-    store = workspace_root(start) / STORE_FILE
-    # the busy timeout lets parallel queued experiments wait for each other's writes
-    return f"sqlite:///{store}?timeout={SQLITE_BUSY_TIMEOUT_SECONDS}"
+    # MLflow sets a 20 s SQLite busy timeout on every session, so parallel queued
+    # experiments wait for each other's writes; retry_locked covers longer waits.
+    return f"sqlite:///{workspace_root(start) / STORE_FILE}"
 
 
 def artifact_location(uri: str, start: Path | None = None) -> str | None:
@@ -85,14 +86,38 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def connect(uri: str | None = None) -> str:
-    """Point MLflow at the store (checked reachable) and return its URI."""
+    """Point MLflow at the store (checked reachable, created if new) and return its URI."""
     uri = uri or tracking_uri()
     _configure_http_client()
     check_reachable(uri)
     import mlflow
 
+    _create_sqlite_store_once(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _create_sqlite_store_once(uri: str) -> None:
+    """Create a new SQLite store's tables under a file lock.
+
+    Two queued experiments starting together would otherwise both run MLflow's schema
+    migrations on the same new file and one would fail ("table already exists").
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    store = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".init-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except MlflowException as err:
+            raise StageError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(name: str, uri: str) -> str:
@@ -156,6 +181,8 @@ def reopen_run(ref: RunRef) -> Iterator[object]:
         raise StageError(f"MLflow run {ref.run_id} cannot be reopened in {ref.tracking_uri}: "
                          f"{err.message.splitlines()[0]}") from None
     with run:
+        # this process now holds the run: fail_abandoned_runs must judge by its pid
+        mlflow.set_tags({"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())})
         yield run
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import time
@@ -72,6 +71,9 @@ def train_model(params: TrainParams, train: Split, val: Split, callbacks: Sequen
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=params.early_stopping_patience,
             restore_best_weights=True))
+    if params.reduce_lr_patience > 0:
+        all_callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=params.reduce_lr_patience))
     x_train, y_train = train
     x_val, y_val = val
     started = time.perf_counter()
@@ -81,7 +83,9 @@ def train_model(params: TrainParams, train: Split, val: Split, callbacks: Sequen
     seconds = time.perf_counter() - started
     history = {key: [float(v) for v in fit.history.get(key, [])] for key in HISTORY_KEYS}
     epochs_run = len(history["loss"])
-    best_epoch = int(np.argmin(history["val_loss"])) if history["val_loss"] else epochs_run - 1
+    # the epoch whose weights the model keeps: the best one only when early stopping restores it
+    restores_best = params.early_stopping_patience > 0 and history["val_loss"]
+    best_epoch = int(np.argmin(history["val_loss"])) if restores_best else epochs_run - 1
     return TrainingResult(model, history, epochs_run, best_epoch, seconds)
 
 
@@ -105,25 +109,45 @@ def _epoch_logger(client, run_id: str):  # noqa: ANN001, ANN202
     return EpochMetricsToMlflow()
 
 
-def _raise_on_sigterm() -> None:
-    # `dvc queue kill` and CI send SIGTERM: unwind so the MLflow run is closed as failed.
-    def handler(signum, frame):  # noqa: ANN001, ANN202
-        raise KeyboardInterrupt(f"signal {signum}")
+class PhaseClock:
+    """Wall seconds per phase of the stage, so its cost beyond ``model.fit`` has names."""
 
-    signal.signal(signal.SIGTERM, handler)
+    def __init__(self) -> None:
+        self.seconds = {"startup": _seconds_since_process_start()}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
+def _seconds_since_process_start() -> float:
+    """Interpreter start and module imports before ``main``: from /proc, 0 where absent."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def run_training(params: Params, data_dir: Path, model_out: Path, history_out: Path,
                  run_file: Path) -> RunRef:
     """Everything ``main`` does after parsing arguments; returns the run it logged."""
+    clock = PhaseClock()
     uri = connect()
     experiment_id = get_or_create_experiment(params.train.experiment_name, uri)
+    clock.lap("tracking_connect")
     splits = {name: load_split(data_dir / f"{name}.npz") for name in ("train", "val", "test")}
     digest = dataset_digest({f"{k}_{name}": a for name, (x, y) in splits.items()
                              for k, a in (("x", x), ("y", y))})
+    clock.lap("data_load_and_digest")
 
     import mlflow
     import tensorflow as tf
+
+    clock.lap("import_tensorflow_mlflow")
 
     client = mlflow.MlflowClient(uri)
     host = socket.gethostname()
@@ -145,10 +169,12 @@ def run_training(params: Params, data_dir: Path, model_out: Path, history_out: P
         dataset = mlflow.data.from_numpy(x_train, targets=y_train, name="mnist-prepared",
                                          digest=digest[:36])
         retry_locked(lambda: mlflow.log_input(dataset, context="training"), "logging dataset")
+        clock.lap("run_start_params_dataset")
 
         verbose = 1 if sys.stdout.isatty() else 2
         result = train_model(params.train, splits["train"], splits["val"],
                              callbacks=[_epoch_logger(client, run_id)], verbose=verbose)
+        clock.lap("build_and_fit")
         final = {
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
@@ -160,10 +186,17 @@ def run_training(params: Params, data_dir: Path, model_out: Path, history_out: P
 
         save_keras_model(result.model, model_out)
         write_text(history_out, history_csv(result.history))
+        clock.lap("save_outputs")
         log_keras_model(result.model, splits["test"][0][:5])
+        mlflow.log_artifact(str(history_out))
+        clock.lap("mlflow_log_model")
+        phases = {f"phase_seconds.{name}": value for name, value in clock.seconds.items()}
+        phases["phase_seconds.fit"] = result.fit_seconds
+        retry_locked(lambda: mlflow.log_metrics(phases), "logging phase timings")
         ref = RunRef(run_id=run_id, experiment_id=experiment_id, tracking_uri=uri)
         ref.write(run_file)
-        mlflow.log_artifact(str(history_out))
+    print("train: seconds by phase: " + ", ".join(
+        f"{name} {value:.1f}" for name, value in clock.seconds.items()), file=sys.stderr)
     return ref
 
 
@@ -202,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _raise_on_sigterm()
     ref = run_training(params, args.data_dir, args.model_out, args.history_out, args.run_file)
     print(f"train: MLflow run {ref.run_id} in {ref.tracking_uri}", file=sys.stderr)
 

@@ -7,12 +7,16 @@ not to this machine, so a test that would reach the internet fails instead.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.server
+import io
 import os
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +160,49 @@ def damage_npz(data: bytes, how: str) -> bytes:
     else:
         raise ValueError(how)
     return bytes(damaged)
+
+
+# --- a local HTTP server, for the sources that download ---------------------------------------
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# path -> (body, Content-Length sent or None for the true length, status)
+Routes = dict[str, tuple[bytes, int | None, int]]
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, Routes]]:
+    """An HTTP server on 127.0.0.1 (free port) in a thread; tests fill in its routes."""
+    routes: Routes = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # close after each response: a short body is a cut
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body, length, status = routes.get(self.path, (b"not found", None, 404))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", routes
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -187,6 +187,38 @@ def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
     assert "preprocess" in changed and "fetch" not in changed
 
 
+def test_wrong_param_type_in_an_experiment_stops_before_any_work(pipeline):
+    repo, env = pipeline["repo"], pipeline["env"]
+    before = (repo / "models/model.keras").stat().st_mtime_ns
+    done = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], repo, env)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
+    assert errors == ["train: error: params.yaml: train.epochs = 'abc': expected a valid integer"]
+    assert (repo / "models/model.keras").stat().st_mtime_ns == before
+
+
+def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
+    repo, env = pipeline["repo"], pipeline["env"]
+    raw = repo / "data/raw/mnist.npz"
+    original = raw.read_bytes()
+    tampered = bytearray(original)
+    tampered[len(original) // 2] ^= 0x01
+    raw.write_bytes(bytes(tampered))
+    try:
+        status = json.loads(_run(["dvc", "status", "--json"], repo, env).stdout)
+        rejected = _run([sys.executable, "-m", "stages.preprocess", "--raw", str(raw),
+                         "--out-dir", str(tmp_path / "prepared"),
+                         "--report", str(tmp_path / "data.json")], repo, env)
+    finally:
+        raw.write_bytes(original)
+    assert {"changed outs": {"data/raw/mnist.npz": "modified"}} in status["fetch"]
+    assert "preprocess" in status
+    assert rejected.returncode == 1
+    assert rejected.stderr.strip().splitlines() == [rejected.stderr.strip()]
+    assert "data/raw/mnist.npz: not a readable .npz file" in rejected.stderr
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_predictor_without_tensorflow_agrees_with_keras(pipeline, tmp_path):
     repo = pipeline["repo"]
     with open(repo / "reports/confusion.csv", newline="") as handle:
@@ -255,7 +287,13 @@ def test_queued_experiment_lands_in_workspace_store(pipeline):
     assert queued.returncode == 0, queued.stderr
     started = _run(["dvc", "queue", "start", "-j", "1"], repo, env)
     assert started.returncode == 0, started.stderr
-    deadline = time.monotonic() + 600
+    status = _wait_for_queue(repo, env, 600)
+    assert "Success" in status, status
+    _check_experiment_run(repo, "queued-exp", 3)
+
+
+def _wait_for_queue(repo: Path, env: dict[str, str], seconds: float) -> str:
+    deadline = time.monotonic() + seconds
     status = ""
     while time.monotonic() < deadline:
         status = _run(["dvc", "queue", "status"], repo, env).stdout
@@ -263,5 +301,31 @@ def test_queued_experiment_lands_in_workspace_store(pipeline):
             break
         time.sleep(3)
     _run(["dvc", "queue", "stop"], repo, env)
-    assert "Success" in status, status
-    _check_experiment_run(repo, "queued-exp", 3)
+    return status
+
+
+@pytest.mark.slow
+def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
+    """Two workers write to one SQLite store at once: no run lost to "database is locked"."""
+    repo, env = pipeline["repo"], _without_tracking_env(pipeline)
+    epochs = {f"parallel-{n}": n for n in (2, 3, 4, 5)}
+    for name, count in epochs.items():
+        queued = _run(["dvc", "exp", "run", "--queue", "-n", name, "-S",
+                       f"train.epochs={count}"], repo, env)
+        assert queued.returncode == 0, queued.stderr
+    started = _run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    assert started.returncode == 0, started.stderr
+    status = _wait_for_queue(repo, env, 900)
+    assert status.count("Success") >= 4 and "Failed" not in status, status
+    import mlflow
+
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    runs = _runs_by_experiment_name(store, "e2e")
+    client = mlflow.MlflowClient(store)
+    for name, count in epochs.items():
+        run = runs[name]
+        assert run.info.status == "FINISHED", name
+        for metric in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == list(range(count)), (name, metric, steps)
+        assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
-import http.server
 import io
 import pickle
 import socket
 import subprocess
-import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import npz_bytes, sha256
 
 from stages import sources
 from stages.errors import StageError
@@ -27,16 +25,6 @@ def ctx(local_path: Path | None = None, keras_url: str = sources.KERAS_URL) -> S
                          keras_url=keras_url)
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def assert_same_arrays(actual: dict, expected: dict) -> None:
     assert sorted(actual) == sorted(expected)
     for name, array in expected.items():
@@ -44,39 +32,6 @@ def assert_same_arrays(actual: dict, expected: dict) -> None:
 
 
 # --- keras_url against a local HTTP server -------------------------------------------------------
-
-# path -> (body, Content-Length sent or None for the true length, status)
-Routes = dict[str, tuple[bytes, int | None, int]]
-
-
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, Routes]]:
-    """An HTTP server on 127.0.0.1 (free port) in a thread; tests fill in its routes."""
-    routes: Routes = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"  # close after each response: a short body is a cut
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body, length, status = routes.get(self.path, (b"not found", None, 404))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body) if length is None else length))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", routes
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
 
 def test_keras_url_downloads_and_verifies(http_server, tiny_mnist, monkeypatch) -> None:
     base, routes = http_server

@@ -1,0 +1,241 @@
+"""``python -m bench``: measure the pipeline in a fresh copy of the project, side by side.
+
+1. a cold ``dvc repro`` (data from PyPI), per-stage wall time and peak RSS, then a no-op one;
+2. the train stage against the tutorials' plain ``model.fit`` script, same model and epochs;
+3. onnxruntime against Keras: batch-1 latency, 10,000-image throughput, whole-process
+   classification of one PNG by ``digits-predict`` and by a Keras script;
+4. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+   through the parity gate.
+
+Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.report import render_markdown
+
+PROJECT = Path(__file__).resolve().parents[1]
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _run(command: list[str], cwd: Path, log: Path, check: bool = True) -> float:
+    """Run ``command``; return its wall seconds. Output goes to ``log``."""
+    started = time.perf_counter()
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        status = subprocess.call(command, cwd=cwd, env=_env(), stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    if check and status != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed with status {status}; see {log}")
+    return wall
+
+
+def make_copy(work: Path, log: Path) -> Path:
+    """A fresh git + DVC repo holding the project, stage commands wrapped by the probe."""
+    repo = work / "repo"
+    repo.mkdir(parents=True)
+    for folder in ("stages", "digits_predict", "bench"):
+        shutil.copytree(PROJECT / folder, repo / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", ".gitignore", "dvc.yaml"):
+        shutil.copy2(PROJECT / name, repo / name)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for name, stage in pipeline["stages"].items():
+        stage["cmd"] = (f"python -m bench.probe --label {name} --out {work}/probe/{name}.json "
+                        f"-- {stage['cmd']}")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"],
+                    ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+                     "commit", "-qm", "bench"]):
+        _run(command, repo, log)
+    return repo
+
+
+def bench_pipeline(repo: Path, work: Path, log: Path) -> dict:
+    cold = _run(["dvc", "repro"], repo, log)
+    noop = [_run(["dvc", "repro"], repo, log) for _ in range(3)]
+    stages = {name: json.loads((work / "probe" / f"{name}.json").read_text())
+              for name in STAGES}
+    return {"cold_repro_seconds": cold, "noop_repro_seconds": statistics.median(noop),
+            "stages": {name: {"wall_seconds": s["wall_seconds"], "peak_rss_mb": s["peak_rss_mb"]}
+                       for name, s in stages.items()}}
+
+
+def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
+    import mlflow
+
+    ref = json.loads(run_file.read_text())
+    run = mlflow.MlflowClient(ref["tracking_uri"]).get_run(ref["run_id"])
+    return {key.removeprefix("phase_seconds."): value
+            for key, value in run.data.metrics.items() if key.startswith("phase_seconds.")}
+
+
+def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> dict:
+    epochs = len((repo / "reports/history.csv").read_text().strip().splitlines()) - 1
+    out = work / "overhead"
+    stage_cmd = [sys.executable, "-m", "stages.train", "--data-dir", "data/prepared",
+                 "--model-out", str(out / "model.keras"), "--history-out",
+                 str(out / "history.csv"), "--run-file", str(out / "run.json")]
+    plain_cmd = [sys.executable, "bench/plain_fit.py", "params.yaml", "data/prepared",
+                 str(epochs)]
+    stage_walls, plain_walls = [], []
+    for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
+        plain_walls.append(_run(plain_cmd, repo, log))
+        stage_walls.append(_run(stage_cmd, repo, log))
+    stage, plain = statistics.median(stage_walls), statistics.median(plain_walls)
+    return {"epochs": epochs, "repeats": repeats, "stage_seconds": stage,
+            "plain_fit_seconds": plain, "ratio": stage / plain,
+            "stage_runs": stage_walls, "plain_runs": plain_walls,
+            "stage_phases_last_run": _train_phases(repo, out / "run.json")}
+
+
+def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
+    result = subprocess.run([sys.executable, "-m", "bench.inference", "models/model.keras",
+                             "models/model.onnx", "data/prepared/test.npz"], cwd=repo,
+                            env=_env(), capture_output=True, text=True, check=True)
+    inference = json.loads(result.stdout.strip().splitlines()[-1])
+    import numpy as np
+    from PIL import Image
+
+    with np.load(repo / "data/prepared/test.npz") as split:
+        Image.fromarray(split["x"][0]).save(work / "digit.png")
+    predictor = [_run([str(Path(sys.executable).parent / "digits-predict"), "--model",
+                       "models/model.onnx", str(work / "digit.png")], repo, log)
+                 for _ in range(max(5, repeats))]
+    keras_script = [_run([sys.executable, "bench/keras_png.py", "models/model.keras",
+                          str(work / "digit.png")], repo, log) for _ in range(repeats)]
+    inference["one_png_whole_process"] = {
+        "digits_predict_seconds": statistics.median(predictor),
+        "keras_script_seconds": statistics.median(keras_script),
+    }
+    return inference
+
+
+def _preset_params(repo: Path, overrides: dict, path: Path) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) -> dict:
+    presets = yaml.safe_load((PROJECT / "bench/presets.yaml").read_text())
+    results = {}
+    for name, overrides in presets.items():
+        if names and name not in names:
+            continue
+        out = work / "presets" / name
+        out.mkdir(parents=True)
+        params = out / "params.yaml"
+        _preset_params(repo, overrides or {}, params)
+        common = ["--params", str(params)]
+        files = {"model": out / "model.keras", "run": out / "run.json",
+                 "history": out / "history.csv"}
+        _run([sys.executable, "-m", "stages.train", *common, "--data-dir", "data/prepared",
+              "--model-out", str(files["model"]), "--history-out", str(files["history"]),
+              "--run-file", str(files["run"])], repo, log)
+        _run([sys.executable, "-m", "stages.evaluate", *common, "--model", str(files["model"]),
+              "--data-dir", "data/prepared", "--history", str(files["history"]), "--run-file",
+              str(files["run"]), "--metrics-out", str(out / "metrics.json"), "--confusion-out",
+              str(out / "confusion.csv"), "--figures-dir", str(out / "figures")], repo, log)
+        exported = _run([sys.executable, "-m", "stages.export", *common, "--model",
+                         str(files["model"]), "--data-dir", "data/prepared", "--run-file",
+                         str(files["run"]), "--onnx-out", str(out / "model.onnx"),
+                         "--parity-out", str(out / "parity.json"), "--card-out",
+                         str(out / "MODEL_CARD.md")], repo, log, check=False)
+        phases = _train_phases(repo, files["run"])
+        metrics = json.loads((out / "metrics.json").read_text())
+        parity = (json.loads((out / "parity.json").read_text())
+                  if (out / "parity.json").is_file() else {"passed": False})
+        results[name] = {"overrides": overrides or {}, "test_accuracy": metrics["accuracy"],
+                         "fit_seconds": phases.get("fit"),
+                         "epochs_run": len(files["history"].read_text().splitlines()) - 1,
+                         "parity_passed": bool(parity.get("passed")),
+                         "parity_max_abs_diff": parity.get("max_abs_diff"),
+                         "export_seconds": exported}
+        print(f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
+              f"{results[name]['fit_seconds']:.0f} s, parity "
+              f"{'passed' if results[name]['parity_passed'] else 'FAILED'}", file=sys.stderr)
+    return results
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import keras
+    import mlflow
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                         "tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                         "mlflow": mlflow.__version__}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--presets", help="comma-separated preset names (default: all)")
+    parser.add_argument("--skip-presets", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
+    log = work / "bench.log"
+    print(f"bench: working in {work} (log: {log})", file=sys.stderr)
+    started = time.perf_counter()
+    results = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+               "command": "make bench", "machine": machine(), "repeats": args.repeats}
+    repo = make_copy(work, log)
+    results["pipeline"] = bench_pipeline(repo, work, log)
+    print(f"bench: cold repro {results['pipeline']['cold_repro_seconds']:.0f} s", file=sys.stderr)
+    results["training_overhead"] = bench_training_overhead(repo, work, log, args.repeats)
+    results["inference"] = bench_inference(repo, work, log, args.repeats)
+    if not args.skip_presets:
+        names = args.presets.split(",") if args.presets else None
+        results["accuracy"] = bench_presets(repo, work, log, names)
+    results["bench_seconds"] = time.perf_counter() - started
+    (PROJECT / "reports").mkdir(exist_ok=True)
+    (PROJECT / "reports/bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
+    print(render_markdown(results))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``BENCHMARKS.md`` from the results of ``python -m bench``, with each target and its verdict."""
+
+from __future__ import annotations
+
+TARGETS = {
+    "cold_repro_seconds": 120.0,
+    "noop_repro_seconds": 5.0,
+    "stage_peak_rss_mb": 1536.0,
+    "train_overhead_ratio": 1.15,
+    "onnx_vs_keras_throughput": 5.0,
+    "onnx_batch1_p50_us": 50.0,
+    "predictor_one_png_seconds": 1.0,
+    "default_accuracy": 0.980,
+    "best_mlp_accuracy": 0.986,
+    "best_mlp_fit_seconds": 300.0,
+    "cnn_accuracy": 0.993,
+    "cnn_fit_seconds": 600.0,
+}
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _at_most(value: float | None, target: float) -> str:
+    return "n/a" if value is None else _verdict(value <= target)
+
+
+def _at_least(value: float | None, target: float) -> str:
+    return "n/a" if value is None else _verdict(value >= target)
+
+
+def render_markdown(results: dict) -> str:
+    machine = results["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    pipeline = results["pipeline"]
+    overhead = results["training_overhead"]
+    inference = results["inference"]
+    batch1, batch = inference["batch1"], inference["batch10000"]
+    onnx_p50 = batch1["onnxruntime_session"]["p50_us"]
+    throughput_ratio = (batch["onnxruntime_session"]["images_per_second"]
+                        / batch["keras_predict_default_batch"]["images_per_second"])
+    png = inference["one_png_whole_process"]
+    peak = max(stage["peak_rss_mb"] for stage in pipeline["stages"].values())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {results['date']} with `{results['command']}` on {machine['cores']} cores "
+        f"({machine['cpu']}), Python {machine['python']}; {versions}. Figures are medians of "
+        f"{results['repeats']} repeats unless said otherwise; ratios compare runs made side by "
+        "side in the same session. Raw figures: `reports/bench.json`.",
+        "",
+        "## Targets",
+        "",
+        "| Target | Measured | Verdict |",
+        "|---|---|---|",
+        f"| cold `dvc repro` ≤ 120 s | {pipeline['cold_repro_seconds']:.0f} s | "
+        f"{_at_most(pipeline['cold_repro_seconds'], TARGETS['cold_repro_seconds'])} |",
+        f"| no-op `dvc repro` ≤ 5 s | {pipeline['noop_repro_seconds']:.1f} s | "
+        f"{_at_most(pipeline['noop_repro_seconds'], TARGETS['noop_repro_seconds'])} |",
+        f"| every stage's peak RSS ≤ 1.5 GB | {peak:.0f} MB (largest) | "
+        f"{_at_most(peak, TARGETS['stage_peak_rss_mb'])} |",
+        f"| train stage ≤ 1.15 × plain `model.fit` script | {overhead['ratio']:.2f} × "
+        f"({overhead['stage_seconds']:.1f} s vs {overhead['plain_fit_seconds']:.1f} s) | "
+        f"{_at_most(overhead['ratio'], TARGETS['train_overhead_ratio'])} |",
+        f"| onnxruntime throughput ≥ 5 × Keras `predict` | {throughput_ratio:.1f} × | "
+        f"{_at_least(throughput_ratio, TARGETS['onnx_vs_keras_throughput'])} |",
+        f"| onnxruntime batch-1 p50 ≤ 50 µs | {onnx_p50:.0f} µs | "
+        f"{_at_most(onnx_p50, TARGETS['onnx_batch1_p50_us'])} |",
+        f"| `digits-predict` one PNG ≤ 1 s whole process | {png['digits_predict_seconds']:.2f} s | "
+        f"{_at_most(png['digits_predict_seconds'], TARGETS['predictor_one_png_seconds'])} |",
+    ]
+    accuracy = results.get("accuracy", {})
+    checks = (("default", "default_accuracy", None),
+              ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
+              ("cnn", "cnn_accuracy", "cnn_fit_seconds"))
+    for name, accuracy_key, time_key in checks:
+        if name not in accuracy:
+            continue
+        preset = accuracy[name]
+        fit = preset["fit_seconds"] or 0.0
+        ok = preset["test_accuracy"] >= TARGETS[accuracy_key] and (
+            time_key is None or fit <= TARGETS[time_key])
+        limit = "" if time_key is None else f" within {TARGETS[time_key] / 60:.0f} min"
+        lines.append(f"| {name} ≥ {TARGETS[accuracy_key]:.1%}{limit} | "
+                     f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |")
+
+    lines += ["", "## Pipeline: cold `dvc repro` per stage", "",
+              "| Stage | Wall (s) | Peak RSS (MB) |", "|---|---|---|"]
+    for name, stage in pipeline["stages"].items():
+        lines.append(f"| {name} | {stage['wall_seconds']:.1f} | {stage['peak_rss_mb']:.0f} |")
+    noop = pipeline["noop_repro_seconds"]
+    lines += ["", f"Cold `dvc repro` {pipeline['cold_repro_seconds']:.1f} s (data from PyPI, "
+              f"pip's download included); no-op `dvc repro` {noop:.2f} s.",
+              "", "## Training overhead", "",
+              f"The train stage against `bench/plain_fit.py` (the same model, data, batch size and "
+              f"{overhead['epochs']} epochs with validation, no tracking), interleaved, "
+              f"{overhead['repeats']} runs each: stage {overhead['stage_seconds']:.1f} s, plain "
+              f"{overhead['plain_fit_seconds']:.1f} s, ratio {overhead['ratio']:.2f}.", "",
+              "Where the stage's time went (last run, seconds):", "",
+              "| Phase | Seconds |", "|---|---|"]
+    for phase, seconds in overhead["stage_phases_last_run"].items():
+        lines.append(f"| {phase} | {seconds:.2f} |")
+    lines += ["", "## Inference", "", "| Batch of 1 | p50 (µs) | p99 (µs) | calls |",
+              "|---|---|---|---|"]
+    for name, row in batch1.items():
+        lines.append(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['calls']} |")
+    lines += ["", "| 10,000 test images | seconds | images/s |", "|---|---|---|"]
+    for name, row in batch.items():
+        lines.append(f"| {name} | {row['seconds']:.3f} | {row['images_per_second']:.0f} |")
+    lines += ["", "One PNG, whole process: `digits-predict` "
+              f"{png['digits_predict_seconds']:.2f} s, a Keras script "
+              f"{png['keras_script_seconds']:.2f} s."]
+    if accuracy:
+        lines += ["", "## Accuracy (each preset trained once, exported through the parity gate)",
+                  "", "| Preset | Test accuracy | Fit (s) | Epochs | Parity |",
+                  "|---|---|---|---|---|"]
+        for name, preset in accuracy.items():
+            parity = ("passed" if preset["parity_passed"] else "**failed**")
+            fit = preset["fit_seconds"] or 0.0
+            lines.append(f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
+                         f"{preset['epochs_run']} | {parity} |")
+        lines += ["", "Presets are defined in `bench/presets.yaml`."]
+    return "\n".join(lines) + "\n"
