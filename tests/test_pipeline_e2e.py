@@ -188,13 +188,22 @@ def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
 
 
 def test_wrong_param_type_in_an_experiment_stops_before_any_work(pipeline):
+    import mlflow
+
     repo, env = pipeline["repo"], pipeline["env"]
-    before = (repo / "models/model.keras").stat().st_mtime_ns
-    done = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], repo, env)
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    runs_before = len(client.search_runs([experiment]))
+    try:
+        done = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], repo, env)
+    finally:  # -S edits the workspace's params.yaml; DVC cleared train's outs before its cmd
+        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        _run(["dvc", "checkout", "--force"], repo, env)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
     assert errors == ["train: error: params.yaml: train.epochs = 'abc': expected a valid integer"]
-    assert (repo / "models/model.keras").stat().st_mtime_ns == before
+    assert len(client.search_runs([experiment])) == runs_before, "no run may start"
+    assert (repo / "models/model.keras").is_file()
 
 
 def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
