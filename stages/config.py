@@ -68,6 +68,8 @@ class TrainParams(_Section):
     conv_filters: _frozen_list(Positive) = ()
     conv_per_block: int = Field(default=1, ge=1, le=3)
     activation: Activation
+    # random shifts of the training images, as a fraction of their size; 0: none
+    augment_shift: float = Field(default=0.0, ge=0, le=0.3)
     dropout: float = Field(ge=0, lt=1)
     batch_norm: bool
     optimizer: Literal["adam", "sgd"]

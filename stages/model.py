@@ -45,6 +45,13 @@ def build_model(params: TrainParams) -> keras.Model:
     """Compiled Functional model: ``image`` (N, 28, 28) float32 0..255 → ``probabilities``."""
     inputs = keras.Input(shape=(28, 28), dtype="float32", name=INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale_0_1")(inputs)
+    if params.augment_shift > 0:
+        # active in fit only: the saved and exported model sees the image as given
+        x = keras.layers.Reshape((28, 28, 1), name="augment_channels")(x)
+        x = keras.layers.RandomTranslation(params.augment_shift, params.augment_shift,
+                                           fill_mode="constant", seed=params.seed,
+                                           name="augment_shift")(x)
+        x = keras.layers.Reshape((28, 28), name="augment_done")(x)
     if params.architecture == "cnn":
         x = _conv_blocks(x, params)
     x = keras.layers.Flatten(name="flatten")(x)

@@ -108,6 +108,24 @@ def test_build_model_batch_norm_and_dropout() -> None:
     assert without.get_layer("dense_0").use_bias
 
 
+def test_augment_shift_moves_training_images_only() -> None:
+    import keras
+
+    from stages.model import build_model
+
+    model = build_model(train_params(augment_shift=0.2, seed=1))
+    assert any(isinstance(layer, keras.layers.RandomTranslation) for layer in model.layers)
+    images = np.zeros((4, 28, 28), np.float32)
+    images[:, 10:18, 10:18] = 255.0
+    shift = model.get_layer("augment_shift")
+    scaled = images[..., None] / 255.0
+    moved = np.asarray(shift(scaled, training=True))
+    assert not np.array_equal(moved, scaled), "training must see shifted images"
+    assert np.array_equal(np.asarray(shift(scaled, training=False)), scaled)
+    first = model.predict(images, verbose=0)
+    assert np.array_equal(first, model.predict(images, verbose=0)), "inference is not random"
+
+
 def test_build_model_optimizers() -> None:
     import keras
 
