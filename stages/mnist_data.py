@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -234,35 +235,54 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
         return super().find_class(*target)
 
 
-def load_arrays_pickle(data: bytes) -> object:
-    """Unpickle untrusted bytes that may hold only numpy arrays (Python 2 pickles too)."""
+def load_arrays_pickle(data: bytes | BinaryIO) -> object:
+    """Unpickle untrusted bytes (or a stream) that may hold only numpy arrays (Python 2 too)."""
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     try:
-        return ArrayOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return ArrayOnlyUnpickler(stream, encoding="latin1").load()
     except pickle.UnpicklingError as err:
         raise StageError(f"unsafe or corrupt pickle: {err}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise StageError(f"corrupt gzip ({err})") from None
+    except EOFError as err:
+        if isinstance(stream, gzip.GzipFile):  # the compressed stream ended early
+            raise StageError(f"corrupt gzip ({err})") from None
+        raise StageError(f"corrupt pickle: EOFError: {err}") from None
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OSError) as err:
         raise StageError(f"corrupt pickle: {type(err).__name__}: {err}") from None
+
+
+_CONVERT_ROWS = 5000  # converted a slice at a time: a float64 copy of all 60,000 is 376 MB
 
 
 def _unit_float_to_pixels(values: np.ndarray, what: str) -> np.ndarray:
     """mnist.pkl stores pixel / 256 as float32: multiply back and insist on whole numbers."""
     if values.size % (28 * 28):
         raise StageError(f"{what}: shape {list(values.shape)} is not a stack of 28x28 images")
-    scaled = np.asarray(values, dtype=np.float64) * 256.0
-    if scaled.size and (scaled.min() < 0 or scaled.max() > 255 or
-                        not np.array_equal(scaled, np.round(scaled))):
-        raise StageError(f"{what}: values are not pixel/256 for pixels 0..255")
-    return scaled.astype(np.uint8).reshape(-1, 28, 28)
+    flat = values.reshape(-1, 28 * 28)
+    pixels = np.empty(flat.shape, dtype=np.uint8)
+    for start in range(0, len(flat), _CONVERT_ROWS):
+        # times 256 is exact in floating point: no rounding can hide a non-pixel value
+        scaled = np.asarray(flat[start:start + _CONVERT_ROWS], dtype=np.float64) * 256.0
+        if scaled.size and (scaled.min() < 0 or scaled.max() > 255 or
+                            not np.array_equal(scaled, np.round(scaled))):
+            raise StageError(f"{what}: values are not pixel/256 for pixels 0..255")
+        pixels[start:start + _CONVERT_ROWS] = scaled
+    return pixels.reshape(-1, 28, 28)
 
 
 def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
-    """Decode the gzipped ``(train, validation, test)`` pickle of (images, labels) pairs."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as err:
-            raise StageError(f"mnist.pkl.gz: corrupt gzip ({err})") from None
-    obj = load_arrays_pickle(data)
+    """Decode the gzipped ``(train, validation, test)`` pickle of (images, labels) pairs.
+
+    The pickle is read straight from the gzip stream: its 220 MB are never held as bytes.
+    """
+    stream = (gzip.GzipFile(fileobj=io.BytesIO(data)) if data[:2] == b"\x1f\x8b"
+              else io.BytesIO(data))
+    try:
+        obj = load_arrays_pickle(stream)
+    except StageError as err:
+        raise StageError(f"mnist.pkl.gz: {err}") from None
     if not (isinstance(obj, tuple | list) and len(obj) == 3 and
             all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in obj)):
         raise StageError("mnist.pkl.gz: expected (train, validation, test) pairs of arrays")
@@ -272,7 +292,8 @@ def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
             raise StageError("mnist.pkl.gz: expected numeric numpy arrays inside the pairs")
     return {
         # the original 60,000 training images are train + validation, in that order
-        "x_train": _unit_float_to_pixels(np.concatenate([x_a, x_b]), "train images"),
+        "x_train": np.concatenate([_unit_float_to_pixels(x_a, "train images"),
+                                   _unit_float_to_pixels(x_b, "validation images")]),
         "y_train": np.concatenate([y_a, y_b]).astype(np.uint8),
         "x_test": _unit_float_to_pixels(x_t, "test images"),
         "y_test": np.asarray(y_t).astype(np.uint8),
