@@ -121,4 +121,7 @@ def render_markdown(results: dict) -> str:
             lines.append(f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
                          f"{preset['epochs_run']} | {parity} |")
         lines += ["", "Presets are defined in `bench/presets.yaml`."]
+        if results.get("accuracy_updated"):
+            lines += ["", f"Presets last retrained {results['accuracy_updated']} with "
+                      "`python -m bench --update-presets --presets NAME`."]
     return "\n".join(lines) + "\n"
