@@ -248,23 +248,29 @@ def _parse_json(metadata: Mapping[str, str], key: str) -> Any:
         ) from None
 
 
-def _check_graph_input(inputs: Sequence[Any]) -> None:
-    specs = [_as_spec(tensor) for tensor in inputs]
+def _the_one_tensor(tensors: Sequence[Any], role: str, name: str, dtype: str) -> TensorSpec:
+    """The graph's single input (or output), checked for its contract name and dtype."""
+    specs = [_as_spec(tensor) for tensor in tensors]
     if len(specs) != 1:
         raise ContractError(
-            f"model graph has {len(specs)} inputs ({_names(specs)}); "
-            f"the contract expects exactly one, {INPUT_NAME!r}"
+            f"model graph has {len(specs)} {role}s ({_names(specs)}); "
+            f"the contract expects exactly one, {name!r}"
         )
     (spec,) = specs
-    if spec.name != INPUT_NAME:
+    if spec.name != name:
         raise ContractError(
-            f"model graph input is named {spec.name!r}; the contract says {INPUT_NAME!r}"
+            f"model graph {role} is named {spec.name!r}; the contract says {name!r}"
         )
-    if _dtype_name(spec.type) != INPUT_DTYPE:
+    if _dtype_name(spec.type) != dtype:
         raise ContractError(
-            f"model graph input {INPUT_NAME!r} has type {_dtype_name(spec.type)}; "
-            f"the contract says {INPUT_DTYPE}"
+            f"model graph {role} {name!r} has type {_dtype_name(spec.type)}; "
+            f"the contract says {dtype}"
         )
+    return spec
+
+
+def _check_graph_input(inputs: Sequence[Any]) -> None:
+    spec = _the_one_tensor(inputs, "input", INPUT_NAME, INPUT_DTYPE)
     shape = _normalized_shape(spec)
     if shape != list(INPUT_SHAPE):
         raise ContractError(
@@ -275,22 +281,7 @@ def _check_graph_input(inputs: Sequence[Any]) -> None:
 
 def _check_graph_output(outputs: Sequence[Any]) -> int | None:
     """Check the output tensor and return its width (None when the graph leaves it dynamic)."""
-    specs = [_as_spec(tensor) for tensor in outputs]
-    if len(specs) != 1:
-        raise ContractError(
-            f"model graph has {len(specs)} outputs ({_names(specs)}); "
-            f"the contract expects exactly one, {OUTPUT_NAME!r}"
-        )
-    (spec,) = specs
-    if spec.name != OUTPUT_NAME:
-        raise ContractError(
-            f"model graph output is named {spec.name!r}; the contract says {OUTPUT_NAME!r}"
-        )
-    if _dtype_name(spec.type) != OUTPUT_DTYPE:
-        raise ContractError(
-            f"model graph output {OUTPUT_NAME!r} has type {_dtype_name(spec.type)}; "
-            f"the contract says {OUTPUT_DTYPE}"
-        )
+    spec = _the_one_tensor(outputs, "output", OUTPUT_NAME, OUTPUT_DTYPE)
     shape = _normalized_shape(spec)
     if len(shape) != 2 or shape[0] is not None:
         raise ContractError(
