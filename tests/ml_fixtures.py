@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import params_dict
 
 from stages.atomic import write_npz
 from stages.config import TrainParams, load_params
@@ -75,14 +76,6 @@ def write_prepared(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]
     for name, (x, y) in splits.items():
         write_npz(folder / f"{name}.npz", {"x": x, "y": y})
     return folder
-
-
-def params_dict(**sections: dict) -> dict:
-    """The repository's params.yaml with the given keys of each section replaced."""
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for section, values in sections.items():
-        raw[section].update(values)
-    return raw
 
 
 def write_params(path: Path, **sections: dict) -> Path:
