@@ -33,20 +33,21 @@ lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hash
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
 	dvc repro
 
-test: setup ## run the fast test suite (no network)
+test: setup ## run the fast test suite: unit, integration and end-to-end (no network)
 	pytest
 
 test-all: setup ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
-lint: setup ## ruff on the code and tests
-	ruff check stages digits_predict bench tests
+lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
+	ruff format --check .
+	ruff check .
 
 bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
 
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
-	python -m stages.tracking ui
+	python -m stages.tracking
 
 clean: ## remove pipeline outputs (data, models, reports); keeps .venv and the MLflow store
 	rm -rf data/raw/* data/prepared models reports

@@ -34,8 +34,7 @@ STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -47,44 +46,65 @@ def _run(command: list[str], cwd: Path, log: Path, check: bool = True) -> float:
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
-        status = subprocess.call(command, cwd=cwd, env=_env(), stdout=out,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        status = subprocess.call(
+            command,
+            cwd=cwd,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     wall = time.perf_counter() - started
     if check and status != 0:
         raise SystemExit(f"bench: {' '.join(command)} failed with status {status}; see {log}")
     return wall
 
 
+def _factories() -> None:
+    """The tests' factories build the fresh project copy and read stage commands from dvc.yaml."""
+    tests = str(PROJECT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+
+
 def make_copy(work: Path, log: Path) -> Path:
     """A fresh git + DVC repo holding the project, stage commands wrapped by the probe."""
-    repo = work / "repo"
-    repo.mkdir(parents=True)
-    for folder in ("stages", "digits_predict", "bench"):
-        shutil.copytree(PROJECT / folder, repo / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("params.yaml", ".gitignore", "dvc.yaml"):
-        shutil.copy2(PROJECT / name, repo / name)
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for name, stage in pipeline["stages"].items():
-        stage["cmd"] = (f"python -m bench.probe --label {name} --out {work}/probe/{name}.json "
-                        f"-- {stage['cmd']}")
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"],
-                    ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost",
-                     "commit", "-qm", "bench"]):
-        _run(command, repo, log)
-    return repo
+    _factories()
+    from factories.workspace import project_copy
+
+    with open(log, "a") as out:
+        out.write(f"\n$ project copy into {work / 'repo'}\n")
+    return project_copy(
+        work / "repo",
+        _env(),
+        folders=("bench",),
+        wrap_command=lambda name, cmd: (
+            f"python -m bench.probe --label {name} --out {work}/probe/{name}.json -- {cmd}"
+        ),
+    )
+
+
+def stage_argv(name: str, params: Path, paths: dict[str, Path | str]) -> list[str]:
+    """dvc.yaml's command for stage ``name``, with ``params`` and some paths of its own."""
+    _factories()
+    from factories.processes import stage_command
+
+    command = stage_command(name, paths, PROJECT)
+    return [sys.executable, *command[1:3], "--params", str(params), *command[3:]]
 
 
 def bench_pipeline(repo: Path, work: Path, log: Path) -> dict:
     cold = _run(["dvc", "repro"], repo, log)
     noop = [_run(["dvc", "repro"], repo, log) for _ in range(3)]
-    stages = {name: json.loads((work / "probe" / f"{name}.json").read_text())
-              for name in STAGES}
-    return {"cold_repro_seconds": cold, "noop_repro_seconds": statistics.median(noop),
-            "stages": {name: {"wall_seconds": s["wall_seconds"], "peak_rss_mb": s["peak_rss_mb"]}
-                       for name, s in stages.items()}}
+    stages = {name: json.loads((work / "probe" / f"{name}.json").read_text()) for name in STAGES}
+    return {
+        "cold_repro_seconds": cold,
+        "noop_repro_seconds": statistics.median(noop),
+        "stages": {
+            name: {"wall_seconds": s["wall_seconds"], "peak_rss_mb": s["peak_rss_mb"]}
+            for name, s in stages.items()
+        },
+    }
 
 
 def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
@@ -92,44 +112,86 @@ def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
 
     ref = json.loads(run_file.read_text())
     run = mlflow.MlflowClient(ref["tracking_uri"]).get_run(ref["run_id"])
-    return {key.removeprefix("phase_seconds."): value
-            for key, value in run.data.metrics.items() if key.startswith("phase_seconds.")}
+    return {
+        key.removeprefix("phase_seconds."): value
+        for key, value in run.data.metrics.items()
+        if key.startswith("phase_seconds.")
+    }
 
 
 def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     epochs = len((repo / "reports/history.csv").read_text().strip().splitlines()) - 1
     out = work / "overhead"
-    stage_cmd = [sys.executable, "-m", "stages.train", "--data-dir", "data/prepared",
-                 "--model-out", str(out / "model.keras"), "--history-out",
-                 str(out / "history.csv"), "--run-file", str(out / "run.json")]
-    plain_cmd = [sys.executable, "bench/plain_fit.py", "params.yaml", "data/prepared",
-                 str(epochs)]
+    stage_cmd = stage_argv(
+        "train",
+        repo / "params.yaml",
+        {
+            "model": out / "model.keras",
+            "history": out / "history.csv",
+            "run_file": out / "run.json",
+        },
+    )
+    plain_cmd = [sys.executable, "bench/plain_fit.py", "params.yaml", "data/prepared", str(epochs)]
     stage_walls, plain_walls = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
         plain_walls.append(_run(plain_cmd, repo, log))
         stage_walls.append(_run(stage_cmd, repo, log))
     stage, plain = statistics.median(stage_walls), statistics.median(plain_walls)
-    return {"epochs": epochs, "repeats": repeats, "stage_seconds": stage,
-            "plain_fit_seconds": plain, "ratio": stage / plain,
-            "stage_runs": stage_walls, "plain_runs": plain_walls,
-            "stage_phases_last_run": _train_phases(repo, out / "run.json")}
+    return {
+        "epochs": epochs,
+        "repeats": repeats,
+        "stage_seconds": stage,
+        "plain_fit_seconds": plain,
+        "ratio": stage / plain,
+        "stage_runs": stage_walls,
+        "plain_runs": plain_walls,
+        "stage_phases_last_run": _train_phases(repo, out / "run.json"),
+    }
 
 
 def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
-    result = subprocess.run([sys.executable, "-m", "bench.inference", "models/model.keras",
-                             "models/model.onnx", "data/prepared/test.npz"], cwd=repo,
-                            env=_env(), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.inference",
+            "models/model.keras",
+            "models/model.onnx",
+            "data/prepared/test.npz",
+        ],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     inference = json.loads(result.stdout.strip().splitlines()[-1])
     import numpy as np
     from PIL import Image
 
     with np.load(repo / "data/prepared/test.npz") as split:
         Image.fromarray(split["x"][0]).save(work / "digit.png")
-    predictor = [_run([str(Path(sys.executable).parent / "digits-predict"), "--model",
-                       "models/model.onnx", str(work / "digit.png")], repo, log)
-                 for _ in range(max(5, repeats))]
-    keras_script = [_run([sys.executable, "bench/keras_png.py", "models/model.keras",
-                          str(work / "digit.png")], repo, log) for _ in range(repeats)]
+    predictor = [
+        _run(
+            [
+                str(Path(sys.executable).parent / "digits-predict"),
+                "--model",
+                "models/model.onnx",
+                str(work / "digit.png"),
+            ],
+            repo,
+            log,
+        )
+        for _ in range(max(5, repeats))
+    ]
+    keras_script = [
+        _run(
+            [sys.executable, "bench/keras_png.py", "models/model.keras", str(work / "digit.png")],
+            repo,
+            log,
+        )
+        for _ in range(repeats)
+    ]
     inference["one_png_whole_process"] = {
         "digits_predict_seconds": statistics.median(predictor),
         "keras_script_seconds": statistics.median(keras_script),
@@ -155,34 +217,42 @@ def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) ->
         out.mkdir(parents=True)
         params = out / "params.yaml"
         _preset_params(repo, overrides or {}, params)
-        common = ["--params", str(params)]
-        files = {"model": out / "model.keras", "run": out / "run.json",
-                 "history": out / "history.csv"}
-        _run([sys.executable, "-m", "stages.train", *common, "--data-dir", "data/prepared",
-              "--model-out", str(files["model"]), "--history-out", str(files["history"]),
-              "--run-file", str(files["run"])], repo, log)
-        _run([sys.executable, "-m", "stages.evaluate", *common, "--model", str(files["model"]),
-              "--data-dir", "data/prepared", "--history", str(files["history"]), "--run-file",
-              str(files["run"]), "--metrics-out", str(out / "metrics.json"), "--confusion-out",
-              str(out / "confusion.csv"), "--figures-dir", str(out / "figures")], repo, log)
-        exported = _run([sys.executable, "-m", "stages.export", *common, "--model",
-                         str(files["model"]), "--data-dir", "data/prepared", "--run-file",
-                         str(files["run"]), "--onnx-out", str(out / "model.onnx"),
-                         "--parity-out", str(out / "parity.json"), "--card-out",
-                         str(out / "MODEL_CARD.md")], repo, log, check=False)
-        phases = _train_phases(repo, files["run"])
+        files = {
+            "model": out / "model.keras",
+            "run_file": out / "run.json",
+            "history": out / "history.csv",
+            "metrics": out / "metrics.json",
+            "confusion": out / "confusion.csv",
+            "figures": out / "figures",
+            "onnx_model": out / "model.onnx",
+            "parity": out / "parity.json",
+            "model_card": out / "MODEL_CARD.md",
+        }
+        _run(stage_argv("train", params, files), repo, log)
+        _run(stage_argv("evaluate", params, files), repo, log)
+        exported = _run(stage_argv("export", params, files), repo, log, check=False)
+        phases = _train_phases(repo, files["run_file"])
         metrics = json.loads((out / "metrics.json").read_text())
-        parity = (json.loads((out / "parity.json").read_text())
-                  if (out / "parity.json").is_file() else {"passed": False})
-        results[name] = {"overrides": overrides or {}, "test_accuracy": metrics["accuracy"],
-                         "fit_seconds": phases.get("fit"),
-                         "epochs_run": len(files["history"].read_text().splitlines()) - 1,
-                         "parity_passed": bool(parity.get("passed")),
-                         "parity_max_abs_diff": parity.get("max_abs_diff"),
-                         "export_seconds": exported}
-        print(f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
-              f"{results[name]['fit_seconds']:.0f} s, parity "
-              f"{'passed' if results[name]['parity_passed'] else 'FAILED'}", file=sys.stderr)
+        parity = (
+            json.loads((out / "parity.json").read_text())
+            if (out / "parity.json").is_file()
+            else {"passed": False}
+        )
+        results[name] = {
+            "overrides": overrides or {},
+            "test_accuracy": metrics["accuracy"],
+            "fit_seconds": phases.get("fit"),
+            "epochs_run": len(files["history"].read_text().splitlines()) - 1,
+            "parity_passed": bool(parity.get("passed")),
+            "parity_max_abs_diff": parity.get("max_abs_diff"),
+            "export_seconds": exported,
+        }
+        print(
+            f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
+            f"{results[name]['fit_seconds']:.0f} s, parity "
+            f"{'passed' if results[name]['parity_passed'] else 'FAILED'}",
+            file=sys.stderr,
+        )
     return results
 
 
@@ -201,10 +271,18 @@ def machine() -> dict:
     import tensorflow as tf
     import tf2onnx
 
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                         "tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                         "mlflow": mlflow.__version__}}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "versions": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "mlflow": mlflow.__version__,
+        },
+    }
 
 
 def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
@@ -226,8 +304,11 @@ def main() -> None:
     parser.add_argument("--presets", help="comma-separated preset names (default: all)")
     parser.add_argument("--skip-presets", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--update-presets", action="store_true",
-                        help="retrain only --presets and update them in reports/bench.json")
+    parser.add_argument(
+        "--update-presets",
+        action="store_true",
+        help="retrain only --presets and update them in reports/bench.json",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
     log = work / "bench.log"
@@ -236,8 +317,12 @@ def main() -> None:
         update_presets(work, log, args.presets.split(",") if args.presets else None)
         return
     started = time.perf_counter()
-    results = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-               "command": "make bench", "machine": machine(), "repeats": args.repeats}
+    results = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "make bench",
+        "machine": machine(),
+        "repeats": args.repeats,
+    }
     repo = make_copy(work, log)
     results["pipeline"] = bench_pipeline(repo, work, log)
     print(f"bench: cold repro {results['pipeline']['cold_repro_seconds']:.0f} s", file=sys.stderr)

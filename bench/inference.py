@@ -25,8 +25,11 @@ def _latencies(call, runs: int, warmup: int = 20) -> np.ndarray:  # noqa: ANN001
 
 
 def _summary(seconds: np.ndarray) -> dict[str, float]:
-    return {"p50_us": float(np.percentile(seconds, 50) * 1e6),
-            "p99_us": float(np.percentile(seconds, 99) * 1e6), "calls": int(len(seconds))}
+    return {
+        "p50_us": float(np.percentile(seconds, 50) * 1e6),
+        "p99_us": float(np.percentile(seconds, 99) * 1e6),
+        "calls": int(len(seconds)),
+    }
 
 
 def _throughput(call, images: int, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
@@ -53,21 +56,26 @@ def main() -> None:
     batch_session = batch_predictor._session
     results = {
         "batch1": {
-            "onnxruntime_session": _summary(_latencies(
-                lambda: session.run(None, {feed_name: one}), 5000)),
+            "onnxruntime_session": _summary(
+                _latencies(lambda: session.run(None, {feed_name: one}), 5000)
+            ),
             "predictor_api": _summary(_latencies(lambda: predictor.predict(one), 5000)),
             "keras_direct_call": _summary(_latencies(lambda: model(one, training=False), 500)),
             "keras_predict": _summary(_latencies(lambda: model.predict(one, verbose=0), 200)),
         },
         "batch10000": {
             "onnxruntime_session": _throughput(
-                lambda: batch_session.run(None, {feed_name: images}), len(images)),
+                lambda: batch_session.run(None, {feed_name: images}), len(images)
+            ),
             "onnxruntime_session_1_thread": _throughput(
-                lambda: session.run(None, {feed_name: images}), len(images)),
+                lambda: session.run(None, {feed_name: images}), len(images)
+            ),
             "keras_predict_default_batch": _throughput(
-                lambda: model.predict(images, verbose=0), len(images)),
+                lambda: model.predict(images, verbose=0), len(images)
+            ),
             "keras_predict_batch_10000": _throughput(
-                lambda: model.predict(images, batch_size=len(images), verbose=0), len(images)),
+                lambda: model.predict(images, batch_size=len(images), verbose=0), len(images)
+            ),
         },
     }
     print(json.dumps(results))

@@ -28,17 +28,31 @@ def main() -> None:
     tf.config.experimental.enable_op_determinism()
     layers = [keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
     for units in train["hidden_units"]:
-        layers += [keras.layers.Dense(units, activation=train["activation"]),
-                   keras.layers.Dropout(train["dropout"])]
+        layers += [
+            keras.layers.Dense(units, activation=train["activation"]),
+            keras.layers.Dropout(train["dropout"]),
+        ]
     layers.append(keras.layers.Dense(10, activation="softmax"))
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(train["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(train["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     fit_started = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=train["batch_size"], epochs=epochs,
-              validation_data=(x_val, y_val), verbose=2)
-    print(f"plain_fit: fit {time.perf_counter() - fit_started:.1f} s, "
-          f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=train["batch_size"],
+        epochs=epochs,
+        validation_data=(x_val, y_val),
+        verbose=2,
+    )
+    print(
+        f"plain_fit: fit {time.perf_counter() - fit_started:.1f} s, "
+        f"total {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

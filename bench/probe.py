@@ -27,8 +27,16 @@ def main() -> int:
     wall = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"label": args.label, "wall_seconds": wall,
-                                    "peak_rss_mb": peak_kib / 1024, "status": status}))
+    args.out.write_text(
+        json.dumps(
+            {
+                "label": args.label,
+                "wall_seconds": wall,
+                "peak_rss_mb": peak_kib / 1024,
+                "status": status,
+            }
+        )
+    )
     return status
 
 

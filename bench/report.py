@@ -38,8 +38,10 @@ def render_markdown(results: dict) -> str:
     inference = results["inference"]
     batch1, batch = inference["batch1"], inference["batch10000"]
     onnx_p50 = batch1["onnxruntime_session"]["p50_us"]
-    throughput_ratio = (batch["onnxruntime_session"]["images_per_second"]
-                        / batch["keras_predict_default_batch"]["images_per_second"])
+    throughput_ratio = (
+        batch["onnxruntime_session"]["images_per_second"]
+        / batch["keras_predict_default_batch"]["images_per_second"]
+    )
     png = inference["one_png_whole_process"]
     peak = max(stage["peak_rss_mb"] for stage in pipeline["stages"].values())
     lines = [
@@ -71,57 +73,92 @@ def render_markdown(results: dict) -> str:
         f"{_at_most(png['digits_predict_seconds'], TARGETS['predictor_one_png_seconds'])} |",
     ]
     accuracy = results.get("accuracy", {})
-    checks = (("default", "default_accuracy", None),
-              ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
-              ("cnn", "cnn_accuracy", "cnn_fit_seconds"))
+    checks = (
+        ("default", "default_accuracy", None),
+        ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
+        ("cnn", "cnn_accuracy", "cnn_fit_seconds"),
+    )
     for name, accuracy_key, time_key in checks:
         if name not in accuracy:
             continue
         preset = accuracy[name]
         fit = preset["fit_seconds"] or 0.0
         ok = preset["test_accuracy"] >= TARGETS[accuracy_key] and (
-            time_key is None or fit <= TARGETS[time_key])
+            time_key is None or fit <= TARGETS[time_key]
+        )
         limit = "" if time_key is None else f" within {TARGETS[time_key] / 60:.0f} min"
-        lines.append(f"| {name} ≥ {TARGETS[accuracy_key]:.1%}{limit} | "
-                     f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |")
+        lines.append(
+            f"| {name} ≥ {TARGETS[accuracy_key]:.1%}{limit} | "
+            f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |"
+        )
 
-    lines += ["", "## Pipeline: cold `dvc repro` per stage", "",
-              "| Stage | Wall (s) | Peak RSS (MB) |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Pipeline: cold `dvc repro` per stage",
+        "",
+        "| Stage | Wall (s) | Peak RSS (MB) |",
+        "|---|---|---|",
+    ]
     for name, stage in pipeline["stages"].items():
         lines.append(f"| {name} | {stage['wall_seconds']:.1f} | {stage['peak_rss_mb']:.0f} |")
     noop = pipeline["noop_repro_seconds"]
-    lines += ["", f"Cold `dvc repro` {pipeline['cold_repro_seconds']:.1f} s (data from PyPI, "
-              f"pip's download included); no-op `dvc repro` {noop:.2f} s.",
-              "", "## Training overhead", "",
-              f"The train stage against `bench/plain_fit.py` (the same model, data, batch size and "
-              f"{overhead['epochs']} epochs with validation, no tracking), interleaved, "
-              f"{overhead['repeats']} runs each: stage {overhead['stage_seconds']:.1f} s, plain "
-              f"{overhead['plain_fit_seconds']:.1f} s, ratio {overhead['ratio']:.2f}.", "",
-              "Where the stage's time went (last run, seconds):", "",
-              "| Phase | Seconds |", "|---|---|"]
+    lines += [
+        "",
+        f"Cold `dvc repro` {pipeline['cold_repro_seconds']:.1f} s (data from PyPI, "
+        f"pip's download included); no-op `dvc repro` {noop:.2f} s.",
+        "",
+        "## Training overhead",
+        "",
+        f"The train stage against `bench/plain_fit.py` (the same model, data, batch size and "
+        f"{overhead['epochs']} epochs with validation, no tracking), interleaved, "
+        f"{overhead['repeats']} runs each: stage {overhead['stage_seconds']:.1f} s, plain "
+        f"{overhead['plain_fit_seconds']:.1f} s, ratio {overhead['ratio']:.2f}.",
+        "",
+        "Where the stage's time went (last run, seconds):",
+        "",
+        "| Phase | Seconds |",
+        "|---|---|",
+    ]
     for phase, seconds in overhead["stage_phases_last_run"].items():
         lines.append(f"| {phase} | {seconds:.2f} |")
-    lines += ["", "## Inference", "", "| Batch of 1 | p50 (µs) | p99 (µs) | calls |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Inference",
+        "",
+        "| Batch of 1 | p50 (µs) | p99 (µs) | calls |",
+        "|---|---|---|---|",
+    ]
     for name, row in batch1.items():
         lines.append(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['calls']} |")
     lines += ["", "| 10,000 test images | seconds | images/s |", "|---|---|---|"]
     for name, row in batch.items():
         lines.append(f"| {name} | {row['seconds']:.3f} | {row['images_per_second']:.0f} |")
-    lines += ["", "One PNG, whole process: `digits-predict` "
-              f"{png['digits_predict_seconds']:.2f} s, a Keras script "
-              f"{png['keras_script_seconds']:.2f} s."]
+    lines += [
+        "",
+        "One PNG, whole process: `digits-predict` "
+        f"{png['digits_predict_seconds']:.2f} s, a Keras script "
+        f"{png['keras_script_seconds']:.2f} s.",
+    ]
     if accuracy:
-        lines += ["", "## Accuracy (each preset trained once, exported through the parity gate)",
-                  "", "| Preset | Test accuracy | Fit (s) | Epochs | Parity |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Accuracy (each preset trained once, exported through the parity gate)",
+            "",
+            "| Preset | Test accuracy | Fit (s) | Epochs | Parity |",
+            "|---|---|---|---|---|",
+        ]
         for name, preset in accuracy.items():
-            parity = ("passed" if preset["parity_passed"] else "**failed**")
+            parity = "passed" if preset["parity_passed"] else "**failed**"
             fit = preset["fit_seconds"] or 0.0
-            lines.append(f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
-                         f"{preset['epochs_run']} | {parity} |")
+            lines.append(
+                f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
+                f"{preset['epochs_run']} | {parity} |"
+            )
         lines += ["", "Presets are defined in `bench/presets.yaml`."]
         if results.get("accuracy_updated"):
-            lines += ["", f"Presets last retrained {results['accuracy_updated']} with "
-                      "`python -m bench --update-presets --presets NAME`."]
+            lines += [
+                "",
+                f"Presets last retrained {results['accuracy_updated']} with "
+                "`python -m bench --update-presets --presets NAME`.",
+            ]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ __all__ = [
     "INPUT_NAME",
     "INPUT_SHAPE",
     "METADATA_KEYS",
+    "NUM_CLASSES",
     "OUTPUT_DTYPE",
     "OUTPUT_NAME",
     "PREPROCESSING",
@@ -58,7 +59,8 @@ PREPROCESSING = (
 
 OUTPUT_NAME = "probabilities"
 OUTPUT_DTYPE = "float32"
-CLASS_LABELS = tuple(str(digit) for digit in range(10))
+NUM_CLASSES = 10
+CLASS_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
 
 # The keys that describe the tensors, then the keys that say where the model came from.
 CONTRACT_KEYS = (

@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -337,7 +338,7 @@ def _is_npy(path: Path) -> bool:
         return file.read(len(_NPY_MAGIC)) == _NPY_MAGIC
 
 
-def _read_npy_header(file) -> tuple[tuple[int, ...], np.dtype]:
+def _read_npy_header(file: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
     """Read the .npy magic and header: (shape, dtype), or raise ``InputError``."""
     try:
         version = np.lib.format.read_magic(file)

@@ -1,1 +1,17 @@
-"""DVC stages of the MNIST pipeline, one module per stage, run as ``python -m stages.<name>``."""
+"""The MNIST pipeline's DVC stages.
+
+The five entry points sit at the top, each run as ``python -m stages.<name>`` by
+dvc.yaml: ``fetch``, ``preprocess``, ``train``, ``evaluate``, ``export``. Each parses
+its arguments, loads its typed params, calls a pure core and writes its outputs
+atomically. The subpackages hold what they compose, one concern each:
+
+- ``common``: typed params, the stage error and its one-line report, atomic writes, timing
+- ``dataset``: canonical MNIST and its digests, file formats, sources, splits, prepared arrays
+- ``model``: building and fitting the Keras classifier, its file, its training history
+- ``evaluation``: test metrics and the figures a person looks at
+- ``handoff``: ONNX conversion, the parity gate, the model card
+- ``tracking``: the MLflow store, the run a model is trained in, the registry
+
+Nothing is imported at package import: TensorFlow, MLflow and onnx load only in the
+functions that need them, so fetch and preprocess start in well under a second.
+"""

@@ -7,41 +7,58 @@ and PNG figures, and logs all of them to the MLflow run that train started.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.atomic import write_json, write_text
-from stages.config import load_params
-from stages.datasets import load_split
-from stages.errors import run_stage
-from stages.figures import confusion_figure, misclassified_grid, save_figure, training_curves
-from stages.history import read_history
-from stages.metrics import classification_report
-from stages.model_io import load_keras_model, predict_probabilities
-from stages.tracking import RunRef, connect, flatten, reopen_run, retry_locked
+from stages.common.atomic import write_json, write_text
+from stages.common.config import EvaluateParams, load_params
+from stages.common.errors import run_stage
+from stages.dataset.arrays import Split, load_split
+from stages.evaluation.figures import (
+    confusion_figure,
+    misclassified_grid,
+    save_figure,
+    training_curves,
+)
+from stages.evaluation.metrics import classification_report, confusion_csv, summary_metrics
+from stages.model.history import read_history
+from stages.model.keras_io import load_keras_model, predict_probabilities
+from stages.tracking.records import log_evaluation
+from stages.tracking.runs import RunRef, reopen_run
+from stages.tracking.store import connect
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
 
 
-def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["actual", "predicted"])
-    writer.writerows(zip(y_true.tolist(), y_pred.tolist(), strict=True))
-    return out.getvalue()
+@dataclass(frozen=True)
+class Evaluation:
+    report: dict
+    confusion_csv: str
+    figures: dict[str, Figure]
 
 
-def summary_metrics(report: dict) -> dict[str, float]:
-    """The flat numbers for DVC metrics and MLflow; the per-class table as test_<metric>_<digit>."""
-    flat = {f"test_{key}": report[key] for key in
-            ("accuracy", "loss", "macro_precision", "macro_recall", "macro_f1")}
-    for digit, scores in report["per_class"].items():
-        for metric in ("precision", "recall", "f1"):
-            flat[f"test_{metric}_{digit}"] = scores[metric]
-    return flat
+def evaluate_model(
+    model: keras.Model, test: Split, history: dict[str, list[float]], params: EvaluateParams
+) -> Evaluation:
+    """Score the model on the test split and draw the figures; writes and logs nothing."""
+    x_test, y_test = test
+    probabilities = predict_probabilities(model, x_test)
+    report = classification_report(y_test, probabilities)
+    figures = {
+        "training_curves.png": training_curves(history),
+        "confusion_matrix.png": confusion_figure(np.asarray(report["confusion_matrix"])),
+        "misclassified.png": misclassified_grid(
+            x_test, y_test, probabilities, params.misclassified_shown
+        ),
+    }
+    return Evaluation(report, confusion_csv(y_test, probabilities.argmax(axis=1)), figures)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -58,33 +75,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params).evaluate
     ref = RunRef.read(args.run_file)
     history = read_history(args.history)
-    x_test, y_test = load_split(args.data_dir / "test.npz")
-    connect(ref.tracking_uri)
-    model = load_keras_model(args.model)
-
-    probabilities = predict_probabilities(model, x_test)
-    report = classification_report(y_test, probabilities)
-    figures = {
-        "training_curves.png": training_curves(history),
-        "confusion_matrix.png": confusion_figure(np.asarray(report["confusion_matrix"])),
-        "misclassified.png": misclassified_grid(x_test, y_test, probabilities,
-                                                params.misclassified_shown),
-    }
-
-    import mlflow
+    test = load_split(args.data_dir / "test.npz")
+    connect(ref.tracking_uri)  # a dead server fails here, before the model is loaded
+    evaluation = evaluate_model(load_keras_model(args.model), test, history, params)
+    report = evaluation.report
 
     with reopen_run(ref):
-        for name, figure in figures.items():
+        for name, figure in evaluation.figures.items():
             save_figure(figure, args.figures_dir / name)
         write_json(args.metrics_out, report)
-        write_text(args.confusion_out, confusion_csv(y_test, probabilities.argmax(axis=1)))
-        summary = summary_metrics(report)
-        retry_locked(lambda: mlflow.log_metrics(summary), "logging test metrics")
-        mlflow.log_artifacts(str(args.figures_dir), artifact_path="figures")
-        mlflow.log_artifact(str(args.metrics_out))
-        mlflow.log_dict(flatten({"per_class": report["per_class"]}), "per_class_metrics.json")
-    print(f"evaluate: test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
-          f"on {report['samples']} images (run {ref.run_id})", file=sys.stderr)
+        write_text(args.confusion_out, evaluation.confusion_csv)
+        log_evaluation(
+            summary_metrics(report), report["per_class"], args.figures_dir, args.metrics_out
+        )
+    print(
+        f"evaluate: test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
+        f"on {report['samples']} images (run {ref.run_id})",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

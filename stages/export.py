@@ -2,71 +2,77 @@
 
 Converts the Keras model with tf2onnx, writes the contract into the ONNX
 metadata, checks it with ``onnx.checker``, and compares onnxruntime with Keras
-on the whole test set. Only a model that passes the gate is written, logged to
-the run and registered under an alias; a failing one leaves no ``model.onnx``.
+on the whole test set (``handoff.gate``). A model that fails the gate changes
+nothing but the run's parity figures. One that passes is handed off in an order
+that a failure at any step undoes: a new registry version, the model, parity
+report and card swapped into place together, and last the alias moved to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from digits_predict.contract import METADATA_KEYS, contract_metadata
-from stages.atomic import write_bytes, write_json, write_text
-from stages.config import ExportParams, load_params
-from stages.datasets import load_split
-from stages.errors import StageError, run_stage
-from stages.model_card import model_card
-from stages.model_io import load_keras_model, predict_probabilities
-from stages.onnx_export import convert_to_onnx, onnx_session, run_onnx, set_metadata
-from stages.parity import ParityReport, compare_predictions
-from stages.tracking import RunRef, reopen_run, retry_locked
+from stages.common.atomic import StagedFiles, json_text
+from stages.common.config import ExportParams, load_params
+from stages.common.errors import StageError, run_stage
+from stages.dataset.arrays import load_split
+from stages.handoff.gate import GatedModel, gate_onnx_model
+from stages.handoff.model_card import model_card
+from stages.handoff.onnx_convert import onnx_session, run_onnx
+from stages.model.keras_io import load_keras_model
+from stages.tracking.records import log_parity, log_texts
+from stages.tracking.registry import register_onnx_model, set_alias, withdraw_version
+from stages.tracking.runs import RunRef, reopen_run
 
 
-def build_checked_onnx(model, params: ExportParams, provenance: dict[str, str]):  # noqa: ANN001, ANN201
-    """Convert, attach the contract and pass ``onnx.checker``'s full check."""
-    import onnx
+@dataclass(frozen=True)
+class HandoffFiles:
+    onnx_model: Path
+    parity: Path
+    card: Path
 
-    proto = convert_to_onnx(model, params.opset)
-    set_metadata(proto, contract_metadata(**provenance))
+
+def parity_record(gated: GatedModel, params: ExportParams) -> dict:
+    """The parity report as ``parity.json`` holds it: the figures and the runtime that made them."""
+    return {
+        **gated.report.as_dict(),
+        "onnxruntime_version": importlib.metadata.version("onnxruntime"),
+        "provider": "CPUExecutionProvider",
+        "opset": params.opset,
+    }
+
+
+def hand_off(
+    gated: GatedModel, example: np.ndarray, params: ExportParams, files: HandoffFiles
+) -> str:
+    """Register, write and alias the gated model; all of it happens, or none. Its version."""
+    parity = parity_record(gated, params)
+    example_output = run_onnx(onnx_session(gated.model_bytes), example)
+    version = register_onnx_model(
+        gated.model_bytes, example, example_output, params.registered_model_name
+    )
     try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise StageError(f"converted ONNX model fails onnx.checker: "
-                         f"{str(err).splitlines()[0]}") from None
-    return proto
-
-
-def check_parity(model_bytes: bytes, keras_probs: np.ndarray, images: np.ndarray,
-                 labels: np.ndarray, params: ExportParams) -> ParityReport:
-    onnx_probs = run_onnx(onnx_session(model_bytes), images)
-    return compare_predictions(keras_probs, onnx_probs, labels, params.tolerance,
-                               params.min_agreement)
-
-
-def register(model_bytes: bytes, images: np.ndarray, params: ExportParams) -> str:
-    """Log the ONNX model to the open run and point the registry alias at the new version."""
-    import mlflow
-    import onnx
-    from mlflow.models import infer_signature
-
-    example = images[:5].astype(np.float32)
-    session = onnx_session(model_bytes)
-    signature = infer_signature(example, run_onnx(session, example))
-    info = mlflow.onnx.log_model(
-        onnx.load_from_string(model_bytes), name="onnx_model", signature=signature,
-        input_example=example, registered_model_name=params.registered_model_name,
-        save_as_external_data=False, onnx_execution_providers=["CPUExecutionProvider"],
-        pip_requirements=[f"onnxruntime=={__import__('onnxruntime').__version__}",
-                          f"onnx=={onnx.__version__}"])
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    retry_locked(lambda: client.set_registered_model_alias(
-        params.registered_model_name, params.alias, version), "setting the registry alias")
+        card = model_card(gated.metadata, parity, params, version)
+        log_texts({files.parity.name: json_text(parity), files.card.name: card})
+        with StagedFiles() as staged:
+            staged.write_bytes(files.onnx_model, gated.model_bytes)
+            staged.write_json(files.parity, parity)
+            staged.write_text(files.card, card)
+            staged.commit()
+            set_alias(params.registered_model_name, params.alias, version)
+    except BaseException:
+        try:
+            withdraw_version(params.registered_model_name, version)
+        except StageError as err:  # the first failure is the one to report
+            print(f"export: warning: {err}", file=sys.stderr)
+        raise
     return version
 
 
@@ -83,45 +89,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params).export
     ref = RunRef.read(args.run_file)
     x_test, y_test = load_split(args.data_dir / "test.npz")
-    # a model from an earlier run must not pass for this one's if the gate fails
-    args.onnx_out.unlink(missing_ok=True)
     model = load_keras_model(args.model)
-
-    import mlflow
-    import onnxruntime
+    files = HandoffFiles(onnx_model=args.onnx_out, parity=args.parity_out, card=args.card_out)
 
     with reopen_run(ref) as run:
         tags = run.data.tags
-        keras_probs = predict_probabilities(model, x_test)
-        keras_accuracy = float((keras_probs.argmax(axis=1) == y_test).mean())
-        provenance = {"mlflow_run_id": ref.run_id,
-                      "data_digest": tags.get("data_digest", "unknown"),
-                      "git_commit": tags.get("git_commit", "unknown"),
-                      "test_accuracy": keras_accuracy}
-        proto = build_checked_onnx(model, params, provenance)
-        model_bytes = proto.SerializeToString()
-        report = check_parity(model_bytes, keras_probs, x_test, y_test, params)
-        figures = {f"parity_{key}": value for key, value in report.as_dict().items()
-                   if isinstance(value, float)}
-        retry_locked(lambda: mlflow.log_metrics(figures), "logging parity metrics")
+        provenance = {
+            "mlflow_run_id": ref.run_id,
+            "data_digest": tags.get("data_digest", "unknown"),
+            "git_commit": tags.get("git_commit", "unknown"),
+        }
+        gated = gate_onnx_model(model, x_test, y_test, params, provenance)
+        report = gated.report
+        log_parity(
+            {k: v for k, v in report.as_dict().items() if isinstance(v, float)}, report.failures
+        )
         if not report.passed:
-            mlflow.set_tag("parity", "failed: " + "; ".join(report.failures))
-            raise StageError("parity gate failed, no ONNX model written: "
-                             + "; ".join(report.failures))
-        parity = {**report.as_dict(), "onnxruntime_version": onnxruntime.__version__,
-                  "provider": "CPUExecutionProvider", "opset": params.opset}
-        metadata = {key: value for key, value in
-                    ((p.key, p.value) for p in proto.metadata_props) if key in METADATA_KEYS}
-        version = register(model_bytes, x_test, params)
-        write_bytes(args.onnx_out, model_bytes)
-        write_json(args.parity_out, parity)
-        write_text(args.card_out, model_card(metadata, parity, params, version))
-        mlflow.log_artifact(str(args.parity_out))
-        mlflow.log_artifact(str(args.card_out))
-        mlflow.set_tag("parity", "passed")
-    print(f"export: parity passed (max abs diff {report.max_abs_diff:.2e}, agreement "
-          f"{report.argmax_agreement:.2%}); registered {params.registered_model_name} "
-          f"v{version} as @{params.alias}", file=sys.stderr)
+            raise StageError(
+                "parity gate failed, no ONNX model handed off: " + "; ".join(report.failures)
+            )
+        version = hand_off(gated, x_test[:5], params, files)
+    print(
+        f"export: parity passed (max abs diff {report.max_abs_diff:.2e}, agreement "
+        f"{report.argmax_agreement:.2%}); registered {params.registered_model_name} "
+        f"v{version} as @{params.alias}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

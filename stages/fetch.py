@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stages.atomic import write_npz
-from stages.config import FetchParams, load_params
-from stages.errors import StageError, run_stage
-from stages.mnist_data import Mnist, verify_canonical
-from stages.sources import SOURCES, Arrays, SourceContext
+from stages.common.atomic import write_npz
+from stages.common.config import FetchParams, load_params
+from stages.common.errors import StageError, run_stage
+from stages.dataset.canonical import Mnist, verify_canonical
+from stages.dataset.sources import SOURCES, Arrays, SourceContext
 
 
 def fetch_mnist(
@@ -45,8 +45,12 @@ def fetch_mnist(
 
 def source_context(params: FetchParams, show_progress: bool) -> SourceContext:
     local = Path(params.local_path) if params.local_path else None
-    return SourceContext(local_path=local, timeout_seconds=params.timeout_seconds,
-                         show_progress=show_progress, keras_url=params.keras_url)
+    return SourceContext(
+        local_path=local,
+        timeout_seconds=params.timeout_seconds,
+        show_progress=show_progress,
+        keras_url=params.keras_url,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -56,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).fetch
     ctx = source_context(params, show_progress=sys.stderr.isatty())
-    _, mnist = fetch_mnist(params.sources, ctx,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    _, mnist = fetch_mnist(
+        params.sources, ctx, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     write_npz(args.out, mnist.arrays())
 
 

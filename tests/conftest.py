@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny MNIST-shaped data made in the test, params files, stage subprocesses.
+"""Fixtures shared by every test; the plain helpers they wrap are in ``factories/``.
 
 Nothing here touches the network: an autouse guard refuses any connection that is
 not to this machine, so a test that would reach the internet fails instead.
@@ -6,15 +6,9 @@ not to this machine, so a test that would reach the internet fails instead.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import http.server
-import io
-import os
+import shutil
 import socket
-import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,9 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import mnist_data
+from factories.data import random_mnist
+from factories.mlflow_store import sqlite_uri, using_store
+from factories.params import params_dict
+from factories.trained import Workspace, train_tiny
+from stages.dataset import canonical
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -56,40 +53,12 @@ def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-# --- tiny data -----------------------------------------------------------------------------------
-
-
-def make_arrays(n_train: int = 40, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
-    """Four MNIST-shaped uint8 arrays; labels cycle 0..9, so each digit appears n/10 times."""
-    rng = np.random.default_rng(seed)
-    return {
-        "x_train": rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
-        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
-        "x_test": rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
-        "y_test": ((np.arange(n_test) + 3) % 10).astype(np.uint8),
-    }
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An unsigned-byte IDX file holding ``array``."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
-def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], *, gz: bool = False,
-                     sub: str = "") -> Path:
-    """Write the four IDX files into ``folder/sub`` (``sub="MNIST/raw"`` is torchvision's)."""
-    target = folder / sub if sub else folder
-    target.mkdir(parents=True, exist_ok=True)
-    for name, stem in mnist_data.IDX_FILES.items():
-        data = idx_bytes(arrays[name])
-        (target / (f"{stem}.gz" if gz else stem)).write_bytes(gzip.compress(data) if gz else data)
-    return folder
+# --- tiny data and params -------------------------------------------------------------------------
 
 
 @pytest.fixture
 def tiny_mnist() -> dict[str, np.ndarray]:
-    return make_arrays()
+    return random_mnist()
 
 
 @pytest.fixture
@@ -99,28 +68,19 @@ def make_canonical(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, np.nd
     The dicts are patched item by item (not rebound), so code that captured them, such
     as ``verify_canonical``'s default ``digests`` argument, sees the change too.
     """
+
     def make(arrays: dict[str, np.ndarray]) -> None:
-        for name in mnist_data.ARRAY_NAMES:
-            monkeypatch.setitem(mnist_data.SHAPES, name, arrays[name].shape)
-            monkeypatch.setitem(mnist_data.DIGESTS, name, mnist_data.array_digest(arrays[name]))
+        for name in canonical.ARRAY_NAMES:
+            monkeypatch.setitem(canonical.SHAPES, name, arrays[name].shape)
+            monkeypatch.setitem(canonical.DIGESTS, name, canonical.array_digest(arrays[name]))
 
     return make
-
-
-# --- params files and stage subprocesses ---------------------------------------------------------
-
-
-def params_dict(**sections: dict) -> dict:
-    """The repository's params.yaml with the given keys of each section replaced."""
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for section, values in sections.items():
-        raw[section].update(values)
-    return raw
 
 
 @pytest.fixture
 def params_file(tmp_path: Path) -> Callable[..., Path]:
     """``params_file(fetch={...}, ...)`` writes a valid params file with those overrides."""
+
     def write(name: str = "params.yaml", **sections: dict) -> Path:
         path = tmp_path / name
         path.write_text(yaml.safe_dump(params_dict(**sections)), encoding="utf-8")
@@ -129,50 +89,35 @@ def params_file(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def run_module(module: str, *args: str | os.PathLike[str], cwd: Path,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``python -m <module> args`` with this checkout's code, from ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+# --- MLflow stores and one tiny training per session ---------------------------------------------
 
 
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated SQLite store to copy: a fresh one costs seconds of migrations."""
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    with using_store(folder, sqlite_uri(folder)) as uri:
+        import mlflow
+
+        mlflow.MlflowClient(uri).search_experiments()
+    return folder / "mlflow.db"
 
 
-def damage_npz(data: bytes, how: str) -> bytes:
-    """Damage an .npz the ways a bad disk or a bad copy does, each giving a different exception."""
-    damaged = bytearray(data)
-    central = data.index(b"PK\x01\x02")  # first central-directory entry
-    if how == "encrypted-flag":
-        damaged[central + 8] |= 0x01
-    elif how == "unknown-compression":
-        damaged[central + 10] = 99
-    elif how == "npy-header":  # a stored member: the .npy header is plain text
-        start = data.index(b"{'descr'")
-        damaged[data.index(b"}", start)] = ord("(")
-    elif how == "deflate-stream":  # a compressed member: its first deflate block type
-        name_len, extra_len = struct.unpack("<HH", data[26:30])
-        damaged[30 + name_len + extra_len] |= 0x06
-    elif how == "truncated":
-        del damaged[len(data) // 2:]
-    else:
-        raise ValueError(how)
-    return bytes(damaged)
+@pytest.fixture
+def tmp_mlflow_store(tmp_path: Path, mlflow_template_db: Path) -> Iterator[str]:
+    """A store of this test's own in ``tmp_path``, which is also the working directory."""
+    shutil.copyfile(mlflow_template_db, tmp_path / "mlflow.db")
+    with using_store(tmp_path, sqlite_uri(tmp_path)) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> Workspace:
+    """The train stage, run once per session on tiny digits; evaluate and export reuse it."""
+    return train_tiny(tmp_path_factory.mktemp("workspace"), mlflow_template_db)
 
 
 # --- a local HTTP server, for the sources that download ---------------------------------------
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # path -> (body, Content-Length sent or None for the true length, status)
@@ -187,7 +132,7 @@ def http_server() -> Iterator[tuple[str, Routes]]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # close after each response: a short body is a cut
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body, length, status = routes.get(self.path, (b"not found", None, 404))
             self.send_response(status)
             self.send_header("Content-Length", str(len(body) if length is None else length))

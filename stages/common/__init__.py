@@ -1,0 +1,1 @@
+"""What every stage uses: typed params, ``StageError`` and ``run_stage``, atomic writes, timing."""

@@ -1,0 +1,146 @@
+"""Atomic writes: a reader sees the old file or the whole new one, never half of it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` only on success.
+
+    The temporary file lives in the target's folder so the final rename never
+    crosses a file system. On any exception the temporary file is removed and
+    ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(0o644)  # mkstemp makes 0600; outputs are ordinary readable files
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``target`` with ``data`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Replace ``target`` with UTF-8 ``text`` atomically."""
+    write_bytes(target, text.encode("utf-8"))
+
+
+def json_text(obj: Any) -> str:
+    """The JSON every output file uses: indented, keys sorted, a final newline."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    """Replace ``target`` with ``obj`` as ``json_text``, atomically."""
+    write_text(target, json_text(obj))
+
+
+def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays as a compressed ``.npz`` whose bytes depend only on the arrays.
+
+    ``np.savez_compressed`` stamps each member with the current time, so the
+    same data would hash differently on every run and DVC would see a change.
+    """
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+
+class StagedFiles:
+    """New contents for several files, written beside them, that replace them all or none.
+
+    Use it as a context manager: ``write_*`` stages a file, ``commit`` swaps every staged
+    file into place at once (each old file kept as a hard-linked backup). If the ``with``
+    body raises, before or after ``commit``, every target is left as it was before.
+    """
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}
+        self._backups: dict[Path, Path | None] = {}
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def write_bytes(self, target: str | os.PathLike[str], data: bytes) -> None:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(name).chmod(0o644)
+        old = self._staged.get(target)
+        if old is not None:
+            old.unlink(missing_ok=True)
+        self._staged[target] = Path(name)
+
+    def write_text(self, target: str | os.PathLike[str], text: str) -> None:
+        self.write_bytes(target, text.encode("utf-8"))
+
+    def write_json(self, target: str | os.PathLike[str], obj: Any) -> None:
+        self.write_text(target, json_text(obj))
+
+    def commit(self) -> None:
+        """Swap every staged file into place; on a failure part-way, undo the ones done."""
+        try:
+            for target, staged in self._staged.items():
+                backup = None
+                if target.exists():
+                    backup = target.with_name(f".{target.name}.backup")
+                    backup.unlink(missing_ok=True)
+                    os.link(target, backup)
+                self._backups[target] = backup
+                os.replace(staged, target)
+        except BaseException:
+            self._restore()
+            raise
+
+    def _restore(self) -> None:
+        for target, backup in self._backups.items():
+            if backup is None:
+                target.unlink(missing_ok=True)
+            else:
+                os.replace(backup, target)
+                # rename() between two links of one file does nothing: the swap never happened
+                backup.unlink(missing_ok=True)
+        self._backups.clear()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self._restore()
+        for staged in self._staged.values():
+            staged.unlink(missing_ok=True)
+        for backup in self._backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)

@@ -1,0 +1,211 @@
+"""Typed, frozen views of ``params.yaml``: one pydantic model per section.
+
+Every value is checked before a stage does any work. A bad file is reported as
+one line naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from stages.common.errors import StageError
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+SourceName = Literal["local", "keras_cache", "keras_url", "pypi"]
+Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish"]
+Positive = Annotated[int, Field(ge=1)]
+
+
+def _list_to_tuple(value: Any) -> Any:
+    # YAML gives lists; the frozen sections hold tuples. Elements stay strictly typed.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _frozen_list(item: Any) -> Any:
+    return Annotated[tuple[item, ...], BeforeValidator(_list_to_tuple)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class FetchParams(_Section):
+    sources: _frozen_list(SourceName) = Field(min_length=1)
+    local_path: str | None
+    timeout_seconds: float = Field(gt=0, le=300)
+    keras_url: str = Field(pattern=r"^https?://\S+$")
+
+    @model_validator(mode="after")
+    def _local_path_with_local_source(self) -> FetchParams:
+        if "local" in self.sources and not self.local_path:
+            raise ValueError("source 'local' needs fetch.local_path (a folder or file)")
+        if self.local_path and "local" not in self.sources:
+            raise ValueError(
+                f"fetch.local_path = {self.local_path!r} is used only with source "
+                "'local': add 'local' to fetch.sources, or set local_path: null"
+            )
+        return self
+
+
+class PreprocessParams(_Section):
+    val_size: int = Field(ge=10, le=30000)
+    seed: int = Field(ge=0)
+
+
+class TrainParams(_Section):
+    architecture: Literal["mlp", "cnn"]
+    hidden_units: _frozen_list(Positive) = Field(min_length=1)
+    conv_filters: _frozen_list(Positive)
+    conv_per_block: int = Field(ge=1, le=3)
+    activation: Activation
+    # random shifts of the training images, as a fraction of their size; 0: none
+    augment_shift: float = Field(ge=0, le=0.3)
+    dropout: float = Field(ge=0, lt=1)
+    batch_norm: bool
+    optimizer: Literal["adam", "sgd"]
+    learning_rate: float = Field(gt=0, le=10)
+    momentum: float = Field(ge=0, lt=1)
+    batch_size: int = Field(ge=1, le=65536)
+    epochs: int = Field(ge=1, le=1000)
+    early_stopping_patience: int = Field(ge=0, le=1000)
+    # halve the learning rate after this many epochs without a better val_loss; 0: never
+    reduce_lr_patience: int = Field(ge=0, le=1000)
+    seed: int = Field(ge=0)
+    experiment_name: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _params_fit_the_choices(self) -> TrainParams:
+        # A param that does nothing for the chosen architecture or optimizer must keep its
+        # neutral value, so a run's logged params never claim an effect it did not have.
+        if self.architecture == "cnn" and not self.conv_filters:
+            raise ValueError("architecture 'cnn' needs a non-empty train.conv_filters list")
+        if self.architecture == "mlp" and self.conv_filters:
+            raise ValueError(
+                f"train.conv_filters = {list(self.conv_filters)} is used only by "
+                "architecture 'cnn': set it to [] or architecture: cnn"
+            )
+        if self.architecture == "mlp" and self.conv_per_block != 1:
+            raise ValueError(
+                f"train.conv_per_block = {self.conv_per_block} is used only by "
+                "architecture 'cnn': set it to 1 or architecture: cnn"
+            )
+        if self.optimizer != "sgd" and self.momentum != 0:
+            raise ValueError(
+                f"train.momentum = {self.momentum} is used only by optimizer "
+                f"'sgd', not {self.optimizer!r}: set it to 0.0 or optimizer: sgd"
+            )
+        return self
+
+
+class EvaluateParams(_Section):
+    misclassified_shown: int = Field(ge=1, le=100)
+
+
+class ExportParams(_Section):
+    opset: int = Field(ge=13, le=21)
+    tolerance: float = Field(gt=0, le=1)
+    min_agreement: float = Field(gt=0, le=1)
+    registered_model_name: str = Field(min_length=1)
+    alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class Params(_Section):
+    fetch: FetchParams
+    preprocess: PreprocessParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    export: ExportParams
+
+
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _expectation(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind in _BOUNDS:
+        sign, name = _BOUNDS[kind]
+        return f"a number {sign} {ctx[name]}"
+    if kind == "too_short":
+        return f"at least {ctx['min_length']} item(s)"
+    if kind == "string_too_short":
+        return f"a string of at least {ctx['min_length']} character(s)"
+    if kind == "string_pattern_mismatch":
+        return f"a string matching {ctx['pattern']}"
+    if kind == "tuple_type":
+        return "a list"
+    message = error["msg"]
+    return message.removeprefix("Input should be ").removeprefix("Input should ")
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc))
+        return f"{source}: unknown key {key} (expected one of: {allowed})"
+    if kind == "missing":
+        return f"{source}: missing key {key}"
+    if kind == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{source}: {key}: {message}" if key else f"{source}: {message}"
+    value = error.get("input")
+    shown = repr(list(value)) if isinstance(value, tuple) else repr(value)  # YAML gave a list
+    return f"{source}: {key} = {shown}: expected {_expectation(error)}"
+
+
+def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
+    """Validate already-parsed YAML; raise ``StageError`` with one line on the first problem."""
+    if not isinstance(raw, dict):
+        raise StageError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise StageError(_describe(errors[0], source) + more) from None
+
+
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE) -> Params:
+    """Read and validate the whole params file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StageError(f"{path}: params file not found (run from the project root)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise StageError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_params(raw, str(path))

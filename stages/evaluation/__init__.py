@@ -1,0 +1,1 @@
+"""Judging a trained model on the test set: metrics (pure numpy) and matplotlib figures."""

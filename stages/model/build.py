@@ -1,0 +1,77 @@
+"""The classifier, built from ``TrainParams``: raw 0..255 pixels in, 10 probabilities out.
+
+Scaling lives inside the model (a Rescaling layer), so the exported model takes
+raw pixels and deployment cannot get the scaling wrong. The model is Functional
+with a named input and output; the ONNX export and its contract rely on both.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from stages.common.config import TrainParams
+
+KerasTensor = keras.KerasTensor
+
+
+def _hidden_block(x: KerasTensor, units: int, params: TrainParams, index: int) -> KerasTensor:
+    x = keras.layers.Dense(units, use_bias=not params.batch_norm, name=f"dense_{index}")(x)
+    if params.batch_norm:
+        x = keras.layers.BatchNormalization(name=f"batch_norm_{index}")(x)
+    x = keras.layers.Activation(params.activation, name=f"{params.activation}_{index}")(x)
+    if params.dropout > 0:
+        x = keras.layers.Dropout(params.dropout, name=f"dropout_{index}")(x)
+    return x
+
+
+def _conv_blocks(x: KerasTensor, params: TrainParams) -> KerasTensor:
+    """Per entry of ``conv_filters``: ``conv_per_block`` 3x3 convolutions, then 2x2 max-pool."""
+    x = keras.layers.Reshape((*IMAGE_SHAPE, 1), name="channels")(x)
+    for index, filters in enumerate(params.conv_filters):
+        for repeat in range(params.conv_per_block):
+            name = f"{index}_{repeat}"
+            x = keras.layers.Conv2D(
+                filters, 3, padding="same", use_bias=not params.batch_norm, name=f"conv_{name}"
+            )(x)
+            if params.batch_norm:
+                x = keras.layers.BatchNormalization(name=f"conv_norm_{name}")(x)
+            x = keras.layers.Activation(params.activation, name=f"conv_act_{name}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
+    return x
+
+
+def build_model(params: TrainParams) -> keras.Model:
+    """Compiled Functional model: ``image`` (N, 28, 28) float32 0..255 → ``probabilities``."""
+    inputs = keras.Input(shape=IMAGE_SHAPE, dtype="float32", name=INPUT_NAME)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale_0_1")(inputs)
+    if params.augment_shift > 0:
+        # active in fit only: the saved and exported model sees the image as given
+        x = keras.layers.Reshape((*IMAGE_SHAPE, 1), name="augment_channels")(x)
+        x = keras.layers.RandomTranslation(
+            params.augment_shift,
+            params.augment_shift,
+            fill_mode="constant",
+            seed=params.seed,
+            name="augment_shift",
+        )(x)
+        x = keras.layers.Reshape(IMAGE_SHAPE, name="augment_done")(x)
+    if params.architecture == "cnn":
+        x = _conv_blocks(x, params)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(params.hidden_units):
+        x = _hidden_block(x, units, params, index)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name=f"mnist_{params.architecture}")
+    model.compile(
+        optimizer=make_optimizer(params),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=params.learning_rate, momentum=params.momentum)
+    return keras.optimizers.Adam(learning_rate=params.learning_rate)

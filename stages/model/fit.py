@@ -1,0 +1,96 @@
+"""Fitting the classifier: seeded, deterministic, with early stopping and LR halving as params."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stages.common.config import TrainParams
+from stages.dataset.arrays import Split
+from stages.model.history import HISTORY_KEYS
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: keras.Model
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    fit_seconds: float
+
+    def summary(self) -> dict[str, float]:
+        """The run's final figures: epochs run, the kept epoch and its validation scores."""
+        return {
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "fit_seconds": self.fit_seconds,
+            "best_val_loss": self.history["val_loss"][self.best_epoch],
+            "best_val_accuracy": self.history["val_accuracy"][self.best_epoch],
+        }
+
+
+def make_deterministic(seed: int) -> None:
+    """Same params, data and machine → bit-identical weights."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_model(
+    params: TrainParams,
+    train: Split,
+    val: Split,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> TrainingResult:
+    """Build and fit the model; with early stopping the best weights are restored."""
+    import keras
+
+    from stages.model.build import build_model
+
+    make_deterministic(params.seed)
+    model = build_model(params)
+    all_callbacks = list(callbacks)
+    if params.early_stopping_patience > 0:
+        all_callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=params.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    if params.reduce_lr_patience > 0:
+        all_callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=params.reduce_lr_patience
+            )
+        )
+    x_train, y_train = train
+    x_val, y_val = val
+    started = time.perf_counter()
+    fit = model.fit(
+        x_train.astype(np.float32),
+        y_train,
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        validation_data=(x_val.astype(np.float32), y_val),
+        shuffle=True,
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    history = {key: [float(v) for v in fit.history.get(key, [])] for key in HISTORY_KEYS}
+    epochs_run = len(history["loss"])
+    # the epoch whose weights the model keeps: the best one only when early stopping restores it
+    restores_best = params.early_stopping_patience > 0 and history["val_loss"]
+    best_epoch = int(np.argmin(history["val_loss"])) if restores_best else epochs_run - 1
+    return TrainingResult(model, history, epochs_run, best_epoch, seconds)

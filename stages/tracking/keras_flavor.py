@@ -1,0 +1,52 @@
+"""Logging a Keras model to MLflow, around a bug of the pinned MLflow's Keras flavor.
+
+``mlflow.keras.log_model(..., input_example=...)`` fails with FileNotFoundError on
+``input_example.json``: its ``save_model`` writes the example before it creates the
+model folder. ``Model.log`` with a flavor whose ``save_model`` makes the folder first
+works around it. ``tests/unit/tracking/test_keras_flavor.py`` shows the bug: once it
+fails (the bug is fixed), call ``mlflow.keras.log_model`` directly and drop this module.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    from mlflow.models.model import ModelInfo
+
+
+def _save_keras_flavor(path: str, **kwargs: Any) -> None:
+    import mlflow.keras
+
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_keras_model(
+    model: keras.Model, example: np.ndarray, name: str = "keras_model"
+) -> ModelInfo:
+    """Log the model with its signature and input example; requirements given, not inferred."""
+    from mlflow.models import Model, infer_signature
+
+    example = example.astype(np.float32)
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    flavor = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_flavor)
+    return Model.log(
+        artifact_path=None,
+        name=name,
+        flavor=flavor,
+        model=model,
+        signature=signature,
+        input_example=example,
+        # inferring requirements reloads the model in a subprocess: seconds for nothing
+        pip_requirements=[
+            f"tensorflow=={importlib.metadata.version('tensorflow')}",
+            f"keras=={importlib.metadata.version('keras')}",
+        ],
+    )

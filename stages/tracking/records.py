@@ -1,0 +1,150 @@
+"""What each stage records in its MLflow run: the one place the stages talk to MLflow.
+
+train starts the run (``start_training_run``); evaluate and export reopen it
+(``runs.reopen_run``) and log through the functions below. Every write that a
+busy SQLite store may refuse goes through ``retry_locked``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stages.common.config import Params
+from stages.dataset.arrays import Split
+from stages.tracking.keras_flavor import log_keras_model
+from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commit, retry_locked
+
+if TYPE_CHECKING:
+    import keras
+    from mlflow import MlflowClient
+
+    from stages.model.fit import TrainingResult
+
+DATASET_NAME = "mnist-prepared"
+
+
+class TrainingRun:
+    """The open MLflow run of one training."""
+
+    def __init__(self, client: MlflowClient, ref: RunRef) -> None:
+        self.client = client
+        self.ref = ref
+
+    def epoch_logger(self) -> keras.callbacks.Callback:
+        """A Keras callback logging each epoch's metrics to the run, at step = epoch."""
+        return _epoch_logger(self.client, self.ref.run_id)
+
+    def log_result(self, result: TrainingResult) -> None:
+        import mlflow
+
+        summary = result.summary()
+        retry_locked(lambda: mlflow.log_metrics(summary), "logging final metrics")
+
+    def log_model(self, model: keras.Model, example: np.ndarray, history_file: Path) -> None:
+        import mlflow
+
+        log_keras_model(model, example)
+        mlflow.log_artifact(str(history_file))
+
+    def log_phases(self, seconds: Mapping[str, float]) -> None:
+        import mlflow
+
+        phases = {f"phase_seconds.{name}": value for name, value in seconds.items()}
+        retry_locked(lambda: mlflow.log_metrics(phases), "logging phase timings")
+
+
+@contextlib.contextmanager
+def start_training_run(
+    uri: str, experiment_id: str, params: Params, data_digest: str, train: Split
+) -> Iterator[TrainingRun]:
+    """Start the run with its params, tags and dataset; it ends FAILED if the body raises.
+
+    RUNNING runs of this host whose process is gone (a killed stage) are closed as FAILED first.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    host = socket.gethostname()
+    fail_abandoned_runs(client, experiment_id, host)
+    tags = {
+        "git_commit": git_commit(),
+        "data_digest": data_digest,
+        "pipeline.host": host,
+        "pipeline.pid": str(os.getpid()),
+        "tensorflow_version": importlib.metadata.version("tensorflow"),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        retry_locked(
+            lambda: mlflow.log_params(flatten(params.model_dump(mode="json"))), "logging params"
+        )
+        x_train, y_train = train
+        dataset = mlflow.data.from_numpy(
+            x_train, targets=y_train, name=DATASET_NAME, digest=data_digest[:36]
+        )
+        retry_locked(lambda: mlflow.log_input(dataset, context="training"), "logging dataset")
+        ref = RunRef(run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=uri)
+        yield TrainingRun(client, ref)
+
+
+def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback:
+    import keras
+    from mlflow.entities import Metric
+
+    class EpochMetricsToMlflow(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = int(time.time() * 1000)
+            values = {key: float(value) for key, value in (logs or {}).items()}
+            values["epoch_seconds"] = time.perf_counter() - self._started
+            metrics = [Metric(key, value, now, epoch) for key, value in values.items()]
+            retry_locked(
+                lambda: client.log_batch(run_id, metrics=metrics), f"logging epoch {epoch} metrics"
+            )
+
+    return EpochMetricsToMlflow()
+
+
+def log_evaluation(
+    summary: Mapping[str, float],
+    per_class: Mapping[str, object],
+    figures_dir: Path,
+    metrics_file: Path,
+) -> None:
+    """Test metrics, the per-class table and the figures, into the open run."""
+    import mlflow
+
+    retry_locked(lambda: mlflow.log_metrics(dict(summary)), "logging test metrics")
+    mlflow.log_artifacts(str(figures_dir), artifact_path="figures")
+    mlflow.log_artifact(str(metrics_file))
+    mlflow.log_dict(flatten({"per_class": dict(per_class)}), "per_class_metrics.json")
+
+
+def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:
+    """The gate's figures as ``parity_*`` metrics, and its verdict as the ``parity`` tag."""
+    import mlflow
+
+    metrics = {f"parity_{key}": value for key, value in figures.items()}
+    retry_locked(lambda: mlflow.log_metrics(metrics), "logging parity metrics")
+    verdict = "failed: " + "; ".join(failures) if failures else "passed"
+    retry_locked(lambda: mlflow.set_tag("parity", verdict), "tagging the parity verdict")
+
+
+def log_texts(texts: Mapping[str, str]) -> None:
+    """Small text artifacts (the parity report, the model card) under the given names."""
+    import mlflow
+
+    for name, text in texts.items():
+        mlflow.log_text(text, name)

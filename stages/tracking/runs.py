@@ -1,0 +1,154 @@
+"""One MLflow run per trained model: the run file that carries it through train → evaluate →
+export, reopening it, closing abandoned ones, and writes that wait out a locked SQLite store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from stages.common.atomic import write_json
+from stages.common.errors import StageError
+from stages.tracking.store import connect
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun, MlflowClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What evaluate and export need to reopen the run train started."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> RunRef:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                run_id=str(raw["run_id"]),
+                experiment_id=str(raw["experiment_id"]),
+                tracking_uri=str(raw["tracking_uri"]),
+            )
+        except FileNotFoundError:
+            raise StageError(f"{path}: run file not found (run the train stage first)") from None
+        except OSError as err:  # a folder, no permission
+            raise StageError(f"{path}: cannot read the run file ({err.strerror or err})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise StageError(
+                f"{path}: not a run file ({type(err).__name__}: {err}); "
+                "expected JSON with run_id, experiment_id, tracking_uri"
+            ) from None
+
+
+@contextlib.contextmanager
+def reopen_run(ref: RunRef) -> Iterator[ActiveRun]:
+    """Resume the run train started; it ends FINISHED, or FAILED if the body raises."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    connect(ref.tracking_uri)
+    try:
+        run = mlflow.start_run(run_id=ref.run_id)
+    except MlflowException as err:
+        raise StageError(
+            f"MLflow run {ref.run_id} cannot be reopened in {ref.tracking_uri}: "
+            f"{err.message.splitlines()[0]}"
+        ) from None
+    with run:
+        # this process now holds the run: fail_abandoned_runs must judge by its pid
+        mlflow.set_tags({"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())})
+        yield run
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The commit the workspace is at, or "unknown" outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``{"train": {"epochs": 5}}`` → ``{"train.epochs": 5}``; lists become strings."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str, host: str) -> list[str]:
+    """End as FAILED the RUNNING runs of this host whose process is gone (e.g. killed)."""
+    abandoned = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
+    )
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("pipeline.host") != host:
+            continue
+        pid = int(tags.get("pipeline.pid", "0") or 0)
+        if pid and _process_alive(pid):
+            continue
+        client.set_tag(run.info.run_id, "pipeline.failure", "process ended without closing the run")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        abandoned.append(run.info.run_id)
+    return abandoned
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def retry_locked(
+    action: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.25
+) -> T:
+    """Run ``action()``, retrying a bounded number of times while SQLite says it is locked."""
+    from mlflow.exceptions import MlflowException
+
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except MlflowException as err:
+            if "locked" not in str(err).lower() or attempt == attempts:
+                raise StageError(f"MLflow: {what} failed: {str(err).splitlines()[0]}") from None
+        time.sleep(wait)
+        wait = min(wait * 2, 8.0)
+    raise AssertionError("unreachable")

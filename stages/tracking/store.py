@@ -1,0 +1,134 @@
+"""Where MLflow runs go: the tracking store, reached and checked before any work.
+
+The store is ``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) at the
+workspace root, as an absolute URI. ``dvc exp run --temp`` and queued
+experiments run in a copy under ``.dvc/tmp/exps/``; their runs still land in the
+workspace's store because the root is found above that copy.
+
+MLflow is imported inside the functions that need it: importing it costs seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from stages.common.errors import StageError
+
+STORE_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+_EXPERIMENT_COPY_MARK = (".dvc", "tmp", "exps")
+
+
+def workspace_root(start: Path | None = None) -> Path:
+    """The project folder, even from inside a DVC experiment copy under ``.dvc/tmp/exps/``."""
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - len(_EXPERIMENT_COPY_MARK) + 1):
+        if parts[i : i + len(_EXPERIMENT_COPY_MARK)] == _EXPERIMENT_COPY_MARK:
+            return Path(*parts[:i])
+    return here
+
+
+def tracking_uri(start: Path | None = None) -> str:
+    configured = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if configured:
+        return configured
+    # MLflow sets a 20 s SQLite busy timeout on every session, so parallel queued
+    # experiments wait for each other's writes; retry_locked covers longer waits.
+    return f"sqlite:///{workspace_root(start) / STORE_FILE}"
+
+
+def artifact_location(uri: str, start: Path | None = None) -> str | None:
+    """Artifacts of a local store live beside it, never in the (temporary) working copy."""
+    if uri.startswith("sqlite:"):
+        return (workspace_root(start) / ARTIFACTS_DIR).as_uri()
+    return None
+
+
+def _configure_http_client() -> None:
+    # MLflow's defaults retry for minutes; a pipeline stage should fail fast instead.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # usage telemetry would reach for the internet from every stage
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """For a tracking server, answer in seconds whether it is up (its ``/health`` endpoint)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    health = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise StageError(
+            f"MLflow tracking server {uri} unreachable ({reason}); start it, "
+            "or unset MLFLOW_TRACKING_URI to use the local store"
+        ) from None
+    if status >= 400:
+        raise StageError(f"MLflow tracking server {uri} unhealthy: {health} answered {status}")
+
+
+def connect(uri: str | None = None) -> str:
+    """Point MLflow at the store (checked reachable, created if new) and return its URI."""
+    uri = uri or tracking_uri()
+    _configure_http_client()
+    check_reachable(uri)
+    import mlflow
+
+    _create_sqlite_store_once(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _create_sqlite_store_once(uri: str) -> None:
+    """Create a new SQLite store's tables under a file lock.
+
+    Two queued experiments starting together would otherwise both run MLflow's schema
+    migrations on the same new file and one would fail ("table already exists").
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    store = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".init-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except MlflowException as err:
+            raise StageError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def get_or_create_experiment(name: str, uri: str) -> str:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(uri))
+        except MlflowException:
+            # another queued experiment created it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+    except MlflowException as err:
+        raise StageError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None

@@ -1,0 +1,86 @@
+"""A project folder in which the train stage ran on tiny digits: what evaluate and export need."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from factories.data import Split, digit_splits, write_prepared
+from factories.mlflow_store import sigterm_kept, sqlite_uri, using_store
+from factories.params import tiny_params_file
+from factories.processes import pipeline_vars, stage_args
+from stages.tracking.runs import RunRef
+
+DVC_EXP_NAME = "tiny-exp"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project folder after ``python -m stages.train`` ran in it (paths absolute)."""
+
+    root: Path
+    uri: str
+    params: Path
+    data_dir: Path
+    model: Path
+    history: Path
+    run_file: Path
+    ref: RunRef
+    splits: dict[str, Split]
+
+    def store(self, **env: str) -> contextlib.AbstractContextManager[str]:
+        return using_store(self.root, self.uri, **env)
+
+
+def git_repo(folder: Path) -> None:
+    """A one-commit git repository, so the run's git_commit tag has something to name."""
+    git = [
+        "git",
+        "-c",
+        "user.name=tests",
+        "-c",
+        "user.email=tests@example.invalid",
+        "-c",
+        "commit.gpgsign=false",
+    ]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    subprocess.run([*git, "init", "-q"], cwd=folder, env=env, check=True)
+    subprocess.run(
+        [*git, "commit", "-q", "--allow-empty", "-m", "tiny"], cwd=folder, env=env, check=True
+    )
+
+
+def train_tiny(root: Path, template_db: Path) -> Workspace:
+    """Prepared tiny data, then ``train.main`` with dvc.yaml's arguments, into a fresh store."""
+    from stages import train
+
+    git_repo(root)
+    splits = digit_splits()
+    write_prepared(root / "data" / "prepared", splits)
+    tiny_params_file(root / "params.yaml")
+    shutil.copyfile(template_db, root / "mlflow.db")
+    uri = sqlite_uri(root)
+    with using_store(root, uri, DVC_EXP_NAME=DVC_EXP_NAME), sigterm_kept():
+        train.main(stage_args("train"))
+    where = pipeline_vars()
+    absolute = {
+        field: root / where[var]
+        for field, var in (
+            ("data_dir", "prepared"),
+            ("model", "model"),
+            ("history", "history"),
+            ("run_file", "run_file"),
+        )
+    }
+    return Workspace(
+        root=root,
+        uri=uri,
+        params=root / "params.yaml",
+        ref=RunRef.read(absolute["run_file"]),
+        splits=splits,
+        **absolute,
+    )

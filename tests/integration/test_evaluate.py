@@ -1,0 +1,228 @@
+"""Stage evaluate: metrics, the confusion plot and figures of the tiny model, logged to its run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from factories.trained import Workspace
+from stages import evaluate
+from stages.common.errors import StageError
+from stages.model.history import HISTORY_KEYS, history_csv, read_history
+
+FIGURES = ("training_curves.png", "confusion_matrix.png", "misclassified.png")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _args(ws: Workspace, out: Path, **override: Path) -> list[str]:
+    paths = {
+        "model": ws.model,
+        "data-dir": ws.data_dir,
+        "history": ws.history,
+        "run-file": ws.run_file,
+        "metrics-out": out / "metrics.json",
+        "confusion-out": out / "confusion.csv",
+        "figures-dir": out / "figures",
+        **override,
+    }
+    args = ["--params", str(ws.params)]
+    for name, path in paths.items():
+        args += [f"--{name}", str(path)]
+    return args
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_trained: Workspace) -> Path:
+    """``evaluate.main`` once on the session's tiny model; its outputs' folder."""
+    out = tiny_trained.root / "reports"
+    with tiny_trained.store():
+        evaluate.main(_args(tiny_trained, out))
+    return out
+
+
+# --- main on the tiny model ----------------------------------------------------------------------
+
+
+def test_metrics_json(evaluated: Path, tiny_trained: Workspace) -> None:
+    report = json.loads((evaluated / "metrics.json").read_text())
+    n = len(tiny_trained.splits["test"][1])
+    assert report["samples"] == n
+    assert 0.5 < report["accuracy"] <= 1.0  # the tiny digits are learnable
+    assert report["loss"] > 0
+    assert set(report["per_class"]) == {str(digit) for digit in range(10)}
+    supports = [report["per_class"][str(digit)]["support"] for digit in range(10)]
+    assert supports == np.bincount(tiny_trained.splits["test"][1], minlength=10).tolist()
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (10, 10)
+    assert matrix.sum() == n
+    assert np.trace(matrix) / n == pytest.approx(report["accuracy"])
+
+
+def test_confusion_csv_matches_the_model(evaluated: Path, tiny_trained: Workspace) -> None:
+    from stages.model.keras_io import load_keras_model, predict_probabilities
+
+    x_test, y_test = tiny_trained.splits["test"]
+    with open(evaluated / "confusion.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(y_test)
+    assert [int(row["actual"]) for row in rows] == y_test.tolist()
+    predicted = predict_probabilities(load_keras_model(tiny_trained.model), x_test).argmax(axis=1)
+    assert [int(row["predicted"]) for row in rows] == predicted.tolist()
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figures_are_real_pngs(evaluated: Path, name: str) -> None:
+    from PIL import Image
+
+    path = evaluated / "figures" / name
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 5000
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert min(image.size) > 100
+        assert len(np.unique(np.asarray(image.convert("L")))) > 2  # not a blank canvas
+
+
+def test_results_logged_to_the_training_run(evaluated: Path, tiny_trained: Workspace) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    run = client.get_run(tiny_trained.ref.run_id)
+    report = json.loads((evaluated / "metrics.json").read_text())
+    metrics = run.data.metrics
+    assert metrics["test_accuracy"] == pytest.approx(report["accuracy"])
+    assert metrics["test_loss"] == pytest.approx(report["loss"])
+    assert metrics["test_f1_3"] == pytest.approx(report["per_class"]["3"]["f1"])
+    assert "epochs_run" in metrics  # the same run train started, not a new one
+    assert run.info.status == "FINISHED"
+    figures = {entry.path for entry in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {f"figures/{name}" for name in FIGURES}
+    top = {entry.path for entry in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "per_class_metrics.json", "figures"} <= top
+    evaluated_runs = client.search_runs(
+        [tiny_trained.ref.experiment_id], filter_string="metrics.test_accuracy >= 0"
+    )
+    assert [r.info.run_id for r in evaluated_runs] == [tiny_trained.ref.run_id]  # no new run
+
+
+# --- main's failures: one clear StageError, nothing written --------------------------------------
+
+
+def _fails(tiny_trained: Workspace, tmp_path: Path, match: str, **override: Path) -> str:
+    out = tmp_path / "out"
+    with tiny_trained.store(), pytest.raises(StageError, match=match) as caught:
+        evaluate.main(_args(tiny_trained, out, **override))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert not out.exists()
+    return message
+
+
+def test_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
+    message = _fails(
+        tiny_trained, tmp_path, "run file not found", **{"run-file": tmp_path / "run.json"}
+    )
+    assert str(tmp_path / "run.json") in message
+
+
+def test_missing_history(tiny_trained: Workspace, tmp_path: Path) -> None:
+    _fails(tiny_trained, tmp_path, "history not found", history=tmp_path / "history.csv")
+
+
+def test_history_without_its_columns(tiny_trained: Workspace, tmp_path: Path) -> None:
+    bad = tmp_path / "history.csv"
+    bad.write_text("epoch,loss\n0,0.5\n")
+    _fails(tiny_trained, tmp_path, "not a training history CSV", history=bad)
+
+
+def test_missing_model(tiny_trained: Workspace, tmp_path: Path) -> None:
+    _fails(tiny_trained, tmp_path, "model not found", model=tmp_path / "model.keras")
+
+
+def _truncated(tiny_trained: Workspace) -> bytes:
+    data = tiny_trained.model.read_bytes()
+    return data[: len(data) // 2]
+
+
+def _not_a_keras_zip(_: Workspace) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda _: os.urandom(4096), _truncated, _not_a_keras_zip, lambda _: b""],
+    ids=["random-bytes", "truncated-zip", "zip-without-model", "empty"],
+)
+def test_corrupt_model(tiny_trained: Workspace, tmp_path: Path, damage) -> None:
+    model = tmp_path / "model.keras"
+    model.write_bytes(damage(tiny_trained))
+    message = _fails(tiny_trained, tmp_path, "not a loadable Keras model", model=model)
+    assert str(model) in message
+
+
+# --- pure helpers --------------------------------------------------------------------------------
+
+
+def test_confusion_csv_rows() -> None:
+    text = evaluate.confusion_csv(np.array([3, 1, 0]), np.array([3, 7, 0]))
+    assert text == "actual,predicted\n3,3\n1,7\n0,0\n"
+
+
+def test_summary_metrics_flattens_the_per_class_table() -> None:
+    per_class = {
+        str(d): {"precision": d / 10, "recall": d / 20, "f1": d / 30, "support": d}
+        for d in range(10)
+    }
+    report = {
+        "accuracy": 0.9,
+        "loss": 0.3,
+        "macro_precision": 0.8,
+        "macro_recall": 0.7,
+        "macro_f1": 0.75,
+        "per_class": per_class,
+    }
+    summary = evaluate.summary_metrics(report)
+    assert len(summary) == 5 + 3 * 10
+    assert summary["test_accuracy"] == 0.9
+    assert summary["test_macro_f1"] == 0.75
+    assert summary["test_precision_7"] == 0.7
+    assert summary["test_recall_4"] == 0.2
+    assert summary["test_f1_3"] == pytest.approx(0.1)
+    assert not any("support" in key for key in summary)
+
+
+def test_history_round_trip(tmp_path: Path) -> None:
+    history = {
+        key: [0.5 + i / 10 + k / 100 for i in range(3)] for k, key in enumerate(HISTORY_KEYS)
+    }
+    path = tmp_path / "history.csv"
+    path.write_text(history_csv(history))
+    assert path.read_text().splitlines()[0] == "epoch," + ",".join(HISTORY_KEYS)
+    back = read_history(path)
+    assert set(back) == set(HISTORY_KEYS)
+    for key in HISTORY_KEYS:
+        assert back[key] == pytest.approx(history[key], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["epoch,loss,accuracy,val_loss,val_accuracy\n0,x,1,1,1\n", "epoch,loss\n0,1\n"],
+    ids=["not-a-number", "missing-columns"],
+)
+def test_read_history_rejects_a_bad_csv(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text(text)
+    with pytest.raises(StageError, match="not a training history CSV"):
+        read_history(path)

@@ -1,0 +1,411 @@
+"""Stage export: ONNX conversion with its contract, the parity gate, registration, model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digits_predict.contract import METADATA_KEYS, check_contract
+from factories.params import TINY_EXPORT
+from factories.processes import stage_args
+from factories.trained import Workspace
+from stages import export
+from stages.common.config import ExportParams, load_params
+from stages.common.errors import StageError
+from stages.handoff import gate
+from stages.tracking.runs import RunRef
+
+PROVENANCE = {"mlflow_run_id": "0123456789abcdef", "data_digest": "d" * 64, "git_commit": "c" * 40}
+PARITY_KEYS = {
+    "max_abs_diff",
+    "mean_abs_diff",
+    "argmax_agreement",
+    "keras_accuracy",
+    "onnx_accuracy",
+    "samples",
+    "onnxruntime_version",
+    "provider",
+}
+
+
+@pytest.fixture(scope="module")
+def params(tiny_trained: Workspace) -> ExportParams:
+    return load_params(tiny_trained.params).export
+
+
+@pytest.fixture(scope="module")
+def keras_model(tiny_trained: Workspace):
+    from stages.model.keras_io import load_keras_model
+
+    return load_keras_model(tiny_trained.model)
+
+
+@pytest.fixture(scope="module")
+def keras_probs(keras_model, tiny_trained: Workspace) -> np.ndarray:
+    from stages.model.keras_io import predict_probabilities
+
+    return predict_probabilities(keras_model, tiny_trained.splits["test"][0])
+
+
+@pytest.fixture(scope="module")
+def proto(keras_model, params: ExportParams):
+    """The converted, contract-carrying, checked ONNX model of the tiny Keras model."""
+    from digits_predict.contract import contract_metadata
+
+    return gate.build_checked_onnx(
+        keras_model, params.opset, contract_metadata(**PROVENANCE, test_accuracy=0.75)
+    )
+
+
+def _final_kernel(model):
+    """The initializer holding the last MatMul's kernel: the one feeding the Softmax."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    (softmax,) = [node for node in model.graph.node if node.op_type == "Softmax"]
+    node = producers[softmax.input[0]]
+    while node.op_type != "MatMul":
+        node = producers[node.input[0]]
+    (kernel,) = [init for init in model.graph.initializer if init.name == node.input[1]]
+    return kernel
+
+
+@pytest.fixture(scope="module")
+def perturbed(proto, keras_model, tiny_trained: Workspace):
+    """A copy of ``proto`` with 5.0 added to one weight of the output layer."""
+    import keras
+    import onnx
+    from onnx import numpy_helper
+
+    hidden = keras.Model(keras_model.input, keras_model.get_layer("relu_0").output)
+    busiest = int(
+        hidden.predict(tiny_trained.splits["test"][0].astype(np.float32), verbose=0)
+        .mean(axis=0)
+        .argmax()
+    )  # the unit whose weight matters on most images
+    changed = onnx.ModelProto()
+    changed.CopyFrom(proto)
+    kernel = _final_kernel(changed)
+    weights = numpy_helper.to_array(kernel).copy()
+    assert weights.shape[1] == 10
+    weights[busiest, 0] += 5.0
+    kernel.CopyFrom(numpy_helper.from_array(weights, kernel.name))
+    return changed
+
+
+# --- conversion and the gate ---------------------------------------------------------------------
+
+
+def _dims(value) -> list:
+    return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+
+def test_onnx_graph_and_contract(proto) -> None:
+    import onnx
+
+    from stages.handoff.onnx_convert import onnx_session
+
+    (image,) = proto.graph.input
+    (probabilities,) = proto.graph.output
+    assert image.name == "image"
+    assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert _dims(image) == ["N", 28, 28]
+    assert probabilities.name == "probabilities"
+    assert probabilities.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert _dims(probabilities) == ["N", 10]
+
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    assert set(METADATA_KEYS) <= set(metadata)
+    assert metadata["mlflow_run_id"] == PROVENANCE["mlflow_run_id"]
+    assert metadata["data_digest"] == PROVENANCE["data_digest"]
+    assert float(metadata["test_accuracy"]) == 0.75
+    session = onnx_session(proto.SerializeToString())
+    check_contract(metadata, session.get_inputs(), session.get_outputs())  # the predictor's view
+
+
+def test_gate_passes_the_converted_model(
+    keras_model, tiny_trained: Workspace, params: ExportParams
+) -> None:
+    x_test, y_test = tiny_trained.splits["test"]
+    gated = gate.gate_onnx_model(keras_model, x_test, y_test, params, dict(PROVENANCE))
+    report = gated.report
+    assert report.passed, report.failures
+    assert gated.metadata["mlflow_run_id"] == PROVENANCE["mlflow_run_id"]
+    assert float(gated.metadata["test_accuracy"]) == report.keras_accuracy
+    assert report.failures == ()
+    assert report.samples == len(y_test)
+    assert report.max_abs_diff <= 1e-5
+    assert report.argmax_agreement == 1.0
+    assert report.onnx_accuracy == report.keras_accuracy
+
+
+def _converting_to(proto):
+    import onnx
+
+    def convert(model, opset: int):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(proto)
+        return copy
+
+    return convert
+
+
+def test_gate_fails_a_perturbed_model(
+    perturbed,
+    keras_model,
+    tiny_trained: Workspace,
+    params: ExportParams,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x_test, y_test = tiny_trained.splits["test"]
+    monkeypatch.setattr(gate, "convert_to_onnx", _converting_to(perturbed))
+    report = gate.gate_onnx_model(keras_model, x_test, y_test, params, dict(PROVENANCE)).report
+    assert not report.passed
+    assert any(failure.startswith("max abs difference") for failure in report.failures)
+    assert report.max_abs_diff > 1e-3
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def _args(ws: Workspace, out: Path, run_file: Path | None = None) -> list[str]:
+    """dvc.yaml's arguments of the stage, with this test's files."""
+    paths = {
+        "model": ws.model,
+        "prepared": ws.data_dir,
+        "run_file": run_file or ws.run_file,
+        "onnx_model": out / "model.onnx",
+        "parity": out / "parity.json",
+        "model_card": out / "MODEL_CARD.md",
+    }
+    return ["--params", str(ws.params), *stage_args("export", paths)]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_trained: Workspace) -> Path:
+    """``export.main`` once on the session's tiny model; its outputs' folder."""
+    out = tiny_trained.root / "export"
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, out))
+    return out
+
+
+def test_main_writes_a_model_that_predicts_like_keras(
+    exported: Path, keras_probs, tiny_trained: Workspace
+) -> None:
+    import onnx
+
+    from stages.handoff.onnx_convert import onnx_session, run_onnx
+
+    data = (exported / "model.onnx").read_bytes()
+    model = onnx.load_from_string(data)
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    assert set(METADATA_KEYS) <= set(metadata)
+    assert metadata["mlflow_run_id"] == tiny_trained.ref.run_id
+    import mlflow
+
+    tags = mlflow.MlflowClient(tiny_trained.uri).get_run(tiny_trained.ref.run_id).data.tags
+    assert metadata["data_digest"] == tags["data_digest"]
+    assert metadata["git_commit"] == tags["git_commit"]
+    session = onnx_session(data)
+    check_contract(metadata, session.get_inputs(), session.get_outputs())
+    onnx_probs = run_onnx(session, tiny_trained.splits["test"][0])
+    np.testing.assert_allclose(onnx_probs, keras_probs, atol=1e-5, rtol=0)
+
+
+def test_main_writes_parity_and_model_card(exported: Path, tiny_trained: Workspace) -> None:
+    import onnxruntime
+
+    parity = json.loads((exported / "parity.json").read_text())
+    assert PARITY_KEYS <= set(parity)
+    assert parity["passed"] is True and parity["failures"] == []
+    assert parity["samples"] == len(tiny_trained.splits["test"][1])
+    assert 0 <= parity["max_abs_diff"] <= 1e-5
+    assert parity["argmax_agreement"] == 1.0
+    assert parity["keras_accuracy"] == parity["onnx_accuracy"] > 0.5
+    assert parity["onnxruntime_version"] == onnxruntime.__version__
+    assert parity["provider"] == "CPUExecutionProvider"
+
+    card = (exported / "MODEL_CARD.md").read_text()
+    assert tiny_trained.ref.run_id in card
+    assert f"{parity['max_abs_diff']:.3g}" in card
+    assert f"{parity['argmax_agreement']:.4%}" in card
+    assert f"{parity['onnx_accuracy']:.4%}" in card
+    assert f"`{TINY_EXPORT['registered_model_name']}` version" in card
+    assert f"@{TINY_EXPORT['alias']}" in card
+
+
+def test_main_logs_and_registers_the_onnx_model(exported: Path, tiny_trained: Workspace) -> None:
+    import mlflow
+    import onnx
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
+    version = client.get_model_version_by_alias(name, alias)
+    assert version.run_id == tiny_trained.ref.run_id
+    card = (exported / "MODEL_CARD.md").read_text()
+    assert f"`{name}` version {version.version}," in card
+
+    run = client.get_run(tiny_trained.ref.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["parity"] == "passed"
+    assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
+    artifacts = {entry.path for entry in client.list_artifacts(run.info.run_id)}
+    assert {"parity.json", "MODEL_CARD.md"} <= artifacts
+
+    with tiny_trained.store():
+        registered = mlflow.onnx.load_model(f"models:/{name}@{alias}")
+    written = onnx.load(exported / "model.onnx")
+    assert registered.graph == written.graph
+    assert list(registered.metadata_props) == list(written.metadata_props)
+
+
+def _run_of_its_own(ws: Workspace, folder: Path) -> tuple[str, Path]:
+    """A finished run to export into, so the session's run stays as train left it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(ws.uri)
+    run_id = client.create_run(ws.ref.experiment_id).info.run_id
+    client.set_tag(run_id, "data_digest", "d" * 64)
+    client.set_terminated(run_id, status="FINISHED")
+    run_file = folder / "run.json"
+    RunRef(run_id=run_id, experiment_id=ws.ref.experiment_id, tracking_uri=ws.uri).write(run_file)
+    return run_id, run_file
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_main_gate_failure_changes_no_output(
+    tiny_trained: Workspace,
+    perturbed,
+    tmp_path: Path,
+    exported: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    before = _snapshot(out)
+    monkeypatch.setattr(gate, "convert_to_onnx", _converting_to(perturbed))
+    name = TINY_EXPORT["registered_model_name"]
+    versions_before = len(client.search_model_versions(f"name = '{name}'"))
+    with tiny_trained.store(), pytest.raises(StageError, match="parity gate failed") as caught:
+        export.main(_args(tiny_trained, out, run_file=run_file))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "max abs difference" in message
+    assert _snapshot(out) == before  # the previous hand-off survives, nothing new beside it
+    assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["parity"].startswith("failed: max abs difference")
+    assert run.data.metrics["parity_max_abs_diff"] > 1e-3
+
+
+def test_main_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
+    with tiny_trained.store(), pytest.raises(StageError, match="run file not found"):
+        export.main(_args(tiny_trained, tmp_path / "out", run_file=tmp_path / "run.json"))
+    assert not (tmp_path / "out").exists()
+
+
+# --- the hand-off happens whole or not at all ----------------------------------------------------
+
+
+class Injected(RuntimeError):
+    """The failure a test makes happen at one step of the hand-off."""
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise Injected("injected failure")
+
+
+def _fail_second_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second file swap of the commit fails: the first must be undone."""
+    import os
+
+    from stages.common import atomic
+
+    calls = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(source).endswith(".staged"):
+            calls.append(target)
+            if len(calls) == 2:
+                raise Injected("disk full on the second file")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
+FAILING_STEPS = {
+    "registering the version": lambda mp: mp.setattr(export, "register_onnx_model", _fail),
+    "logging parity and card": lambda mp: mp.setattr(export, "log_texts", _fail),
+    "staging a file": lambda mp: mp.setattr(export.StagedFiles, "write_text", _fail),
+    "swapping the files in": _fail_second_replace,
+    "moving the alias": lambda mp: mp.setattr(export, "set_alias", _fail),
+}
+
+
+@pytest.mark.parametrize("step", list(FAILING_STEPS))
+def test_a_hand_off_failing_at_any_step_leaves_the_previous_one(
+    step: str,
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    before = _snapshot(out)
+    aliased_before = client.get_model_version_by_alias(name, alias).version
+    versions_before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+
+    FAILING_STEPS[step](monkeypatch)
+    with tiny_trained.store(), pytest.raises(Injected):
+        export.main(_args(tiny_trained, out, run_file=run_file))
+
+    assert _snapshot(out) == before, "model, parity report and card are the previous ones"
+    assert client.get_model_version_by_alias(name, alias).version == aliased_before
+    after = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    assert after == versions_before, "a version registered on the way was withdrawn"
+
+
+def test_a_second_hand_off_replaces_the_whole_first(
+    tiny_trained: Workspace, exported: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, out, run_file=run_file))
+    version = client.get_model_version_by_alias(name, alias)
+    assert version.run_id == run_id
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"`{name}` version {version.version}," in card and run_id in card
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
+    assert metadata["mlflow_run_id"] == run_id
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.onnx", "parity.json"]

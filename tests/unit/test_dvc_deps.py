@@ -1,0 +1,164 @@
+"""dvc.yaml's code deps against each stage's import closure: a missing dep skips a rerun silently.
+
+The closure is computed from the source (every ``import`` of a project module, at module
+level or inside a function, but not under ``if TYPE_CHECKING:``), following the imported
+modules and the packages that hold them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factories.processes import REPO_ROOT
+
+PROJECT_PACKAGES = ("stages", "digits_predict")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+
+
+def module_file(name: str, root: Path = REPO_ROOT) -> Path | None:
+    """The file of a project module or package, or None for anything else."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
+
+
+def imported_names(tree: ast.AST) -> set[str]:
+    """Every module name an import statement in ``tree`` may load, outside TYPE_CHECKING."""
+    names: set[str] = set()
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if _is_type_checking_block(node):
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # ``from package import module`` loads the submodule
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def import_closure(module: str, root: Path = REPO_ROOT) -> set[Path]:
+    """The project files that running ``python -m <module>`` may execute."""
+    seen: set[Path] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+        for depth in range(1, len(parts) + 1):
+            path = module_file(".".join(parts[:depth]), root)
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            pending.extend(imported_names(ast.parse(path.read_text(encoding="utf-8"))))
+    return seen
+
+
+def code_deps(stage: str, root: Path = REPO_ROOT) -> list[Path]:
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    deps = [root / dep for dep in pipeline["stages"][stage]["deps"]]
+    return [dep for dep in deps if dep.suffix == ".py" or dep.is_dir()]
+
+
+def covered(path: Path, deps: list[Path]) -> bool:
+    return any(path == dep or dep in path.parents for dep in deps)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_module_a_stage_imports_is_one_of_its_deps(stage: str) -> None:
+    closure = import_closure(f"stages.{stage}")
+    deps = code_deps(stage)
+    missing = sorted(
+        str(path.relative_to(REPO_ROOT)) for path in closure if not covered(path, deps)
+    )
+    assert not missing, f"dvc.yaml stage {stage} imports these but lacks them in deps: {missing}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_code_dep_of_a_stage_is_imported_by_it(stage: str) -> None:
+    closure = import_closure(f"stages.{stage}")
+    unused = sorted(
+        str(dep.relative_to(REPO_ROOT))
+        for dep in code_deps(stage)
+        if not any(covered(path, [dep]) for path in closure)
+    )
+    assert not unused, f"dvc.yaml stage {stage} lists code it never imports: {unused}"
+
+
+def test_fetch_and_preprocess_never_reach_tensorflow_mlflow_or_onnx() -> None:
+    for stage in ("fetch", "preprocess"):
+        folders = {path.parent.name for path in import_closure(f"stages.{stage}")}
+        assert not folders & {"model", "tracking", "handoff", "evaluation"}, (stage, folders)
+
+
+# --- the checker itself, on a tiny project of its own ---------------------------------------------
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_closure_follows_lazy_imports_and_packages_but_not_type_checking(tmp_path: Path) -> None:
+    root = _write(
+        tmp_path,
+        {
+            "stages/__init__.py": "",
+            "stages/fetch.py": "from stages.common import errors\n"
+            "def main():\n    import stages.data.lazy\n",
+            "stages/common/__init__.py": "",
+            "stages/common/errors.py": "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    import stages.heavy\n",
+            "stages/data/__init__.py": "",
+            "stages/data/lazy.py": "import numpy\n",
+            "stages/heavy.py": "",
+        },
+    )
+    closure = {str(path.relative_to(root)) for path in import_closure("stages.fetch", root)}
+    assert closure == {
+        "stages/__init__.py",
+        "stages/fetch.py",
+        "stages/common/__init__.py",
+        "stages/common/errors.py",
+        "stages/data/__init__.py",
+        "stages/data/lazy.py",
+    }
+
+
+def test_a_missing_dep_is_reported(tmp_path: Path) -> None:
+    root = _write(
+        tmp_path,
+        {
+            "stages/__init__.py": "",
+            "stages/fetch.py": "from stages.common.errors import StageError\n",
+            "stages/common/__init__.py": "",
+            "stages/common/errors.py": "",
+        },
+    )
+    deps = [root / "stages/__init__.py", root / "stages/fetch.py"]
+    missing = [path for path in import_closure("stages.fetch", root) if not covered(path, deps)]
+    assert sorted(p.name for p in missing) == ["__init__.py", "errors.py"]
+    assert all(covered(p, [*deps, root / "stages/common"]) for p in missing)

@@ -1,0 +1,329 @@
+"""stages.tracking: where runs go, the run file, retries on a locked store, abandoned runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stages.common.errors import StageError
+from stages.tracking import runs, store
+from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, retry_locked
+from stages.tracking.store import check_reachable, tracking_uri, workspace_root
+
+
+def free_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- workspace root and store URI ----------------------------------------------------------------
+
+
+def test_workspace_root_from_inside_an_experiment_copy(tmp_path: Path) -> None:
+    root = tmp_path.resolve() / "project"
+    inside = root / ".dvc" / "tmp" / "exps" / "tmpabc" / "sub"
+    inside.mkdir(parents=True)
+    assert workspace_root(inside) == root
+    assert workspace_root(root / ".dvc" / "tmp" / "exps") == root
+
+
+@pytest.mark.parametrize("relative", ["", "stages", ".dvc/tmp", ".dvc/cache/exps"])
+def test_workspace_root_is_the_folder_itself_outside_an_experiment_copy(
+    tmp_path: Path, relative: str
+) -> None:
+    here = (tmp_path / relative).resolve()
+    assert workspace_root(here) == here
+
+
+def test_workspace_root_defaults_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpxyz"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    assert workspace_root() == tmp_path.resolve()
+
+
+def test_tracking_uri_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_uri() == "http://mlflow.example:5000"
+
+
+@pytest.mark.parametrize("env", [None, "", "   "])
+def test_tracking_uri_defaults_to_an_absolute_sqlite_file_at_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None
+) -> None:
+    if env is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    root = tmp_path.resolve()
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    expected_prefix = f"sqlite:///{root / 'mlflow.db'}"
+    for start in (root, copy, copy / "stages"):
+        uri = tracking_uri(start)
+        assert uri.split("?")[0] == expected_prefix
+        assert uri.startswith("sqlite:////")  # four slashes: an absolute path
+    monkeypatch.chdir(copy)
+    assert tracking_uri().split("?")[0] == expected_prefix
+
+
+def test_artifacts_of_a_local_store_go_beside_it(tmp_path: Path) -> None:
+    root = tmp_path.resolve()
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    location = store.artifact_location(f"sqlite:///{root}/mlflow.db", start=copy)
+    assert location == (root / "mlartifacts").as_uri()
+    assert store.artifact_location("http://127.0.0.1:5000", start=copy) is None
+
+
+# --- the run file --------------------------------------------------------------------------------
+
+
+def test_run_ref_round_trip(tmp_path: Path) -> None:
+    ref = RunRef(run_id="abc123", experiment_id="7", tracking_uri="sqlite:////x/mlflow.db")
+    path = tmp_path / "models" / "run.json"
+    ref.write(path)
+    assert RunRef.read(path) == ref
+    assert json.loads(path.read_text()) == {
+        "run_id": "abc123",
+        "experiment_id": "7",
+        "tracking_uri": "sqlite:////x/mlflow.db",
+    }
+
+
+def test_run_ref_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="run file not found") as caught:
+        RunRef.read(tmp_path / "run.json")
+    assert "\n" not in str(caught.value)
+
+
+MALFORMED_RUN_FILES = [
+    ("not-json", b"run_id: abc\n"),
+    ("empty", b""),
+    ("missing-key", json.dumps({"run_id": "abc", "experiment_id": "1"}).encode()),
+    ("a-list", b"[1, 2, 3]"),
+    ("a-string", b'"abc"'),
+    ("null", b"null"),
+    ("binary", bytes(range(256)) * 4),
+]
+
+
+@pytest.mark.parametrize(
+    "content", [c for _, c in MALFORMED_RUN_FILES], ids=[name for name, _ in MALFORMED_RUN_FILES]
+)
+def test_run_ref_malformed_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "run.json"
+    path.write_bytes(content)
+    with pytest.raises(StageError, match="not a run file") as caught:
+        RunRef.read(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_run_ref_unreadable_path(tmp_path: Path) -> None:
+    folder = tmp_path / "run.json"
+    folder.mkdir()
+    with pytest.raises(StageError, match="run.json") as caught:
+        RunRef.read(folder)
+    assert "\n" not in str(caught.value)
+
+
+# --- flatten -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tree", "expected"),
+    [
+        ({}, {}),
+        ({"a": 1}, {"a": 1}),
+        ({"train": {"epochs": 5, "seed": 1}}, {"train.epochs": 5, "train.seed": 1}),
+        ({"a": {"b": {"c": "x"}}}, {"a.b.c": "x"}),
+        ({"train": {"hidden_units": [512, 256]}}, {"train.hidden_units": "[512, 256]"}),
+        ({"train": {"conv_filters": ()}}, {"train.conv_filters": "[]"}),
+        (
+            {"fetch": {"local_path": None, "timeout_seconds": 1.5}},
+            {"fetch.local_path": None, "fetch.timeout_seconds": 1.5},
+        ),
+    ],
+)
+def test_flatten(tree: dict, expected: dict) -> None:
+    assert flatten(tree) == expected
+
+
+# --- retry_locked --------------------------------------------------------------------------------
+
+
+class FlakyAction:
+    """Raises ``error`` the first ``failures`` calls, then returns ``value``."""
+
+    def __init__(self, failures: int, error: Exception, value: object = "done") -> None:
+        self.failures, self.error, self.value, self.calls = failures, error, value, 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return self.value
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waited: list[float] = []
+    monkeypatch.setattr(runs.time, "sleep", waited.append)
+    return waited
+
+
+def _locked():
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException("(sqlite3.OperationalError) database is locked\n[SQL: INSERT ...]")
+
+
+def test_retry_locked_returns_the_value_after_failures(sleeps: list[float]) -> None:
+    action = FlakyAction(failures=2, error=_locked(), value=42)
+    assert retry_locked(action, "logging", attempts=5, first_wait=0.5) == 42
+    assert action.calls == 3
+    assert sleeps == [0.5, 1.0]
+
+
+def test_retry_locked_gives_up_after_a_bounded_number_of_attempts(sleeps: list[float]) -> None:
+    action = FlakyAction(failures=100, error=_locked())
+    with pytest.raises(
+        StageError, match="MLflow: logging params failed: .*database is locked"
+    ) as caught:
+        retry_locked(action, "logging params", attempts=8, first_wait=0.25)
+    assert action.calls == 8
+    assert len(sleeps) == 7
+    assert sleeps == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]  # doubling, capped
+    assert "\n" not in str(caught.value)
+
+
+def test_retry_locked_does_not_retry_other_mlflow_errors(sleeps: list[float]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    action = FlakyAction(failures=1, error=MlflowException("RESOURCE_DOES_NOT_EXIST: no run"))
+    with pytest.raises(StageError, match="no run"):
+        retry_locked(action, "logging")
+    assert action.calls == 1
+    assert sleeps == []
+
+
+def test_retry_locked_lets_other_exceptions_through(sleeps: list[float]) -> None:
+    action = FlakyAction(failures=1, error=ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):
+        retry_locked(action, "logging")
+    assert action.calls == 1
+
+
+# --- abandoned runs, reopening, experiments ------------------------------------------------------
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_fail_abandoned_runs(tmp_mlflow_store: str, dead_pid: int) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tmp_mlflow_store)
+    experiment_id = store.get_or_create_experiment("abandoned", tmp_mlflow_store)
+
+    def run(host: str, pid: int) -> str:
+        tags = {"pipeline.host": host, "pipeline.pid": str(pid)}
+        return client.create_run(experiment_id, tags=tags).info.run_id
+
+    dead = run("this-host", dead_pid)
+    alive = run("this-host", os.getpid())
+    elsewhere = run("other-host", dead_pid)
+    finished = run("this-host", dead_pid)
+    client.set_terminated(finished, status="FINISHED")
+
+    assert fail_abandoned_runs(client, experiment_id, "this-host") == [dead]
+    status = {
+        run_id: client.get_run(run_id).info.status for run_id in (dead, alive, elsewhere, finished)
+    }
+    assert status == {dead: "FAILED", alive: "RUNNING", elsewhere: "RUNNING", finished: "FINISHED"}
+    assert client.get_run(dead).data.tags["pipeline.failure"].startswith("process ended")
+    assert fail_abandoned_runs(client, experiment_id, "this-host") == []
+
+
+def test_get_or_create_experiment_is_idempotent(tmp_mlflow_store: str, tmp_path: Path) -> None:
+    import mlflow
+
+    first = store.get_or_create_experiment("twice", tmp_mlflow_store)
+    assert store.get_or_create_experiment("twice", tmp_mlflow_store) == first
+    experiment = mlflow.MlflowClient(tmp_mlflow_store).get_experiment(first)
+    assert experiment.artifact_location == (tmp_path.resolve() / "mlartifacts").as_uri()
+
+
+def test_reopen_run_of_an_unknown_run_is_one_clear_error(tmp_mlflow_store: str) -> None:
+    experiment_id = store.get_or_create_experiment("reopen", tmp_mlflow_store)
+    ref = RunRef(run_id="0" * 32, experiment_id=experiment_id, tracking_uri=tmp_mlflow_store)
+    with pytest.raises(StageError, match="cannot be reopened") as caught:
+        with runs.reopen_run(ref):
+            pytest.fail("the body must not run")
+    assert "\n" not in str(caught.value)
+
+
+def test_reopen_run_ends_failed_when_the_body_raises(tmp_mlflow_store: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tmp_mlflow_store)
+    experiment_id = store.get_or_create_experiment("reopen", tmp_mlflow_store)
+    run_id = client.create_run(experiment_id).info.run_id
+    client.set_terminated(run_id, status="FINISHED")
+    ref = RunRef(run_id=run_id, experiment_id=experiment_id, tracking_uri=tmp_mlflow_store)
+    with runs.reopen_run(ref):
+        mlflow.log_metric("reopened", 1.0)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    with pytest.raises(StageError, match="boom"), runs.reopen_run(ref):
+        raise StageError("boom")
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["reopened"] == 1.0
+
+
+# --- check_reachable -----------------------------------------------------------------------------
+
+
+def test_check_reachable_fails_fast_on_a_closed_port() -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(StageError, match="unreachable") as caught:
+        check_reachable(uri, timeout=5.0)
+    assert time.monotonic() - started < 5.0
+    assert uri in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////nowhere/mlflow.db", "databricks", "file:///x"])
+def test_check_reachable_ignores_non_http_stores(uri: str) -> None:
+    check_reachable(uri, timeout=0.1)  # returns without any connection attempt
+
+
+def test_check_reachable_accepts_a_healthy_server(http_server) -> None:
+    base, routes = http_server
+    routes["/health"] = (b"OK", None, 200)
+    check_reachable(base + "/", timeout=5.0)
+
+
+def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
+    base, routes = http_server
+    routes["/health"] = (b"down", None, 503)
+    with pytest.raises(StageError, match="unhealthy.*503"):
+        check_reachable(base + "/", timeout=5.0)
