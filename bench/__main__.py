@@ -119,8 +119,16 @@ def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
     }
 
 
+def artifact(name: str) -> str:
+    """The path dvc.yaml's ``vars`` give artifact ``name``, relative to the project root."""
+    _factories()
+    from factories.processes import pipeline_vars
+
+    return pipeline_vars(PROJECT)[name]
+
+
 def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> dict:
-    epochs = len((repo / "reports/history.csv").read_text().strip().splitlines()) - 1
+    epochs = len((repo / artifact("history")).read_text().strip().splitlines()) - 1
     out = work / "overhead"
     stage_cmd = stage_argv(
         "train",
@@ -131,7 +139,13 @@ def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> 
             "run_file": out / "run.json",
         },
     )
-    plain_cmd = [sys.executable, "bench/plain_fit.py", "params.yaml", "data/prepared", str(epochs)]
+    plain_cmd = [
+        sys.executable,
+        "bench/plain_fit.py",
+        "params.yaml",
+        artifact("prepared"),
+        str(epochs),
+    ]
     stage_walls, plain_walls = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
         plain_walls.append(_run(plain_cmd, repo, log))
@@ -155,9 +169,9 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
             sys.executable,
             "-m",
             "bench.inference",
-            "models/model.keras",
-            "models/model.onnx",
-            "data/prepared/test.npz",
+            artifact("model"),
+            artifact("onnx_model"),
+            f"{artifact('prepared')}/test.npz",
         ],
         cwd=repo,
         env=_env(),
@@ -169,14 +183,14 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    with np.load(repo / "data/prepared/test.npz") as split:
+    with np.load(repo / artifact("prepared") / "test.npz") as split:
         Image.fromarray(split["x"][0]).save(work / "digit.png")
     predictor = [
         _run(
             [
                 str(Path(sys.executable).parent / "digits-predict"),
                 "--model",
-                "models/model.onnx",
+                artifact("onnx_model"),
                 str(work / "digit.png"),
             ],
             repo,
@@ -186,7 +200,7 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     ]
     keras_script = [
         _run(
-            [sys.executable, "bench/keras_png.py", "models/model.keras", str(work / "digit.png")],
+            [sys.executable, "bench/keras_png.py", artifact("model"), str(work / "digit.png")],
             repo,
             log,
         )

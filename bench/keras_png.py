@@ -1,4 +1,7 @@
-"""A Keras script classifying one PNG: what the predictor command is compared with."""
+"""A Keras script classifying one PNG: what the predictor command is compared with.
+
+Standalone on purpose, like a tutorial reader's script: no project imports.
+"""
 
 from __future__ import annotations
 

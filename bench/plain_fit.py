@@ -1,7 +1,9 @@
 """The tutorials' training script: the same model and data, ``model.fit``, no tracking.
 
 ``python bench/plain_fit.py PARAMS DATA_DIR EPOCHS`` fits exactly EPOCHS epochs
-with validation data (as the train stage does each epoch) and saves nothing.
+with validation data (as the train stage does each epoch) and saves nothing. It
+imports nothing from the project, on purpose: it is the script a tutorial reader writes,
+shapes and all, which the train stage is measured against.
 """
 
 from __future__ import annotations

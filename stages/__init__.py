@@ -12,6 +12,7 @@ atomically. The subpackages hold what they compose, one concern each:
 - ``handoff``: ONNX conversion, the parity gate, the model card
 - ``tracking``: the MLflow store, the run a model is trained in, the registry
 
-Nothing is imported at package import: TensorFlow, MLflow and onnx load only in the
-functions that need them, so fetch and preprocess start in well under a second.
+Nothing happens at import time, and TensorFlow, MLflow and onnx load only where they
+are needed (inside functions, or in ``model.build``, which is itself imported lazily),
+so fetch and preprocess start in well under a second and never load them.
 """

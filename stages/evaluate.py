@@ -6,7 +6,6 @@ and PNG figures, and logs all of them to the MLflow run that train started.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stages.common.atomic import write_json, write_text
-from stages.common.config import EvaluateParams, load_params
+from stages.common.config import EvaluateParams, load_params, stage_argument_parser
 from stages.common.errors import run_stage
-from stages.dataset.arrays import Split, load_split
+from stages.dataset.arrays import Split, load_split, split_file
 from stages.evaluation.figures import (
     confusion_figure,
     misclassified_grid,
@@ -62,8 +61,7 @@ def evaluate_model(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--history", required=True, type=Path)
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params).evaluate
     ref = RunRef.read(args.run_file)
     history = read_history(args.history)
-    test = load_split(args.data_dir / "test.npz")
+    test = load_split(split_file(args.data_dir, "test"))
     connect(ref.tracking_uri)  # a dead server fails here, before the model is loaded
     evaluation = evaluate_model(load_keras_model(args.model), test, history, params)
     report = evaluation.report

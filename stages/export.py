@@ -10,8 +10,6 @@ report and card swapped into place together, and last the alias moved to it.
 
 from __future__ import annotations
 
-import argparse
-import importlib.metadata
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,15 +18,22 @@ from pathlib import Path
 import numpy as np
 
 from stages.common.atomic import StagedFiles, json_text
-from stages.common.config import ExportParams, load_params
-from stages.common.errors import StageError, run_stage
-from stages.dataset.arrays import load_split
+from stages.common.config import ExportParams, load_params, stage_argument_parser
+from stages.common.errors import StageError, deferred_signals, run_stage
+from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
-from stages.handoff.onnx_convert import onnx_session, run_onnx
+from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
-from stages.tracking.registry import register_onnx_model, set_alias, withdraw_version
+from stages.tracking.registry import (
+    alias_target,
+    log_onnx_model,
+    register_version,
+    set_alias,
+    versions_of,
+    withdraw,
+)
 from stages.tracking.runs import RunRef, reopen_run
 
 
@@ -41,10 +46,12 @@ class HandoffFiles:
 
 def parity_record(gated: GatedModel, params: ExportParams) -> dict:
     """The parity report as ``parity.json`` holds it: the figures and the runtime that made them."""
+    import onnxruntime
+
     return {
         **gated.report.as_dict(),
-        "onnxruntime_version": importlib.metadata.version("onnxruntime"),
-        "provider": "CPUExecutionProvider",
+        "onnxruntime_version": onnxruntime.__version__,
+        "provider": PROVIDERS[0],
         "opset": params.opset,
     }
 
@@ -52,33 +59,49 @@ def parity_record(gated: GatedModel, params: ExportParams) -> dict:
 def hand_off(
     gated: GatedModel, example: np.ndarray, params: ExportParams, files: HandoffFiles
 ) -> str:
-    """Register, write and alias the gated model; all of it happens, or none. Its version."""
+    """Register, write and alias the gated model: all of it happens, or none. Its version.
+
+    The alias moves last; until it has moved, any failure (an interrupt included) puts the
+    files back, withdraws the new version and leaves the alias where it was. The parity
+    report and card are logged to the run once the hand-off is done.
+    """
+    name, alias = params.registered_model_name, params.alias
     parity = parity_record(gated, params)
-    example_output = run_onnx(onnx_session(gated.model_bytes), example)
-    version = register_onnx_model(
-        gated.model_bytes, example, example_output, params.registered_model_name
+    logged = log_onnx_model(
+        gated.model_bytes, example, run_onnx(onnx_session(gated.model_bytes), example), PROVIDERS
     )
+    previous = alias_target(name, alias)
+    version, handed_off = None, False
     try:
+        version = register_version(logged.model_uri, name)
         card = model_card(gated.metadata, parity, params, version)
-        log_texts({files.parity.name: json_text(parity), files.card.name: card})
-        with StagedFiles() as staged:
+        with deferred_signals(), StagedFiles() as staged:
             staged.write_bytes(files.onnx_model, gated.model_bytes)
             staged.write_json(files.parity, parity)
             staged.write_text(files.card, card)
             staged.commit()
-            set_alias(params.registered_model_name, params.alias, version)
+            set_alias(name, alias, version)
+            handed_off = True
     except BaseException:
-        try:
-            withdraw_version(params.registered_model_name, version)
-        except StageError as err:  # the first failure is the one to report
-            print(f"export: warning: {err}", file=sys.stderr)
+        if not handed_off:
+            with deferred_signals():
+                _undo_registration(name, alias, logged.model_uri, previous)
         raise
+    log_texts({files.parity.name: json_text(parity), files.card.name: card})
     return version
 
 
+def _undo_registration(name: str, alias: str, model_uri: str, previous: str | None) -> None:
+    try:
+        withdraw(name, versions_of(model_uri, name), alias, previous)
+    except Exception as err:  # the failure that got us here is the one to report
+        print(
+            f"export: warning: could not withdraw the new version of {name}: {err}", file=sys.stderr
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path, help="the trained .keras model")
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--run-file", required=True, type=Path)
@@ -88,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).export
     ref = RunRef.read(args.run_file)
-    x_test, y_test = load_split(args.data_dir / "test.npz")
+    x_test, y_test = load_split(split_file(args.data_dir, "test"))
     model = load_keras_model(args.model)
     files = HandoffFiles(onnx_model=args.onnx_out, parity=args.parity_out, card=args.card_out)
 

@@ -7,14 +7,13 @@ match the pinned digests.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stages.common.atomic import write_npz
-from stages.common.config import FetchParams, load_params
+from stages.common.config import FetchParams, load_params, stage_argument_parser
 from stages.common.errors import StageError, run_stage
 from stages.dataset.canonical import Mnist, verify_canonical
 from stages.dataset.sources import SOURCES, Arrays, SourceContext
@@ -54,8 +53,7 @@ def source_context(params: FetchParams, show_progress: bool) -> SourceContext:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="the .npz to write")
     args = parser.parse_args(argv)
     params = load_params(args.params).fetch

@@ -6,16 +6,15 @@ so what deployment feeds the exported model is what the camera gives.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from stages.common.atomic import write_json, write_npz
-from stages.common.config import PreprocessParams, load_params
+from stages.common.config import PreprocessParams, load_params, stage_argument_parser
 from stages.common.errors import StageError, run_stage
-from stages.dataset.arrays import Split, check_images_labels, load_npz
+from stages.dataset.arrays import Split, check_images_labels, load_npz, split_file
 from stages.dataset.canonical import ARRAY_NAMES, NUM_CLASSES
 from stages.dataset.splits import describe_split, split_stratified
 
@@ -36,8 +35,7 @@ def prepare(raw: dict[str, np.ndarray], params: PreprocessParams) -> dict[str, S
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--raw", required=True, help="the fetched .npz")
     parser.add_argument("--out-dir", required=True, help="folder for train/val/test .npz")
     parser.add_argument("--report", required=True, help="data report JSON (DVC metrics)")
@@ -46,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     splits = prepare(load_npz(args.raw, ARRAY_NAMES), params)
     out = Path(args.out_dir)
     for name, (x, y) in splits.items():
-        write_npz(out / f"{name}.npz", {"x": x, "y": y})
+        write_npz(split_file(out, name), {"x": x, "y": y})
     write_json(args.report, {name: describe_split(x, y) for name, (x, y) in splits.items()})
 
 

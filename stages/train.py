@@ -9,7 +9,6 @@ The fitting itself is ``model.fit.train_model``; what the run records is
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.common.atomic import write_text
-from stages.common.config import Params, load_params
+from stages.common.config import Params, load_params, stage_argument_parser
 from stages.common.errors import run_stage
 from stages.common.timing import PhaseTimer
-from stages.dataset.arrays import Split, load_split
+from stages.dataset.arrays import Split, load_splits
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import history_csv
 from stages.model.keras_io import save_keras_model
@@ -29,18 +28,12 @@ from stages.tracking.records import start_training_run
 from stages.tracking.runs import RunRef
 from stages.tracking.store import connect, get_or_create_experiment
 
-SPLITS = ("train", "val", "test")
-
 
 @dataclass(frozen=True)
 class TrainOutputs:
     model: Path
     history: Path
     run_file: Path
-
-
-def load_splits(data_dir: Path) -> dict[str, Split]:
-    return {name: load_split(data_dir / f"{name}.npz") for name in SPLITS}
 
 
 def splits_digest(splits: dict[str, Split]) -> str:
@@ -82,11 +75,11 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
                 callbacks=[run.epoch_logger()],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
-        run.log_result(result)
         with timer.phase("save_outputs"):
             save_keras_model(result.model, outputs.model)
             write_text(outputs.history, history_csv(result.history))
         with timer.phase("mlflow_log_model"):
+            run.log_result(result)
             run.log_model(result.model, splits["test"][0][:5], outputs.history)
         run.log_phases({**timer.seconds, "fit": result.fit_seconds})
         run.ref.write(outputs.run_file)
@@ -95,8 +88,7 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--model-out", required=True, type=Path)
     parser.add_argument("--history-out", required=True, type=Path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -77,11 +78,14 @@ def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
 
 
 class StagedFiles:
-    """New contents for several files, written beside them, that replace them all or none.
+    """New contents for several files, staged beside them, that replace them all or none.
 
-    Use it as a context manager: ``write_*`` stages a file, ``commit`` swaps every staged
-    file into place at once (each old file kept as a hard-linked backup). If the ``with``
-    body raises, before or after ``commit``, every target is left as it was before.
+    ``write_*`` stages a file (a temporary file in the target's folder); ``commit`` renames
+    each staged file over its target, one after another, keeping each old file as a
+    hard-linked backup. Used as a context manager: when the ``with`` body raises, before
+    or after ``commit``, every target is put back as it was; when it ends normally the
+    backups are dropped. Make the body uninterruptible (``errors.deferred_signals``) if
+    a signal must not land between two renames.
     """
 
     def __init__(self) -> None:
@@ -95,15 +99,14 @@ class StagedFiles:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent)
+        old, self._staged[target] = self._staged.get(target), Path(name)
+        if old is not None:
+            old.unlink(missing_ok=True)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         Path(name).chmod(0o644)
-        old = self._staged.get(target)
-        if old is not None:
-            old.unlink(missing_ok=True)
-        self._staged[target] = Path(name)
 
     def write_text(self, target: str | os.PathLike[str], text: str) -> None:
         self.write_bytes(target, text.encode("utf-8"))
@@ -112,7 +115,7 @@ class StagedFiles:
         self.write_text(target, json_text(obj))
 
     def commit(self) -> None:
-        """Swap every staged file into place; on a failure part-way, undo the ones done."""
+        """Rename every staged file over its target; on a failure part-way, undo the ones done."""
         try:
             for target, staged in self._staged.items():
                 backup = None
@@ -127,20 +130,24 @@ class StagedFiles:
             raise
 
     def _restore(self) -> None:
-        for target, backup in self._backups.items():
-            if backup is None:
-                target.unlink(missing_ok=True)
-            else:
-                os.replace(backup, target)
-                # rename() between two links of one file does nothing: the swap never happened
-                backup.unlink(missing_ok=True)
-        self._backups.clear()
+        """Put every target back; one that cannot be restored does not stop the others."""
+        while self._backups:
+            target, backup = self._backups.popitem()
+            try:
+                if backup is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(backup, target)
+                    # rename() between two links of one file does nothing: the swap never happened
+                    backup.unlink(missing_ok=True)
+            except OSError as err:
+                print(f"warning: could not restore {target}: {err}", file=sys.stderr)
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:
             self._restore()
-        for staged in self._staged.values():
-            staged.unlink(missing_ok=True)
-        for backup in self._backups.values():
-            if backup is not None:
-                backup.unlink(missing_ok=True)
+        leftovers = [*self._staged.values(), *(b for b in self._backups.values() if b)]
+        self._backups.clear()
+        for path in leftovers:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ one line naming the key, the value and what was expected.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -192,6 +193,13 @@ def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
         errors = err.errors()
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise StageError(_describe(errors[0], source) + more) from None
+
+
+def stage_argument_parser(description: str) -> argparse.ArgumentParser:
+    """A stage's argument parser, with ``--params`` (the params file, params.yaml by default)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default=DEFAULT_PARAMS_FILE, help="the params file")
+    return parser
 
 
 def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE) -> Params:

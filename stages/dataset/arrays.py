@@ -12,6 +12,13 @@ from stages.dataset.canonical import IMAGE_SHAPE, NUM_CLASSES
 from stages.dataset.formats import NPZ_DAMAGE
 
 Split = tuple[np.ndarray, np.ndarray]
+# the prepared splits, one ``<name>.npz`` each in the prepared folder
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def split_file(data_dir: str | Path, name: str) -> Path:
+    """Where the prepared split ``name`` lives in ``data_dir``."""
+    return Path(data_dir) / f"{name}.npz"
 
 
 def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -58,3 +65,8 @@ def load_split(path: str | Path) -> Split:
     arrays = load_npz(path, ("x", "y"))
     check_images_labels(arrays["x"], arrays["y"], str(path))
     return arrays["x"], arrays["y"]
+
+
+def load_splits(data_dir: str | Path) -> dict[str, Split]:
+    """Every prepared split, checked, by name."""
+    return {name: load_split(split_file(data_dir, name)) for name in SPLIT_NAMES}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from digits_predict.contract import NUM_CLASSES, OUTPUT_DTYPE
 from stages.common.config import ExportParams
 
 
@@ -32,7 +33,7 @@ def model_card(
 | Values | {metadata["input_range"]} (raw pixels) |
 | Layout | {metadata["input_layout"]} |
 | Preprocessing the caller does | {metadata["preprocessing"]} |
-| Output | `{metadata["output_name"]}`, float32 [N, 10]: softmax probabilities |
+| Output | `{metadata["output_name"]}`, {OUTPUT_DTYPE} [N, {NUM_CLASSES}]: softmax probabilities |
 | Class labels | {labels} |
 
 ## Parity with the Keras model (onnxruntime {parity["onnxruntime_version"]}, {parity["provider"]}, opset {parity["opset"]})

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 BATCH_DIM = "N"
+# the provider parity is checked on, and the one the logged model names
+PROVIDERS = ("CPUExecutionProvider",)
 
 
 def convert_to_onnx(model: keras.Model, opset: int) -> onnx.ModelProto:
@@ -53,7 +55,7 @@ def onnx_session(model_bytes: bytes) -> onnxruntime.InferenceSession:
     """A CPU onnxruntime session on the serialized model."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, providers=list(PROVIDERS))
 
 
 def run_onnx(

@@ -9,7 +9,6 @@ fails (the bug is fixed), call ``mlflow.keras.log_model`` directly and drop this
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,8 @@ def log_keras_model(
     model: keras.Model, example: np.ndarray, name: str = "keras_model"
 ) -> ModelInfo:
     """Log the model with its signature and input example; requirements given, not inferred."""
+    import keras
+    import tensorflow
     from mlflow.models import Model, infer_signature
 
     example = example.astype(np.float32)
@@ -46,7 +47,7 @@ def log_keras_model(
         input_example=example,
         # inferring requirements reloads the model in a subprocess: seconds for nothing
         pip_requirements=[
-            f"tensorflow=={importlib.metadata.version('tensorflow')}",
-            f"keras=={importlib.metadata.version('keras')}",
+            f"tensorflow=={tensorflow.__version__}",
+            f"keras=={keras.__version__}",
         ],
     )

@@ -1,14 +1,14 @@
-"""What each stage records in its MLflow run: the one place the stages talk to MLflow.
+"""What each stage records in its MLflow run: params, tags, metrics, figures, texts, models.
 
 train starts the run (``start_training_run``); evaluate and export reopen it
-(``runs.reopen_run``) and log through the functions below. Every write that a
-busy SQLite store may refuse goes through ``retry_locked``.
+(``runs.reopen_run``) and log through the functions below; the registry steps of the
+hand-off are in ``registry``. Metric, param and tag writes go through ``retry_locked``,
+so a SQLite store busy with a parallel experiment is waited for, a bounded time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import socket
 import time
@@ -71,6 +71,7 @@ def start_training_run(
     RUNNING runs of this host whose process is gone (a killed stage) are closed as FAILED first.
     """
     import mlflow
+    import tensorflow
 
     client = mlflow.MlflowClient(uri)
     host = socket.gethostname()
@@ -80,7 +81,7 @@ def start_training_run(
         "data_digest": data_digest,
         "pipeline.host": host,
         "pipeline.pid": str(os.getpid()),
-        "tensorflow_version": importlib.metadata.version("tensorflow"),
+        "tensorflow_version": tensorflow.__version__,
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]

@@ -1,46 +1,74 @@
 """The model registry: a version per exported ONNX model, and the alias that says which to use.
 
-Registering a version and moving the alias are two steps on purpose: export moves
-the alias only once the model's files are in place, and withdraws the version if
-anything fails before that, so the registry never names a model that was not handed off.
+Logging the model, registering a version and moving the alias are separate steps on
+purpose: export moves the alias only once the model's files are in place, and if
+anything fails before that it withdraws the version and puts the alias back where it
+was, so the registry never names a model that was not handed off. (MLflow deletes an
+alias together with the version it points to, hence the explicit restore.)
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stages.tracking.runs import retry_locked
 
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
 
-def register_onnx_model(
-    model_bytes: bytes, example: np.ndarray, example_output: np.ndarray, registered_name: str
-) -> str:
-    """Log the ONNX model to the open run as a new version of ``registered_name``; its number.
 
-    ``example`` and the model's ``example_output`` for it give the logged signature.
-    """
+def log_onnx_model(
+    model_bytes: bytes, example: np.ndarray, example_output: np.ndarray, providers: Sequence[str]
+) -> ModelInfo:
+    """Log the ONNX model to the open run (not yet registered), with its signature."""
     import mlflow
     import onnx
+    import onnxruntime
     from mlflow.models import infer_signature
 
     example = example.astype(np.float32)
-    signature = infer_signature(example, example_output)
-    info = mlflow.onnx.log_model(
+    return mlflow.onnx.log_model(
         onnx.load_from_string(model_bytes),
         name="onnx_model",
-        signature=signature,
+        signature=infer_signature(example, example_output),
         input_example=example,
-        registered_model_name=registered_name,
         save_as_external_data=False,
-        onnx_execution_providers=["CPUExecutionProvider"],
-        pip_requirements=[
-            f"onnxruntime=={importlib.metadata.version('onnxruntime')}",
-            f"onnx=={importlib.metadata.version('onnx')}",
-        ],
+        onnx_execution_providers=list(providers),
+        pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}"],
     )
-    return str(info.registered_model_version)
+
+
+def register_version(model_uri: str, registered_name: str) -> str:
+    """A new version of ``registered_name`` (created if new) for the logged model; its number."""
+    import mlflow
+
+    return str(mlflow.register_model(model_uri, registered_name).version)
+
+
+def versions_of(model_uri: str, registered_name: str) -> list[str]:
+    """The versions of ``registered_name`` made from the logged model ``model_uri``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = retry_locked(
+        lambda: client.search_model_versions(f"name = '{registered_name}'"),
+        "listing model versions",
+    )
+    return [v.version for v in found if v.source == model_uri]
+
+
+def alias_target(registered_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the model or the alias does not exist."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(registered_name, alias).version)
+    except MlflowException:
+        return None
 
 
 def set_alias(registered_name: str, alias: str, version: str) -> None:
@@ -53,12 +81,15 @@ def set_alias(registered_name: str, alias: str, version: str) -> None:
     )
 
 
-def withdraw_version(registered_name: str, version: str) -> None:
-    """Delete a version that was registered but never handed off."""
+def withdraw(registered_name: str, versions: list[str], alias: str, previous: str | None) -> None:
+    """Delete ``versions`` (never handed off) and point ``alias`` back at ``previous``."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    retry_locked(
-        lambda: client.delete_model_version(registered_name, version),
-        f"withdrawing version {version} of {registered_name}",
-    )
+    for version in versions:
+        retry_locked(
+            lambda version=version: client.delete_model_version(registered_name, version),
+            f"withdrawing version {version} of {registered_name}",
+        )
+    if previous is not None and previous not in versions:
+        set_alias(registered_name, alias, previous)

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from digits_predict.contract import contract_metadata
+from digits_predict.contract import IMAGE_SHAPE, NUM_CLASSES, contract_metadata
 
-PIXELS = 28 * 28
+PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 # The digits the stroke model sees in a vertical and in a horizontal bar.
 VERTICAL_DIGIT, HORIZONTAL_DIGIT = 1, 7
 
@@ -48,10 +48,10 @@ def stroke_weights() -> tuple[np.ndarray, np.ndarray]:
     Class 1 sums the four central columns, class 7 the four central rows; the others stay
     at logit 0. A bar 20 px long then wins its class by a wide softmax margin.
     """
-    weights = np.zeros((28, 28, 10), dtype=np.float32)
+    weights = np.zeros((*IMAGE_SHAPE, NUM_CLASSES), dtype=np.float32)
     weights[:, 12:16, VERTICAL_DIGIT] = 0.1
     weights[12:16, :, HORIZONTAL_DIGIT] = 0.1
-    return weights.reshape(PIXELS, 10), np.zeros(10, dtype=np.float32)
+    return weights.reshape(PIXELS, NUM_CLASSES), np.zeros(NUM_CLASSES, dtype=np.float32)
 
 
 def bar_image(vertical: bool) -> np.ndarray:

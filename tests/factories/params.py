@@ -8,7 +8,7 @@ import yaml
 
 from factories.data import SPLIT_SIZES
 from factories.processes import REPO_ROOT
-from stages.common.config import TrainParams, load_params
+from stages.common.config import TrainParams, parse_params
 
 # Small and quick, yet enough to learn the tiny digits of factories.data.
 TINY_TRAIN = {
@@ -44,9 +44,5 @@ def tiny_params_file(path: Path) -> Path:
 
 
 def train_params(**update: object) -> TrainParams:
-    """The real params.yaml's train section made tiny, with ``update`` on top."""
-    base = load_params(REPO_ROOT / "params.yaml").train
-    tiny = {
-        key: tuple(value) if isinstance(value, list) else value for key, value in TINY_TRAIN.items()
-    }
-    return base.model_copy(update={**tiny, "epochs": 2, **update})
+    """The real params.yaml's train section made tiny, with ``update`` on top; validated."""
+    return parse_params(params_dict(train={**TINY_TRAIN, "epochs": 2, **update})).train

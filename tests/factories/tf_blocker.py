@@ -45,7 +45,8 @@ class ImportBlocker(importlib.abc.MetaPathFinder):
             # ModuleNotFoundError is what a missing package raises, so code that handles
             # an absent optional dependency behaves exactly as it would in deployment.
             raise ModuleNotFoundError(
-                f"No module named {fullname!r} (blocked by tests/tf_blocker.py)", name=fullname
+                f"No module named {fullname!r} (blocked by tests/factories/tf_blocker.py)",
+                name=fullname,
             )
         return None
 

@@ -13,6 +13,7 @@ from factories.data import Split, digit_splits, write_prepared
 from factories.mlflow_store import sigterm_kept, sqlite_uri, using_store
 from factories.params import tiny_params_file
 from factories.processes import pipeline_vars, stage_args
+from factories.workspace import GIT_IDENTITY
 from stages.tracking.runs import RunRef
 
 DVC_EXP_NAME = "tiny-exp"
@@ -38,20 +39,12 @@ class Workspace:
 
 def git_repo(folder: Path) -> None:
     """A one-commit git repository, so the run's git_commit tag has something to name."""
-    git = [
-        "git",
-        "-c",
-        "user.name=tests",
-        "-c",
-        "user.email=tests@example.invalid",
-        "-c",
-        "commit.gpgsign=false",
-    ]
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    subprocess.run([*git, "init", "-q"], cwd=folder, env=env, check=True)
-    subprocess.run(
-        [*git, "commit", "-q", "--allow-empty", "-m", "tiny"], cwd=folder, env=env, check=True
-    )
+    env.update(GIT_IDENTITY)
+    for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "tiny"]):
+        subprocess.run(
+            ["git", "-c", "commit.gpgsign=false", *command], cwd=folder, env=env, check=True
+        )
 
 
 def train_tiny(root: Path, template_db: Path) -> Workspace:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from factories.processes import stage_args
 from factories.trained import Workspace
 from stages import evaluate
 from stages.common.errors import StageError
@@ -22,20 +23,18 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _args(ws: Workspace, out: Path, **override: Path) -> list[str]:
+    """dvc.yaml's arguments of the stage, with this test's files (``override`` by var name)."""
     paths = {
         "model": ws.model,
-        "data-dir": ws.data_dir,
+        "prepared": ws.data_dir,
         "history": ws.history,
-        "run-file": ws.run_file,
-        "metrics-out": out / "metrics.json",
-        "confusion-out": out / "confusion.csv",
-        "figures-dir": out / "figures",
+        "run_file": ws.run_file,
+        "metrics": out / "metrics.json",
+        "confusion": out / "confusion.csv",
+        "figures": out / "figures",
         **override,
     }
-    args = ["--params", str(ws.params)]
-    for name, path in paths.items():
-        args += [f"--{name}", str(path)]
-    return args
+    return ["--params", str(ws.params), *stage_args("evaluate", paths)]
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +127,7 @@ def _fails(tiny_trained: Workspace, tmp_path: Path, match: str, **override: Path
 
 
 def test_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
-    message = _fails(
-        tiny_trained, tmp_path, "run file not found", **{"run-file": tmp_path / "run.json"}
-    )
+    message = _fails(tiny_trained, tmp_path, "run file not found", run_file=tmp_path / "run.json")
     assert str(tmp_path / "run.json") in message
 
 

@@ -346,12 +346,53 @@ def _fail_second_replace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(atomic.os, "replace", replace)
 
 
+def _after_the_real(name: str, error: BaseException):
+    """Patch export's ``name`` to do its real work, then fail: the step took effect."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        real = getattr(export, name)
+
+        def done_then_fail(*args: object, **kwargs: object) -> None:
+            real(*args, **kwargs)
+            raise error
+
+        monkeypatch.setattr(export, name, done_then_fail)
+
+    return patch
+
+
+def _interrupt_second_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM, which the stage turns into the same) between two renames."""
+    import os
+
+    from stages.common import atomic
+
+    real_replace, swaps = os.replace, []
+
+    def replace(source, target):
+        if str(source).endswith(".staged"):
+            swaps.append(target)
+            if len(swaps) == 2:
+                raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
 FAILING_STEPS = {
-    "registering the version": lambda mp: mp.setattr(export, "register_onnx_model", _fail),
-    "logging parity and card": lambda mp: mp.setattr(export, "log_texts", _fail),
-    "staging a file": lambda mp: mp.setattr(export.StagedFiles, "write_text", _fail),
-    "swapping the files in": _fail_second_replace,
-    "moving the alias": lambda mp: mp.setattr(export, "set_alias", _fail),
+    "registering the version": (
+        lambda mp: mp.setattr(export, "register_version", _fail),
+        Injected,
+    ),
+    "after the version exists": (_after_the_real("register_version", Injected("late")), Injected),
+    "staging a file": (lambda mp: mp.setattr(export.StagedFiles, "write_text", _fail), Injected),
+    "swapping the files in": (_fail_second_replace, Injected),
+    "an interrupt between two renames": (_interrupt_second_replace, KeyboardInterrupt),
+    "moving the alias": (lambda mp: mp.setattr(export, "set_alias", _fail), Injected),
+    "the alias moved but the call failed": (
+        _after_the_real("set_alias", Injected("timeout")),
+        Injected,
+    ),
 }
 
 
@@ -376,11 +417,13 @@ def test_a_hand_off_failing_at_any_step_leaves_the_previous_one(
     versions_before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
     _, run_file = _run_of_its_own(tiny_trained, tmp_path)
 
-    FAILING_STEPS[step](monkeypatch)
-    with tiny_trained.store(), pytest.raises(Injected):
+    make_it_fail, error = FAILING_STEPS[step]
+    make_it_fail(monkeypatch)
+    with tiny_trained.store(), pytest.raises(error):
         export.main(_args(tiny_trained, out, run_file=run_file))
 
     assert _snapshot(out) == before, "model, parity report and card are the previous ones"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staged or backup file"
     assert client.get_model_version_by_alias(name, alias).version == aliased_before
     after = {v.version for v in client.search_model_versions(f"name = '{name}'")}
     assert after == versions_before, "a version registered on the way was withdrawn"

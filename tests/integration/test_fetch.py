@@ -164,7 +164,8 @@ def test_fetch_and_preprocess_do_not_import_tensorflow(tmp_path) -> None:
     code = (
         "import sys, stages.fetch, stages.preprocess\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'keras', 'tf_keras', 'torch', 'mlflow', 'onnxruntime'))\n"
+        "('tensorflow', 'keras', 'tf_keras', 'torch', 'mlflow', 'onnx', 'onnxruntime', 'tf2onnx',"
+        " 'matplotlib'))\n"
         "print(','.join(heavy))\n"
     )
     result = subprocess.run(

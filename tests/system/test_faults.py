@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from factories.data import damage_npz, npz_bytes, sha256
+from factories.processes import stage_args
 from stages import fetch, preprocess
 from stages.common.atomic import write_npz
 from stages.common.errors import StageError
@@ -24,7 +25,7 @@ from stages.tracking.store import check_reachable
 
 
 def _fetch(params: Path, out: Path) -> None:
-    fetch.main(["--params", str(params), "--out", str(out)])
+    fetch.main(["--params", str(params), *stage_args("fetch", {"raw": out})])
 
 
 def test_cut_download_writes_nothing_and_the_rerun_succeeds(
@@ -104,18 +105,9 @@ def test_preprocess_rejects_a_damaged_raw_file(tiny_mnist, params_file, tmp_path
     raw.write_bytes(damage(raw.read_bytes()))
     out = tmp_path / "prepared"
     with pytest.raises(StageError, match=r"mnist\.npz: not a readable \.npz"):
-        preprocess.main(
-            [
-                "--params",
-                str(params_file(preprocess={"val_size": 10})),
-                "--raw",
-                str(raw),
-                "--out-dir",
-                str(out),
-                "--report",
-                str(tmp_path / "data.json"),
-            ]
-        )
+        params = params_file(preprocess={"val_size": 10})
+        paths = {"raw": raw, "prepared": out, "data_report": tmp_path / "data.json"}
+        preprocess.main(["--params", str(params), *stage_args("preprocess", paths)])
     assert not out.exists() and not (tmp_path / "data.json").exists()
 
 

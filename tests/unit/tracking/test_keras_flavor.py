@@ -9,14 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from stages.tracking.keras_flavor import log_keras_model
 
 
 @pytest.fixture(scope="module")
 def tiny_keras_model():
     import keras
-
-    from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 
     inputs = keras.Input(IMAGE_SHAPE, name=INPUT_NAME)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name=OUTPUT_NAME)(
@@ -25,7 +24,7 @@ def tiny_keras_model():
     return keras.Model(inputs, outputs)
 
 
-EXAMPLE = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28) % 256
+EXAMPLE = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, *IMAGE_SHAPE) % 256
 
 
 def test_the_mlflow_bug_is_still_there(tiny_keras_model, tmp_mlflow_store: str) -> None:
@@ -47,7 +46,7 @@ def test_the_workaround_logs_a_model_that_loads_and_predicts(
 
     with mlflow.start_run():
         info = log_keras_model(tiny_keras_model, EXAMPLE)
-    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 28, 28)
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, *IMAGE_SHAPE)
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     np.testing.assert_allclose(
         loaded.predict(EXAMPLE), tiny_keras_model.predict(EXAMPLE, verbose=0), atol=1e-6
