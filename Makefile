@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock repro test test-all lint bench ui clean
+.PHONY: help setup lock repro test test-all lint bench champion ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -45,6 +45,9 @@ lint: setup ## format check and lint (ruff format --check, ruff check); `ruff fo
 
 bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
+
+champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
+	python -m stages.tracking download champion champion
 
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
 	python -m stages.tracking

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.atomic import write_json, write_text
+from stages.common.atomic import StagedFiles
 from stages.common.config import EvaluateParams, load_params, stage_argument_parser
 from stages.common.errors import run_stage
 from stages.dataset.arrays import Split, load_split, split_file
@@ -78,14 +78,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     evaluation = evaluate_model(load_keras_model(args.model), test, history, params)
     report = evaluation.report
 
-    with reopen_run(ref):
+    # the run gets everything first; the files then replace the previous ones together
+    with reopen_run(ref), StagedFiles() as staged:
+        log_evaluation(summary_metrics(report), report, evaluation.figures)
         for name, figure in evaluation.figures.items():
-            save_figure(figure, args.figures_dir / name)
-        write_json(args.metrics_out, report)
-        write_text(args.confusion_out, evaluation.confusion_csv)
-        log_evaluation(
-            summary_metrics(report), report["per_class"], args.figures_dir, args.metrics_out
-        )
+            save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
+        staged.write_json(args.metrics_out, report)
+        staged.write_text(args.confusion_out, evaluation.confusion_csv)
+        staged.commit()
     print(
         f"evaluate: test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
         f"on {report['samples']} images (run {ref.run_id})",

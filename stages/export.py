@@ -24,6 +24,7 @@ from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
 from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
+from stages.handoff.promotion import RULE, Decision, Standing, decide
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
 from stages.tracking.registry import (
@@ -31,6 +32,8 @@ from stages.tracking.registry import (
     log_onnx_model,
     register_version,
     set_alias,
+    tag_version,
+    version_tags,
     versions_of,
     withdraw,
 )
@@ -74,6 +77,7 @@ def hand_off(
     version, handed_off = None, False
     try:
         version = register_version(logged.model_uri, name)
+        tag_version(name, version, standing_tags(gated))
         card = model_card(gated.metadata, parity, params, version)
         with deferred_signals(), StagedFiles() as staged:
             staged.write_bytes(files.onnx_model, gated.model_bytes)
@@ -89,6 +93,45 @@ def hand_off(
         raise
     log_texts({files.parity.name: json_text(parity), files.card.name: card})
     return version
+
+
+def standing_tags(gated: GatedModel) -> dict[str, str]:
+    """What the champion rule compares, kept on the registered version."""
+    return {
+        "test_accuracy": repr(gated.report.onnx_accuracy),
+        "test_data_digest": gated.test_data_digest,
+    }
+
+
+def promote(version: str, gated: GatedModel, params: ExportParams) -> Decision:
+    """Apply the champion rule to the newly handed-off version, and record why on it."""
+    name, champion_alias = params.registered_model_name, params.champion_alias
+    candidate = Standing(version, gated.report.onnx_accuracy, gated.test_data_digest)
+    current = alias_target(name, champion_alias)
+    champion = None
+    if current is not None:
+        tags = version_tags(name, current)
+        accuracy = tags.get("test_accuracy")
+        champion = Standing(
+            current, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
+        )
+    decision = decide(candidate, champion)
+    tag_version(
+        name,
+        version,
+        {
+            "promotion.rule": RULE,
+            "promotion.decision": "promoted" if decision.promote else "not promoted",
+            "promotion.reason": decision.reason,
+            "promotion.candidate_accuracy": repr(candidate.test_accuracy),
+            "promotion.champion_version": current or "none",
+            "promotion.champion_accuracy": repr(champion.test_accuracy) if champion else "none",
+        },
+    )
+    if decision.promote:
+        with deferred_signals():
+            set_alias(name, champion_alias, version)
+    return decision
 
 
 def _undo_registration(name: str, alias: str, model_uri: str, previous: str | None) -> None:
@@ -132,12 +175,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "parity gate failed, no ONNX model handed off: " + "; ".join(report.failures)
             )
         version = hand_off(gated, x_test[:5], params, files)
+        decision = promote(version, gated, params)
     print(
         f"export: parity passed (max abs diff {report.max_abs_diff:.2e}, agreement "
         f"{report.argmax_agreement:.2%}); registered {params.registered_model_name} "
         f"v{version} as @{params.alias}",
         file=sys.stderr,
     )
+    champion = params.champion_alias
+    if decision.promote:
+        line = f"@{champion} moves to v{version}: {decision.reason}"
+    else:
+        line = f"@{champion} stays, v{version} is not promoted: {decision.reason}"
+    print(f"export: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

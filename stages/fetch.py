@@ -58,10 +58,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).fetch
     ctx = source_context(params, show_progress=sys.stderr.isatty())
-    _, mnist = fetch_mnist(
+    started = time.perf_counter()
+    source, mnist = fetch_mnist(
         params.sources, ctx, log=lambda line: print(line, file=sys.stderr, flush=True)
     )
     write_npz(args.out, mnist.arrays())
+    print(
+        f"fetch: wrote {args.out}: {len(mnist.y_train):,} training and {len(mnist.y_test):,} "
+        f"test images from {source}, digests verified, in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ so what deployment feeds the exported model is what the camera gives.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,11 +43,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", required=True, help="data report JSON (DVC metrics)")
     args = parser.parse_args(argv)
     params = load_params(args.params).preprocess
+    started = time.perf_counter()
     splits = prepare(load_npz(args.raw, ARRAY_NAMES), params)
     out = Path(args.out_dir)
     for name, (x, y) in splits.items():
         write_npz(split_file(out, name), {"x": x, "y": y})
     write_json(args.report, {name: describe_split(x, y) for name, (x, y) in splits.items()})
+    sizes = ", ".join(f"{name} {len(y):,}" for name, (_, y) in splits.items())
+    print(
+        f"preprocess: read {args.raw}, wrote {sizes} images to {out} and {args.report} "
+        f"in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -10,20 +10,19 @@ The fitting itself is ``model.fit.train_model``; what the run records is
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.common.atomic import write_text
+from stages.common.atomic import StagedFiles
 from stages.common.config import Params, load_params, stage_argument_parser
 from stages.common.errors import run_stage
 from stages.common.timing import PhaseTimer
 from stages.dataset.arrays import Split, load_splits
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import history_csv
-from stages.model.keras_io import save_keras_model
+from stages.model.keras_io import write_keras_model
 from stages.tracking.records import start_training_run
 from stages.tracking.runs import RunRef
 from stages.tracking.store import connect, get_or_create_experiment
@@ -47,6 +46,17 @@ def splits_digest(splits: dict[str, Split]) -> str:
     )
 
 
+def _announce(params: Params, splits: dict[str, Split], ref: RunRef) -> None:
+    train = params.train
+    print(
+        f"train: fitting {train.architecture} {list(train.hidden_units)} on "
+        f"{len(splits['train'][1]):,} images, validating on {len(splits['val'][1]):,}, up to "
+        f"{train.epochs} epochs (MLflow run {ref.run_id})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRef:
     """Connect, load, fit, save and log; returns the run it logged. Timed by phase."""
     from stages.model.fit import train_model
@@ -60,13 +70,17 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
         digest = splits_digest(splits)
     with timer.phase("import_tensorflow_mlflow"):
         import mlflow  # noqa: F401 - timed here, not inside the first call that needs it
-        import tensorflow  # noqa: F401
+
+        from stages.model.runtime import import_tensorflow
+
+        import_tensorflow()
 
     with contextlib.ExitStack() as open_run:
         with timer.phase("run_start_params_dataset"):
             run = open_run.enter_context(
                 start_training_run(uri, experiment_id, params, digest, splits["train"])
             )
+        _announce(params, splits, run.ref)
         with timer.phase("build_and_fit"):
             result = train_model(
                 params.train,
@@ -75,14 +89,18 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
                 callbacks=[run.epoch_logger()],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
+        # outputs replace the previous ones together, and only once the run has them all
+        staged = open_run.enter_context(StagedFiles())
+        history = history_csv(result.history)
         with timer.phase("save_outputs"):
-            save_keras_model(result.model, outputs.model)
-            write_text(outputs.history, history_csv(result.history))
+            write_keras_model(result.model, staged.path_for(outputs.model, ".keras"))
+            staged.write_text(outputs.history, history)
         with timer.phase("mlflow_log_model"):
             run.log_result(result)
-            run.log_model(result.model, splits["test"][0][:5], outputs.history)
+            run.log_model(result.model, splits["test"][0][:5], {outputs.history.name: history})
         run.log_phases({**timer.seconds, "fit": result.fit_seconds})
-        run.ref.write(outputs.run_file)
+        staged.write_json(outputs.run_file, run.ref.as_dict())
+        staged.commit()
     print(f"train: seconds by phase: {timer.summary()}", file=sys.stderr)
     return run.ref
 
@@ -95,7 +113,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run-file", required=True, type=Path)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     outputs = TrainOutputs(model=args.model_out, history=args.history_out, run_file=args.run_file)
     ref = run_training(params, args.data_dir, outputs)
     print(f"train: MLflow run {ref.run_id} in {ref.tracking_uri}", file=sys.stderr)

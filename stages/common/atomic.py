@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 @contextlib.contextmanager
@@ -71,7 +71,7 @@ def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     """
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
@@ -95,18 +95,23 @@ class StagedFiles:
     def __enter__(self) -> StagedFiles:
         return self
 
-    def write_bytes(self, target: str | os.PathLike[str], data: bytes) -> None:
+    def path_for(self, target: str | os.PathLike[str], suffix: str = "") -> Path:
+        """An empty staged file for ``target``, for a writer that wants a path of its own
+        (ending in ``suffix``, as Keras wants ``.keras``). What it holds at ``commit`` counts."""
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=f".staged{suffix}", dir=target.parent
+        )
+        os.close(fd)
         old, self._staged[target] = self._staged.get(target), Path(name)
         if old is not None:
             old.unlink(missing_ok=True)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(name).chmod(0o644)
+        Path(name).chmod(0o644)  # mkstemp makes 0600; outputs are ordinary readable files
+        return Path(name)
+
+    def write_bytes(self, target: str | os.PathLike[str], data: bytes) -> None:
+        self.path_for(target).write_bytes(data)
 
     def write_text(self, target: str | os.PathLike[str], text: str) -> None:
         self.write_bytes(target, text.encode("utf-8"))
@@ -117,6 +122,9 @@ class StagedFiles:
     def commit(self) -> None:
         """Rename every staged file over its target; on a failure part-way, undo the ones done."""
         try:
+            for staged in self._staged.values():
+                with open(staged, "rb+") as handle:
+                    os.fsync(handle.fileno())
             for target, staged in self._staged.items():
                 backup = None
                 if target.exists():

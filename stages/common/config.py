@@ -121,6 +121,16 @@ class ExportParams(_Section):
     min_agreement: float = Field(gt=0, le=1)
     registered_model_name: str = Field(min_length=1)
     alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    champion_alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+    @model_validator(mode="after")
+    def _two_aliases(self) -> ExportParams:
+        if self.alias == self.champion_alias:
+            raise ValueError(
+                f"export.alias and export.champion_alias are both {self.alias!r}: the newest "
+                "model and the one to deploy need two names"
+            )
+        return self
 
 
 class Params(_Section):

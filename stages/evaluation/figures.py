@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.atomic import atomic_path
 from stages.dataset.canonical import NUM_CLASSES
 
 if TYPE_CHECKING:
@@ -25,9 +24,11 @@ def _pyplot() -> ModuleType:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
-    """Write the figure as a PNG atomically and free it."""
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    """Write the figure as a PNG (into a staged or temporary file: not atomic itself) and free it.
+
+    No date or software version is written into the PNG, so the same figure gives the same bytes.
+    """
+    figure.savefig(path, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
     _pyplot().close(figure)
 
 
@@ -35,7 +36,7 @@ def training_curves(history: dict[str, list[float]]) -> Figure:
     """Loss and accuracy per epoch, training beside validation."""
     plt = _pyplot()
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(len(history["loss"]))
+    epochs = np.arange(1, len(history["loss"]) + 1)  # counted from 1, as Keras prints them
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         axis.plot(epochs, history[metric], marker="o", label=f"train {metric}")
         axis.plot(epochs, history[f"val_{metric}"], marker="o", label=f"validation {metric}")

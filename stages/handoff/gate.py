@@ -14,6 +14,7 @@ import numpy as np
 from digits_predict.contract import contract_metadata
 from stages.common.config import ExportParams
 from stages.common.errors import StageError
+from stages.dataset.canonical import dataset_digest
 from stages.handoff.onnx_convert import convert_to_onnx, onnx_session, run_onnx, set_metadata
 from stages.handoff.parity import ParityReport, compare_predictions
 from stages.model.keras_io import predict_probabilities
@@ -30,6 +31,7 @@ class GatedModel:
     model_bytes: bytes
     metadata: dict[str, str]
     report: ParityReport
+    test_data_digest: str  # of the images and labels the report was measured on
 
 
 def build_checked_onnx(model: keras.Model, opset: int, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -68,4 +70,9 @@ def gate_onnx_model(
     report = compare_predictions(
         keras_probs, onnx_probs, labels, params.tolerance, params.min_agreement
     )
-    return GatedModel(model_bytes=model_bytes, metadata=metadata, report=report)
+    return GatedModel(
+        model_bytes=model_bytes,
+        metadata=metadata,
+        report=report,
+        test_data_digest=dataset_digest({"x_test": images, "y_test": labels}),
+    )

@@ -47,6 +47,16 @@ def model_card(
 | Keras test accuracy | {parity["keras_accuracy"]:.4%} |
 | ONNX test accuracy | {parity["onnx_accuracy"]:.4%} |
 
+## Which model to deploy
+
+Deploy `{params.registered_model_name}@{params.champion_alias}`, not this file by default:
+`@{params.alias}` is the newest model that passed the parity gate, `@{params.champion_alias}`
+the best one, which moves only when a candidate has a higher test accuracy on the same
+test data (a tie keeps it). Whether this version became champion, and why, is in its
+registry tags (`promotion.*`). To fetch the champion's ONNX file:
+
+    python -m stages.tracking download {params.champion_alias} deploy/   # deploy/model.onnx
+
 ## Use without TensorFlow
 
     pip install onnxruntime numpy pillow

@@ -22,14 +22,14 @@ class TrainingResult:
     model: keras.Model
     history: dict[str, list[float]]
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # index into history: 0 is the first epoch
     fit_seconds: float
 
     def summary(self) -> dict[str, float]:
         """The run's final figures: epochs run, the kept epoch and its validation scores."""
         return {
             "epochs_run": self.epochs_run,
-            "best_epoch": self.best_epoch,
+            "best_epoch": self.best_epoch + 1,  # counted from 1, as Keras prints them
             "fit_seconds": self.fit_seconds,
             "best_val_loss": self.history["val_loss"][self.best_epoch],
             "best_val_accuracy": self.history["val_accuracy"][self.best_epoch],
@@ -53,6 +53,9 @@ def train_model(
     verbose: int | str = "auto",
 ) -> TrainingResult:
     """Build and fit the model; with early stopping the best weights are restored."""
+    from stages.model.runtime import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     from stages.model.build import build_model

@@ -12,11 +12,12 @@ HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
+    """One row per epoch, counted from 1 as Keras prints them, with the four curves."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["epoch", *HISTORY_KEYS])
     for epoch in range(len(history["loss"])):
-        writer.writerow([epoch, *(f"{history[key][epoch]:.6f}" for key in HISTORY_KEYS)])
+        writer.writerow([epoch + 1, *(f"{history[key][epoch]:.6f}" for key in HISTORY_KEYS)])
     return out.getvalue()
 
 

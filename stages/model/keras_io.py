@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.atomic import atomic_path
+from stages.common.atomic import FIXED_ZIP_TIME, atomic_path
 from stages.common.errors import StageError
 
 if TYPE_CHECKING:
@@ -18,14 +20,38 @@ if TYPE_CHECKING:
 def save_keras_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
     """Save atomically: a reader sees the previous model or the whole new one."""
     with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
+        write_keras_model(model, tmp)
+
+
+def write_keras_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
+    """Save as a ``.keras`` file whose bytes depend only on the model.
+
+    Keras stamps the save time into ``metadata.json`` (``date_saved``) and the weights
+    member, so identical weights would give new bytes, and a new DVC hash, every time.
+    The archive is rewritten without the date and with fixed member times.
+    """
+    path = Path(path)
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        members = [(info, saved.read(info.filename)) for info in saved.infolist()]
+    with zipfile.ZipFile(path, "w") as canonical:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata, sort_keys=True).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+            fixed.compress_type = info.compress_type
+            canonical.writestr(fixed, data)
 
 
 def load_keras_model(path: Path) -> keras.Model:
     """Load a ``.keras`` file with Keras's safe mode (no arbitrary code from the file)."""
     if not path.is_file():
         raise StageError(f"{path}: model not found (run the train stage first)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stages.model.runtime import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     try:

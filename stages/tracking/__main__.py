@@ -1,29 +1,32 @@
-"""``python -m stages.tracking``: the MLflow UI on the project's tracking store."""
+"""``python -m stages.tracking``: the MLflow UI, or a registered ONNX model by alias.
+
+    python -m stages.tracking [ui]                    # the UI on the project's store
+    python -m stages.tracking download ALIAS [DIR]    # e.g. champion: DIR/model.onnx
+
+Both use the project's store (``MLFLOW_TRACKING_URI`` or ``mlflow.db``) and the
+registered model name of params.yaml.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
-from stages.tracking.store import artifact_location, tracking_uri
+from stages.common.config import load_params
+from stages.common.errors import StageError, run_stage
+from stages.tracking.store import artifact_location, connect, tracking_uri
+
+USAGE = "usage: python -m stages.tracking [ui | download ALIAS [DIR]]"
 
 
 def serve_ui() -> None:
     """Replace this process with ``mlflow server`` on the project's store, on 127.0.0.1."""
     uri = tracking_uri()
     port = os.environ.get("MLFLOW_UI_PORT", "5000")
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-    ]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", port]  # fmt: skip
     location = artifact_location(uri)
     if location:
         command += ["--default-artifact-root", location]
@@ -31,8 +34,38 @@ def serve_ui() -> None:
     os.execv(sys.executable, command)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] not in ([], ["ui"]):
-        print("usage: python -m stages.tracking [ui]", file=sys.stderr)
+def download(alias: str, folder: Path) -> Path:
+    """Copy the ONNX file of ``<registered model>@<alias>`` to ``folder/model.onnx``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = load_params().export.registered_model_name
+    connect()
+    uri = f"models:/{name}@{alias}"
+    try:
+        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as err:
+        raise StageError(f"{uri}: {err.message.splitlines()[0]}") from None
+    found = sorted(fetched.rglob("*.onnx"))
+    if not found:
+        raise StageError(f"{uri}: holds no .onnx file")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "model.onnx"
+    shutil.copyfile(found[0], target)
+    return target
+
+
+def main(argv: list[str] | None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args in ([], ["ui"]):
+        serve_ui()
+    elif args[:1] == ["download"] and len(args) in (2, 3):
+        target = download(args[1], Path(args[2] if len(args) == 3 else args[1]))
+        print(f"tracking: wrote {target} (@{args[1]})", file=sys.stderr)
+    else:
+        print(USAGE, file=sys.stderr)
         raise SystemExit(2)
-    serve_ui()
+
+
+if __name__ == "__main__":
+    run_stage("tracking", main)

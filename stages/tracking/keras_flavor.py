@@ -9,6 +9,8 @@ fails (the bug is fixed), call ``mlflow.keras.log_model`` directly and drop this
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -38,16 +40,19 @@ def log_keras_model(
     example = example.astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
     flavor = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_flavor)
-    return Model.log(
-        artifact_path=None,
-        name=name,
-        flavor=flavor,
-        model=model,
-        signature=signature,
-        input_example=example,
-        # inferring requirements reloads the model in a subprocess: seconds for nothing
-        pip_requirements=[
-            f"tensorflow=={tensorflow.__version__}",
-            f"keras=={keras.__version__}",
-        ],
-    )
+    # MLflow checks the input example by predicting it, and Keras draws a progress bar
+    # on stdout for that; the pipeline's log has no use for it.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=flavor,
+            model=model,
+            signature=signature,
+            input_example=example,
+            # inferring requirements reloads the model in a subprocess: seconds for nothing
+            pip_requirements=[
+                f"tensorflow=={tensorflow.__version__}",
+                f"keras=={keras.__version__}",
+            ],
+        )

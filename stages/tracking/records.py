@@ -9,12 +9,13 @@ so a SQLite store busy with a parallel experiment is waited for, a bounded time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,11 +26,19 @@ from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commi
 
 if TYPE_CHECKING:
     import keras
+    from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
     from stages.model.fit import TrainingResult
 
 DATASET_NAME = "mnist-prepared"
+WORKSPACE = "workspace"
+
+
+def params_digest(params: Params) -> str:
+    """8 hex digits naming the whole params set: equal digests, equal params."""
+    canonical = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
 class TrainingRun:
@@ -40,7 +49,7 @@ class TrainingRun:
         self.ref = ref
 
     def epoch_logger(self) -> keras.callbacks.Callback:
-        """A Keras callback logging each epoch's metrics to the run, at step = epoch."""
+        """A Keras callback logging each epoch's metrics to the run, at step = epoch (from 1)."""
         return _epoch_logger(self.client, self.ref.run_id)
 
     def log_result(self, result: TrainingResult) -> None:
@@ -49,11 +58,10 @@ class TrainingRun:
         summary = result.summary()
         retry_locked(lambda: mlflow.log_metrics(summary), "logging final metrics")
 
-    def log_model(self, model: keras.Model, example: np.ndarray, history_file: Path) -> None:
-        import mlflow
-
+    def log_model(self, model: keras.Model, example: np.ndarray, texts: Mapping[str, str]) -> None:
+        """The Keras model with its signature, and small text artifacts (the history CSV)."""
         log_keras_model(model, example)
-        mlflow.log_artifact(str(history_file))
+        log_texts(texts)
 
     def log_phases(self, seconds: Mapping[str, float]) -> None:
         import mlflow
@@ -83,9 +91,12 @@ def start_training_run(
         "pipeline.pid": str(os.getpid()),
         "tensorflow_version": tensorflow.__version__,
     }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    digest = params_digest(params)
+    # a DVC experiment's name, or "workspace" for a plain dvc repro, with the params' digest
+    experiment = os.environ.get("DVC_EXP_NAME") or WORKSPACE
+    tags.update({"dvc_exp_name": experiment, "params_digest": digest})
+    run_name = experiment if experiment != WORKSPACE else f"{WORKSPACE}-{digest}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         retry_locked(
             lambda: mlflow.log_params(flatten(params.model_dump(mode="json"))), "logging params"
         )
@@ -110,7 +121,8 @@ def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback
             now = int(time.time() * 1000)
             values = {key: float(value) for key, value in (logs or {}).items()}
             values["epoch_seconds"] = time.perf_counter() - self._started
-            metrics = [Metric(key, value, now, epoch) for key, value in values.items()]
+            # step = the epoch as Keras prints it, counted from 1
+            metrics = [Metric(key, value, now, epoch + 1) for key, value in values.items()]
             retry_locked(
                 lambda: client.log_batch(run_id, metrics=metrics), f"logging epoch {epoch} metrics"
             )
@@ -119,18 +131,16 @@ def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback
 
 
 def log_evaluation(
-    summary: Mapping[str, float],
-    per_class: Mapping[str, object],
-    figures_dir: Path,
-    metrics_file: Path,
+    summary: Mapping[str, float], report: Mapping[str, Any], figures: Mapping[str, Figure]
 ) -> None:
-    """Test metrics, the per-class table and the figures, into the open run."""
+    """Test metrics, the whole report, the per-class table and the figures, into the open run."""
     import mlflow
 
     retry_locked(lambda: mlflow.log_metrics(dict(summary)), "logging test metrics")
-    mlflow.log_artifacts(str(figures_dir), artifact_path="figures")
-    mlflow.log_artifact(str(metrics_file))
-    mlflow.log_dict(flatten({"per_class": dict(per_class)}), "per_class_metrics.json")
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"figures/{name}")
+    mlflow.log_dict(dict(report), "metrics.json")
+    mlflow.log_dict(flatten({"per_class": dict(report["per_class"])}), "per_class_metrics.json")
 
 
 def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:

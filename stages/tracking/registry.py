@@ -57,7 +57,7 @@ def versions_of(model_uri: str, registered_name: str) -> list[str]:
         lambda: client.search_model_versions(f"name = '{registered_name}'"),
         "listing model versions",
     )
-    return [v.version for v in found if v.source == model_uri]
+    return [str(v.version) for v in found if v.source == model_uri]
 
 
 def alias_target(registered_name: str, alias: str) -> str | None:
@@ -93,3 +93,22 @@ def withdraw(registered_name: str, versions: list[str], alias: str, previous: st
         )
     if previous is not None and previous not in versions:
         set_alias(registered_name, alias, previous)
+
+
+def tag_version(registered_name: str, version: str, tags: dict[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        retry_locked(
+            lambda key=key, value=value: client.set_model_version_tag(
+                registered_name, version, key, value
+            ),
+            f"tagging version {version} of {registered_name}",
+        )
+
+
+def version_tags(registered_name: str, version: str) -> dict[str, str]:
+    import mlflow
+
+    return dict(mlflow.MlflowClient().get_model_version(registered_name, version).tags)

@@ -33,8 +33,11 @@ class RunRef:
     experiment_id: str
     tracking_uri: str
 
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
     def write(self, path: str | os.PathLike[str]) -> None:
-        write_json(path, asdict(self))
+        write_json(path, self.as_dict())
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> RunRef:

@@ -452,3 +452,90 @@ def test_a_second_hand_off_replaces_the_whole_first(
     metadata = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
     assert metadata["mlflow_run_id"] == run_id
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.onnx", "parity.json"]
+
+
+# --- @champion: what deployment uses moves only to a better model ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "moves"),
+    [(-0.01, False), (0.0, False), (0.01, True)],
+    ids=["worse", "tie", "better"],
+)
+def test_champion_moves_only_to_a_better_candidate(
+    change: float,
+    moves: bool,
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    champion_before = client.get_model_version_by_alias(name, "champion")
+    champion_accuracy = float(champion_before.tags["test_accuracy"])
+    real_gate = export.gate_onnx_model
+
+    def gate_scoring(*args: object, **kwargs: object):
+        gated = real_gate(*args, **kwargs)
+        report = dataclasses.replace(gated.report, onnx_accuracy=champion_accuracy + change)
+        return dataclasses.replace(gated, report=report)
+
+    monkeypatch.setattr(export, "gate_onnx_model", gate_scoring)
+    out = tmp_path / "out"
+    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, out, run_file=run_file))
+
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    assert candidate.run_id == run_id, "@candidate is always the newest passing export"
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.version == (candidate.version if moves else champion_before.version)
+    tags = client.get_model_version(name, candidate.version).tags
+    assert tags["promotion.decision"] == ("promoted" if moves else "not promoted")
+    assert tags["promotion.champion_version"] == str(champion_before.version)
+    assert float(tags["promotion.champion_accuracy"]) == champion_accuracy
+    assert float(tags["promotion.candidate_accuracy"]) == champion_accuracy + change
+    assert "higher than the champion's" in tags["promotion.rule"]
+
+
+def test_the_first_export_becomes_champion(exported: Path, tiny_trained: Workspace) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    versions = client.search_model_versions(f"name = '{name}'")
+    first = min(versions, key=lambda v: int(v.version))
+    assert first.tags["promotion.reason"] == "there is no champion yet"
+    assert first.tags["promotion.decision"] == "promoted"
+
+
+def test_the_champion_downloads_with_one_command(
+    exported: Path, tiny_trained: Workspace, tmp_path: Path
+) -> None:
+    import mlflow
+    import onnx
+
+    from stages.tracking.__main__ import main as tracking_main
+
+    with tiny_trained.store():
+        tracking_main(["download", "champion", str(tmp_path / "deploy")])
+        registered = mlflow.onnx.load_model(
+            f"models:/{TINY_EXPORT['registered_model_name']}@champion"
+        )
+    downloaded = onnx.load(tmp_path / "deploy" / "model.onnx")
+    assert downloaded.graph == registered.graph
+    assert list(downloaded.metadata_props) == list(registered.metadata_props)
+
+
+def test_an_unknown_alias_is_one_clear_error(tiny_trained: Workspace, tmp_path: Path) -> None:
+    from stages.tracking.__main__ import main as tracking_main
+
+    with tiny_trained.store(), pytest.raises(StageError, match="models:/tiny-digits@nobody") as err:
+        tracking_main(["download", "nobody", str(tmp_path / "deploy")])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "deploy").exists()

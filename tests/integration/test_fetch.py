@@ -101,8 +101,9 @@ def test_main_writes_the_verified_arrays(
             np.testing.assert_array_equal(written[name], array)
     captured = capsys.readouterr()
     assert captured.out == ""
-    (line,) = error_lines(captured.err)
-    assert LOG_LINE.match(line).group(1) == "local" and "ok" in line
+    attempt, summary = error_lines(captured.err)
+    assert LOG_LINE.match(attempt).group(1) == "local" and "ok" in attempt
+    assert summary.startswith(f"fetch: wrote {out}: 40 training and 20 test images from local")
     assert sorted(out.parent.iterdir()) == [out]
     first = out.read_bytes()
     fetch.main(["--params", str(params), *stage_args("fetch", {"raw": out})])

@@ -20,9 +20,11 @@ from factories.mlflow_store import sigterm_kept, using_store
 from factories.params import TINY_TRAIN, params_dict, tiny_params_file
 from factories.processes import REPO_ROOT, stage_args
 from factories.trained import DVC_EXP_NAME, Workspace
+from stages.common.config import load_params
 from stages.common.errors import StageError
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
+from stages.tracking.records import params_digest
 from stages.tracking.runs import RunRef
 
 # --- main, end to end on the session's tiny training ---------------------------------------------
@@ -46,7 +48,7 @@ def test_main_writes_model_history_and_run_file(tiny_trained: Workspace) -> None
     assert 1 <= epochs_run <= TINY_TRAIN["epochs"]
 
     rows = _history_rows(tiny_trained.history)
-    assert [int(row["epoch"]) for row in rows] == list(range(epochs_run))
+    assert [int(row["epoch"]) for row in rows] == list(range(1, epochs_run + 1))
     assert list(rows[0]) == ["epoch", *HISTORY_KEYS]
 
     raw = json.loads(tiny_trained.run_file.read_text())
@@ -87,6 +89,8 @@ def test_run_params_tags_and_status(tiny_trained: Workspace) -> None:
     }
     assert tags["data_digest"] == dataset_digest(arrays)
     assert tags["dvc_exp_name"] == DVC_EXP_NAME
+    assert run.info.run_name == DVC_EXP_NAME, "a run is named after its DVC experiment"
+    assert tags["params_digest"] == params_digest(load_params(tiny_trained.params))
     assert tags["pipeline.pid"] == str(os.getpid())
     assert tags["tensorflow_version"]
 
@@ -103,17 +107,18 @@ def test_run_metric_history_is_per_epoch(tiny_trained: Workspace) -> None:
     rows = _history_rows(tiny_trained.history)
     for key in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds"):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
-        assert [metric.step for metric in history] == list(range(epochs_run)), key
+        assert [metric.step for metric in history] == list(range(1, epochs_run + 1)), key
         if key != "epoch_seconds":
             logged = [metric.value for metric in history]
             assert logged == pytest.approx([float(row[key]) for row in rows], abs=2e-6), key
     best = int(run.data.metrics["best_epoch"])
-    assert 0 <= best < epochs_run
+    assert 1 <= best <= epochs_run, "epochs count from 1, as Keras prints them"
+    assert [int(row["epoch"]) for row in rows] == list(range(1, epochs_run + 1))
     assert run.data.metrics["best_val_loss"] == pytest.approx(
-        float(rows[best]["val_loss"]), abs=2e-6
+        float(rows[best - 1]["val_loss"]), abs=2e-6
     )
     val_losses = [float(row["val_loss"]) for row in rows]
-    assert best == int(np.argmin(val_losses))
+    assert best == int(np.argmin(val_losses)) + 1
     artifacts = [entry.path for entry in client.list_artifacts(run.info.run_id)]
     assert "history.csv" in artifacts
 

@@ -176,7 +176,9 @@ def test_mlflow_run_holds_everything(pipeline):
     assert run.data.params["train.hidden_units"] == "[128]"
     assert run.data.params["preprocess.val_size"] == "100"
     history = client.get_metric_history(ref["run_id"], "val_loss")
-    assert [m.step for m in history] == list(range(8))
+    assert [m.step for m in history] == list(
+        range(1, 9)
+    )  # epochs counted from 1, as Keras prints them
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
@@ -211,23 +213,69 @@ def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
     assert "preprocess" in changed and "fetch" not in changed
 
 
-def test_wrong_param_type_in_an_experiment_stops_before_any_work(pipeline):
+OUTPUT_FOLDERS = ("data/raw", "data/prepared", "models", "reports")
+
+
+def _outputs(repo: Path) -> dict[str, bytes]:
+    """Every pipeline output's bytes, by path."""
+    return {
+        str(path.relative_to(repo)): path.read_bytes()
+        for folder in OUTPUT_FOLDERS
+        for path in sorted((repo / folder).rglob("*"))
+        if path.is_file() and path.name != ".gitignore"
+    }
+
+
+# (id, dvc exp run -S overrides, the stage that fails, its one error line's start)
+FAILING_EXPERIMENTS = [
+    (
+        "bad-param-type",
+        ["train.epochs=abc"],
+        "train",
+        "train: error: params.yaml: train.epochs = 'abc': expected a valid integer",
+    ),
+    (
+        "bad-param-value",
+        ["train.learning_rate=-1"],
+        "train",
+        "train: error: params.yaml: train.learning_rate = -1: expected a number > 0.0",
+    ),
+    (
+        "missing-data-source",
+        ["fetch.sources=[local]", "fetch.local_path=/nowhere/mnist"],
+        "fetch",
+        "fetch: error: no source gave MNIST: local: /nowhere/mnist: no such file or folder",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stage", "error"),
+    [case[1:] for case in FAILING_EXPERIMENTS],
+    ids=[case[0] for case in FAILING_EXPERIMENTS],
+)
+def test_a_failed_experiment_keeps_every_last_good_output(pipeline, overrides, stage, error):
     import mlflow
 
     repo, env = pipeline["repo"], pipeline["env"]
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("e2e").experiment_id
     runs_before = len(client.search_runs([experiment]))
+    before = _outputs(repo)
+    command = ["dvc", "exp", "run"]
+    for override in overrides:
+        command += ["-S", override]
     try:
-        done = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], repo, env)
-    finally:  # -S edits the workspace's params.yaml; DVC cleared train's outs before its cmd
+        done = _run(command, repo, env)
+    finally:  # -S edits the workspace's params.yaml
         _run(["git", "checkout", "--", "params.yaml"], repo, env)
-        _run(["dvc", "checkout", "--force"], repo, env)
     assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
-    assert errors == ["train: error: params.yaml: train.epochs = 'abc': expected a valid integer"]
+    errors = [line for line in done.stderr.splitlines() if line.startswith(f"{stage}: error:")]
+    assert errors == [error], done.stderr[-2000:]
     assert len(client.search_runs([experiment])) == runs_before, "no run may start"
-    assert (repo / "models/model.keras").is_file()
+    assert _outputs(repo) == before, "DVC must not have deleted, nor the stage replaced, any"
+    status = _run(["dvc", "status"], repo, env)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
 
 
 def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
@@ -369,5 +417,5 @@ def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
         assert run.info.status == "FINISHED", name
         for metric in ("loss", "val_loss", "accuracy", "val_accuracy"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
-            assert steps == list(range(count)), (name, metric, steps)
+            assert steps == list(range(1, count + 1)), (name, metric, steps)
         assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics

@@ -327,3 +327,42 @@ def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
     routes["/health"] = (b"down", None, 503)
     with pytest.raises(StageError, match="unhealthy.*503"):
         check_reachable(base + "/", timeout=5.0)
+
+
+# --- what names a run ----------------------------------------------------------------------------
+
+
+def test_params_digest_names_the_params_set() -> None:
+    from factories.params import params_dict
+    from stages.common.config import parse_params
+    from stages.tracking.records import params_digest
+
+    base = parse_params(params_dict())
+    same = parse_params(params_dict())
+    other = parse_params(params_dict(train={"epochs": 3}))
+    assert params_digest(base) == params_digest(same)
+    assert params_digest(base) != params_digest(other)
+    assert len(params_digest(base)) == 8 and int(params_digest(base), 16) >= 0
+
+
+def test_a_plain_repro_run_is_named_workspace_and_its_digest(
+    tmp_mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from factories.data import digit_splits
+    from factories.params import params_dict
+    from stages.common.config import parse_params
+    from stages.tracking.records import params_digest, start_training_run
+    from stages.tracking.store import get_or_create_experiment
+
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    params = parse_params(params_dict())
+    experiment_id = get_or_create_experiment("naming", tmp_mlflow_store)
+    with start_training_run(
+        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
+    ) as run:
+        run_id = run.ref.run_id
+    logged = mlflow.MlflowClient(tmp_mlflow_store).get_run(run_id)
+    assert logged.info.run_name == f"workspace-{params_digest(params)}"
+    assert logged.data.tags["dvc_exp_name"] == "workspace"

@@ -1,0 +1,59 @@
+"""TensorFlow, imported quietly: no CUDA, oneDNN or absl lines in a CPU machine's log.
+
+TensorFlow's C++ runtime writes several lines to the stderr file descriptor while it
+loads, before its own log level applies, and reports a missing GPU at ERROR level on
+every CPU machine. ``import_tensorflow`` sets the log level first, holds the process's
+stderr while the import runs, and passes on every line that is not one of those.
+Problems that matter still surface as Python exceptions, which are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+# What TensorFlow 2.21 prints while loading on a CPU-only machine: nothing a user can act on.
+LOAD_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called"
+    r"|oneDNN custom operations are on"
+    r"|cudart_stub\.cc.*Could not find cuda drivers"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions: .*rebuild TensorFlow"
+    r"|cuda_platform\.cc.*failed call to cuInit"
+)
+
+
+def import_tensorflow() -> ModuleType:
+    """``import tensorflow`` with the log level set and the loading noise dropped."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    # 3: errors too, as a missing GPU is logged as one at the first op; real errors raise
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_filtered(LOAD_NOISE):
+        import keras  # noqa: F401 - loads TensorFlow and its Keras backend while filtered
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def _stderr_filtered(noise: re.Pattern[str]) -> Iterator[None]:
+    """Hold what is written to file descriptor 2 in the block; replay the lines not noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not noise.search(line):
+                    print(line, file=sys.stderr)
