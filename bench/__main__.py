@@ -236,6 +236,7 @@ def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) ->
             "run_file": out / "run.json",
             "history": out / "history.csv",
             "metrics": out / "metrics.json",
+            "classes": out / "classes.json",
             "confusion": out / "confusion.csv",
             "figures": out / "figures",
             "onnx_model": out / "model.onnx",

@@ -1,6 +1,7 @@
 """Stage ``evaluate``: test-set metrics, the confusion plot and figures, logged to the run.
 
-Writes ``metrics.json`` (DVC metrics), ``confusion.csv`` (a DVC confusion plot)
+Writes ``metrics.json`` (the headline figures: DVC metrics), ``classes.json`` (per-class
+scores and the confusion matrix), ``confusion.csv`` (a DVC confusion plot)
 and PNG figures, and logs all of them to the MLflow run that train started.
 """
 
@@ -24,7 +25,12 @@ from stages.evaluation.figures import (
     save_figure,
     training_curves,
 )
-from stages.evaluation.metrics import classification_report, confusion_csv, summary_metrics
+from stages.evaluation.metrics import (
+    classification_report,
+    confusion_csv,
+    split_report,
+    summary_metrics,
+)
 from stages.model.history import read_history
 from stages.model.keras_io import load_keras_model, predict_probabilities
 from stages.tracking.records import log_evaluation
@@ -66,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--history", required=True, type=Path)
     parser.add_argument("--run-file", required=True, type=Path)
-    parser.add_argument("--metrics-out", required=True, type=Path)
+    parser.add_argument("--metrics-out", required=True, type=Path, help="headline figures")
+    parser.add_argument("--classes-out", required=True, type=Path, help="per class, confusion")
     parser.add_argument("--confusion-out", required=True, type=Path)
     parser.add_argument("--figures-dir", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -83,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_evaluation(summary_metrics(report), report, evaluation.figures)
         for name, figure in evaluation.figures.items():
             save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
-        staged.write_json(args.metrics_out, report)
+        headline, table = split_report(report)
+        staged.write_json(args.metrics_out, headline)
+        staged.write_json(args.classes_out, table)
         staged.write_text(args.confusion_out, evaluation.confusion_csv)
         staged.commit()
     print(

@@ -69,12 +69,19 @@ def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     return out.getvalue()
 
 
+HEADLINE = ("accuracy", "loss", "macro_precision", "macro_recall", "macro_f1")
+
+
+def split_report(report: dict) -> tuple[dict[str, float], dict]:
+    """(the headline figures DVC compares, the per-class table and confusion matrix)."""
+    headline = {key: report[key] for key in HEADLINE}
+    table = {key: value for key, value in report.items() if key not in HEADLINE}
+    return headline, table
+
+
 def summary_metrics(report: dict) -> dict[str, float]:
     """The flat numbers for DVC metrics and MLflow; the per-class table as test_<metric>_<digit>."""
-    flat = {
-        f"test_{key}": report[key]
-        for key in ("accuracy", "loss", "macro_precision", "macro_recall", "macro_f1")
-    }
+    flat = {f"test_{key}": report[key] for key in HEADLINE}
     for digit, scores in report["per_class"].items():
         for metric in ("precision", "recall", "f1"):
             flat[f"test_{metric}_{digit}"] = scores[metric]

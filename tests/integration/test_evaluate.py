@@ -30,6 +30,7 @@ def _args(ws: Workspace, out: Path, **override: Path) -> list[str]:
         "history": ws.history,
         "run_file": ws.run_file,
         "metrics": out / "metrics.json",
+        "classes": out / "classes.json",
         "confusion": out / "confusion.csv",
         "figures": out / "figures",
         **override,
@@ -49,8 +50,10 @@ def evaluated(tiny_trained: Workspace) -> Path:
 # --- main on the tiny model ----------------------------------------------------------------------
 
 
-def test_metrics_json(evaluated: Path, tiny_trained: Workspace) -> None:
-    report = json.loads((evaluated / "metrics.json").read_text())
+def test_metrics_and_class_table(evaluated: Path, tiny_trained: Workspace) -> None:
+    headline = json.loads((evaluated / "metrics.json").read_text())
+    assert sorted(headline) == ["accuracy", "loss", "macro_f1", "macro_precision", "macro_recall"]
+    report = {**headline, **json.loads((evaluated / "classes.json").read_text())}
     n = len(tiny_trained.splits["test"][1])
     assert report["samples"] == n
     assert 0.5 < report["accuracy"] <= 1.0  # the tiny digits are learnable
@@ -97,6 +100,7 @@ def test_results_logged_to_the_training_run(evaluated: Path, tiny_trained: Works
     client = mlflow.MlflowClient(tiny_trained.uri)
     run = client.get_run(tiny_trained.ref.run_id)
     report = json.loads((evaluated / "metrics.json").read_text())
+    report.update(json.loads((evaluated / "classes.json").read_text()))
     metrics = run.data.metrics
     assert metrics["test_accuracy"] == pytest.approx(report["accuracy"])
     assert metrics["test_loss"] == pytest.approx(report["loss"])

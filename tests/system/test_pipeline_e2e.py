@@ -155,7 +155,8 @@ def test_model_learns_and_onnx_passes_parity(pipeline):
     repo = pipeline["repo"]
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
-    assert np.asarray(metrics["confusion_matrix"]).sum() == 200
+    classes = json.loads((repo / "reports/classes.json").read_text())
+    assert np.asarray(classes["confusion_matrix"]).sum() == 200
     parity = json.loads((repo / "reports/parity.json").read_text())
     assert parity["max_abs_diff"] <= 1e-5
     assert parity["argmax_agreement"] == 1.0
@@ -176,9 +177,7 @@ def test_mlflow_run_holds_everything(pipeline):
     assert run.data.params["train.hidden_units"] == "[128]"
     assert run.data.params["preprocess.val_size"] == "100"
     history = client.get_metric_history(ref["run_id"], "val_loss")
-    assert [m.step for m in history] == list(
-        range(1, 9)
-    )  # epochs counted from 1, as Keras prints them
+    assert [m.step for m in history] == list(range(1, 9)), "epochs count from 1, as in Keras"
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
@@ -419,3 +418,52 @@ def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == list(range(1, count + 1)), (name, metric, steps)
         assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics
+
+
+@pytest.mark.slow  # trains a second model
+def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path):
+    repo, env = pipeline["repo"], pipeline["env"]
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline results"]):
+        done = _run(command, repo, env)
+        assert done.returncode == 0, done.stderr
+    assert _run(["git", "status", "--porcelain"], repo, env).stdout == "", "all results committed"
+    ran = _run(["dvc", "exp", "run", "-n", "smaller", "-S", "train.hidden_units=[32]"], repo, env)
+    try:
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+        found = {}
+        for baseline in shown:
+            for record in [baseline, *(baseline.get("experiments") or [])]:
+                for revision in record.get("revs", [record]):
+                    data = revision.get("data") or {}
+                    metrics = data.get("metrics", {}).get("reports/metrics.json", {})
+                    name = revision.get("name") or revision.get("rev")
+                    if "data" in metrics:
+                        found[name] = metrics["data"]["accuracy"]
+        assert "smaller" in found and len(found) >= 2, shown
+
+        diff = _run(["dvc", "metrics", "diff", "HEAD", "smaller", "--json"], repo, env)
+        assert diff.returncode == 0, diff.stderr
+        changes = json.loads(diff.stdout)
+        assert "reports/metrics.json" in changes and "accuracy" in changes["reports/metrics.json"]
+
+        plots = _run(
+            ["dvc", "plots", "diff", "HEAD", "smaller", "--json", "-o", str(tmp_path / "p")],
+            repo,
+            env,
+        )
+        assert plots.returncode == 0, plots.stderr
+        shown_plots = json.loads(plots.stdout)
+        assert not shown_plots.get("errors"), shown_plots.get("errors")
+        ids = set(shown_plots["data"])
+        assert {"training_loss", "training_accuracy", "confusion"} <= ids
+        assert not {"reports/history.csv", "reports/confusion.csv"} & ids, "each plot once"
+        images = [i for i in ids if i.endswith(".png")]
+        assert sorted(images) == sorted(
+            f"reports/figures/{name}"
+            for name in ("training_curves.png", "confusion_matrix.png", "misclassified.png")
+        )
+    finally:  # back to the committed baseline
+        _run(["dvc", "exp", "remove", "smaller"], repo, env)
+        _run(["git", "checkout", "--", "."], repo, env)
+        _run(["dvc", "checkout", "--force"], repo, env)
