@@ -5,18 +5,21 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-from-lock
+# dvc plots show fills this page (.dvc/config): Vega inlined from plots/'s npm lock, no CDN
+PLOTS_PAGE := plots/page.html
+BROWSER := /usr/bin/chromium
 # Stages run `python -m stages.<name>` through DVC: the venv's python must come first.
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock repro test test-all lint bench champion ui clean
+.PHONY: help setup browser lock repro test test-all lint bench champion ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv with the exact versions of requirements.lock
+setup: $(STAMP) $(PLOTS_PAGE) ## create .venv from requirements.lock and the offline plots page from plots/'s npm lock
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +27,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
+
+$(PLOTS_PAGE): plots/package.json plots/package-lock.json plots/build_page.py | $(STAMP)
+	npm ci --prefix plots --no-audit --no-fund --loglevel=error
+	$(BIN)/python plots/build_page.py
+
+browser: ## install Debian's chromium for the browser tests (as root, with apt-get)
+	@test -x $(BROWSER) || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(BROWSER) || { echo "browser: $(BROWSER) missing: install Debian's chromium" >&2; exit 1; }
 
 lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hashes)
 	@test -x $(BIN)/uv || $(MAKE) setup
@@ -33,10 +45,10 @@ lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hash
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
 	dvc repro
 
-test: setup ## run the fast test suite: unit, integration and end-to-end (no network)
+test: setup browser ## run the fast test suite: unit, integration, end-to-end, browser (no network)
 	pytest
 
-test-all: setup ## run every test, including real MNIST from PyPI and slow ones
+test-all: setup browser ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
 lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first

@@ -16,7 +16,7 @@ import yaml
 from factories.processes import REPO_ROOT
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore")
-PROJECT_FOLDERS = ("stages", "digits_predict", "data")
+PROJECT_FOLDERS = ("stages", "digits_predict", "data", "plots")
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "pipeline",
     "GIT_AUTHOR_EMAIL": "pipeline@localhost",
@@ -43,7 +43,7 @@ def project_copy(
         shutil.copytree(
             REPO_ROOT / folder,
             repo / folder,
-            ignore=shutil.ignore_patterns("__pycache__", "raw", "prepared"),
+            ignore=shutil.ignore_patterns("__pycache__", "raw", "prepared", "node_modules"),
         )
     for name in PROJECT_FILES:
         shutil.copy2(REPO_ROOT / name, repo / name)
@@ -62,6 +62,8 @@ def project_copy(
         ["git", "init", "-q"],
         ["dvc", "init", "-q"],
         ["dvc", "config", "core.analytics", "false"],
+        # the project's DVC setting that `dvc init` does not write: the offline plots page
+        ["dvc", "config", "plots.html_template", "../plots/page.html"],
         ["git", "add", "-A"],
         ["git", "commit", "-qm", "pipeline"],
     ):

@@ -467,3 +467,49 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
         _run(["dvc", "exp", "remove", "smaller"], repo, env)
         _run(["git", "checkout", "--", "."], repo, env)
         _run(["dvc", "checkout", "--force"], repo, env)
+
+
+FIGURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png")
+BROWSER = Path("/usr/bin/chromium")  # Debian's, installed by `make browser`
+BROWSER_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def test_the_plots_page_renders_offline_in_a_browser(pipeline, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert BROWSER.exists(), f"{BROWSER} missing: run make browser"
+    repo, env = pipeline["repo"], pipeline["env"]
+    out = tmp_path / "plots"
+    shown = _run(["dvc", "plots", "show", "-o", str(out)], repo, env)
+    assert shown.returncode == 0, shown.stderr
+    assert "cdn.jsdelivr" not in (out / "index.html").read_text()
+
+    requests, failed, errors = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(BROWSER), args=BROWSER_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("requestfailed", lambda request: failed.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto((out / "index.html").as_uri())
+            page.wait_for_function(
+                "document.querySelectorAll('canvas.marks, svg.marks').length >= 3", timeout=20000
+            )
+            charts = page.locator("canvas.marks, svg.marks").count()
+            images = [img.get_attribute("src") for img in page.locator("img").all()]
+            page.screenshot(path=str(tmp_path / "plots.png"), full_page=True)
+        finally:
+            browser.close()
+    assert charts == 3, "training loss, training accuracy, confusion: each drawn once"
+    names = sorted(Path(src).name for src in images)
+    assert names == [f"workspace_reports_figures_{figure}" for figure in FIGURES], names
+    assert not failed and not errors, (failed, errors)
+    assert all(url.startswith(("file://", "data:")) for url in requests), requests
+    assert (tmp_path / "plots.png").stat().st_size > 10_000
