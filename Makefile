@@ -13,7 +13,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser lock repro test test-all lint bench champion ui clean
+.PHONY: help setup browser lock repro test test-all lint bench sweep champion ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -57,6 +57,17 @@ lint: setup ## format check and lint (ruff format --check, ruff check); `ruff fo
 
 bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
+
+# a grid of DVC experiments: every combination of the comma-separated values
+SWEEP ?= -S 'train.dropout=0.2,0.3' -S 'train.hidden_units=[256],[512]'
+
+sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a time, show them
+	dvc exp run --queue $(SWEEP)
+	dvc queue start -j 2
+	@while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
+	dvc queue status
+	dvc exp show --only-changed --drop 'Created'
+	@! dvc queue status | grep -q Failed || { echo "sweep: some experiments failed: dvc queue logs NAME" >&2; exit 1; }
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
 	python -m stages.tracking download champion champion
