@@ -27,8 +27,10 @@ def write_keras_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
     """Save as a ``.keras`` file whose bytes depend only on the model.
 
     Keras stamps the save time into ``metadata.json`` (``date_saved``) and the weights
-    member, so identical weights would give new bytes, and a new DVC hash, every time.
-    The archive is rewritten without the date and with fixed member times.
+    member, and numbers shared objects in ``config.json`` by their address in memory, so
+    identical weights would give new bytes, and a new DVC hash, in every process. The
+    archive is rewritten without the date, with fixed member times, and with the shared
+    objects numbered 1, 2, … in order of appearance (the loader only matches them up).
     """
     path = Path(path)
     model.save(path)
@@ -40,6 +42,8 @@ def write_keras_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
                 metadata = json.loads(data)
                 metadata.pop("date_saved", None)
                 data = json.dumps(metadata, sort_keys=True).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
             fixed.compress_type = info.compress_type
             canonical.writestr(fixed, data)
@@ -68,3 +72,22 @@ def predict_probabilities(
 ) -> np.ndarray:
     """The model's class probabilities for uint8 or float images, shape (N, 10)."""
     return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def _renumber_shared_objects(config: object) -> object:
+    """``config`` with each distinct ``shared_object_id`` replaced by its order of appearance."""
+    numbers: dict[object, int] = {}
+
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            return {
+                key: numbers.setdefault(value, len(numbers) + 1)
+                if key == "shared_object_id"
+                else walk(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(config)

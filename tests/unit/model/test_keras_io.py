@@ -37,6 +37,21 @@ def test_saving_twice_gives_the_same_bytes(model, tmp_path: Path) -> None:
     assert times == {(1980, 1, 1, 0, 0, 0)}
 
 
+def test_shared_objects_are_numbered_by_appearance_not_by_address(tmp_path: Path) -> None:
+    """Keras numbers them by id(): another process would write other numbers."""
+    from factories.params import train_params
+    from stages.model.build import build_model
+
+    save_keras_model(build_model(train_params(batch_norm=True)), tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        text = archive.read("config.json").decode()
+    ids = [int(part.split(",")[0].split("}")[0]) for part in text.split('"shared_object_id": ')[1:]]
+    assert ids, "the model has shared objects (its dtype policy)"
+    assert sorted(set(ids)) == list(range(1, len(set(ids)) + 1)), ids
+    loaded = load_keras_model(tmp_path / "model.keras")
+    assert loaded.count_params() > 0
+
+
 def test_the_saved_model_loads_and_predicts_alike(model, tmp_path: Path) -> None:
     save_keras_model(model, tmp_path / "model.keras")
     loaded = load_keras_model(tmp_path / "model.keras")
