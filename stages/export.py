@@ -116,6 +116,9 @@ def promote(version: str, gated: GatedModel, params: ExportParams) -> Decision:
             current, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
         )
     decision = decide(candidate, champion)
+    if decision.promote:  # moved first: a record must never claim a move that did not happen
+        with deferred_signals():
+            set_alias(name, champion_alias, version)
     tag_version(
         name,
         version,
@@ -128,9 +131,6 @@ def promote(version: str, gated: GatedModel, params: ExportParams) -> Decision:
             "promotion.champion_accuracy": repr(champion.test_accuracy) if champion else "none",
         },
     )
-    if decision.promote:
-        with deferred_signals():
-            set_alias(name, champion_alias, version)
     return decision
 
 
