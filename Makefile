@@ -62,6 +62,7 @@ bench: setup ## measure speed, memory and accuracy; writes reports/bench.json an
 SWEEP ?= -S 'train.dropout=0.2,0.3' -S 'train.hidden_units=[256],[512]'
 
 sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a time, show them
+	dvc queue remove --failed --success -q  # earlier sweeps' finished tasks
 	dvc exp run --queue $(SWEEP)
 	dvc queue start -j 2
 	@while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
@@ -75,5 +76,6 @@ champion: setup ## download the model deployment uses (registry alias @champion)
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
 	python -m stages.tracking
 
-clean: ## remove pipeline outputs (data, models, reports); keeps .venv and the MLflow store
-	rm -rf data/raw/* data/prepared models reports
+clean: ## remove pipeline outputs (data, models; reports/ back to git's); keeps .venv and the MLflow store
+	rm -rf data/raw/mnist.npz data/prepared models
+	git checkout -- reports

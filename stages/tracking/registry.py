@@ -65,10 +65,18 @@ def alias_target(registered_name: str, alias: str) -> str | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(registered_name, alias).version)
-    except MlflowException:
-        return None
+    client = mlflow.MlflowClient()
+
+    def read() -> str | None:
+        try:
+            return str(client.get_model_version_by_alias(registered_name, alias).version)
+        except MlflowException as err:
+            # only "no such model or alias" means none; any other error must not pass for it
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    return retry_locked(read, f"reading alias @{alias} of {registered_name}")
 
 
 def set_alias(registered_name: str, alias: str, version: str) -> None:
