@@ -113,9 +113,9 @@ def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
     ref = json.loads(run_file.read_text())
     run = mlflow.MlflowClient(ref["tracking_uri"]).get_run(ref["run_id"])
     return {
-        key.removeprefix("phase_seconds."): value
+        key.removeprefix("timing/").removesuffix("_seconds"): value
         for key, value in run.data.metrics.items()
-        if key.startswith("phase_seconds.")
+        if key.startswith("timing/")
     }
 
 

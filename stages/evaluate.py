@@ -29,7 +29,6 @@ from stages.evaluation.metrics import (
     classification_report,
     confusion_csv,
     split_report,
-    summary_metrics,
 )
 from stages.model.history import read_history
 from stages.model.keras_io import load_keras_model, predict_probabilities
@@ -87,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # the run gets everything first; the files then replace the previous ones together
     with reopen_run(ref), StagedFiles() as staged:
-        log_evaluation(summary_metrics(report), report, evaluation.figures)
+        log_evaluation(report, evaluation.figures)
         for name, figure in evaluation.figures.items():
             save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
         headline, table = split_report(report)

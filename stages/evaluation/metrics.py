@@ -77,12 +77,3 @@ def split_report(report: dict) -> tuple[dict[str, float], dict]:
     headline = {key: report[key] for key in HEADLINE}
     table = {key: value for key, value in report.items() if key not in HEADLINE}
     return headline, table
-
-
-def summary_metrics(report: dict) -> dict[str, float]:
-    """The flat numbers for DVC metrics and MLflow; the per-class table as test_<metric>_<digit>."""
-    flat = {f"test_{key}": report[key] for key in HEADLINE}
-    for digit, scores in report["per_class"].items():
-        for metric in ("precision", "recall", "f1"):
-            flat[f"test_{metric}_{digit}"] = scores[metric]
-    return flat

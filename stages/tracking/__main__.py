@@ -30,8 +30,26 @@ def serve_ui() -> None:
     location = artifact_location(uri)
     if location:
         command += ["--default-artifact-root", location]
-    print(f"MLflow UI on {uri}: http://127.0.0.1:{port}", file=sys.stderr, flush=True)
+    print(f"MLflow UI on {uri}: {ui_address(uri, port)}", file=sys.stderr, flush=True)
     os.execv(sys.executable, command)
+
+
+def ui_address(uri: str, port: str) -> str:
+    """The page of the experiment's training runs, in the UI's model-training mode.
+
+    MLflow 3's UI opens in its GenAI mode by default, which hides the runs; the
+    ``workflowType`` query switches it.
+    """
+    import mlflow
+
+    base = f"http://127.0.0.1:{port}"
+    name = load_params().train.experiment_name
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return f"{base}/#/?workflowType=machine_learning"
+    experiment = mlflow.MlflowClient(uri).get_experiment_by_name(name)
+    if experiment is None:
+        return f"{base}/#/?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
 
 
 def download(alias: str, folder: Path) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 
 from stages.common.config import Params
 from stages.dataset.arrays import Split
+from stages.tracking import metric_names
 from stages.tracking.keras_flavor import log_keras_model
 from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commit, retry_locked
 
@@ -55,7 +56,7 @@ class TrainingRun:
     def log_result(self, result: TrainingResult) -> None:
         import mlflow
 
-        summary = result.summary()
+        summary = metric_names.training_summary(result.summary())
         retry_locked(lambda: mlflow.log_metrics(summary), "logging final metrics")
 
     def log_model(self, model: keras.Model, example: np.ndarray, texts: Mapping[str, str]) -> None:
@@ -66,7 +67,7 @@ class TrainingRun:
     def log_phases(self, seconds: Mapping[str, float]) -> None:
         import mlflow
 
-        phases = {f"phase_seconds.{name}": value for name, value in seconds.items()}
+        phases = metric_names.phase_timings(seconds)
         retry_locked(lambda: mlflow.log_metrics(phases), "logging phase timings")
 
 
@@ -119,8 +120,8 @@ def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             now = int(time.time() * 1000)
-            values = {key: float(value) for key, value in (logs or {}).items()}
-            values["epoch_seconds"] = time.perf_counter() - self._started
+            values = {metric_names.epoch_metric(k): float(v) for k, v in (logs or {}).items()}
+            values[metric_names.epoch_metric("epoch_seconds")] = time.perf_counter() - self._started
             # step = the epoch as Keras prints it, counted from 1
             metrics = [Metric(key, value, now, epoch + 1) for key, value in values.items()]
             retry_locked(
@@ -130,13 +131,12 @@ def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback
     return EpochMetricsToMlflow()
 
 
-def log_evaluation(
-    summary: Mapping[str, float], report: Mapping[str, Any], figures: Mapping[str, Figure]
-) -> None:
+def log_evaluation(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> None:
     """Test metrics, the whole report, the per-class table and the figures, into the open run."""
     import mlflow
 
-    retry_locked(lambda: mlflow.log_metrics(dict(summary)), "logging test metrics")
+    metrics = metric_names.evaluation_metrics(report)
+    retry_locked(lambda: mlflow.log_metrics(metrics), "logging test metrics")
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"figures/{name}")
     mlflow.log_dict(dict(report), "metrics.json")
@@ -144,10 +144,10 @@ def log_evaluation(
 
 
 def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:
-    """The gate's figures as ``parity_*`` metrics, and its verdict as the ``parity`` tag."""
+    """The gate's figures as ``test_onnx/*`` metrics, and its verdict as the ``parity`` tag."""
     import mlflow
 
-    metrics = {f"parity_{key}": value for key, value in figures.items()}
+    metrics = metric_names.parity_metrics(figures)
     retry_locked(lambda: mlflow.log_metrics(metrics), "logging parity metrics")
     verdict = "failed: " + "; ".join(failures) if failures else "passed"
     retry_locked(lambda: mlflow.set_tag("parity", verdict), "tagging the parity verdict")

@@ -113,6 +113,10 @@ def _create_sqlite_store_once(uri: str) -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# the UI lists this experiment's training runs, not GenAI traces
+MODEL_TRAINING_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def get_or_create_experiment(name: str, uri: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -123,7 +127,9 @@ def get_or_create_experiment(name: str, uri: str) -> str:
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=artifact_location(uri))
+            return client.create_experiment(
+                name, artifact_location=artifact_location(uri), tags=MODEL_TRAINING_KIND
+            )
         except MlflowException:
             # another queued experiment created it first
             experiment = client.get_experiment_by_name(name)

@@ -102,17 +102,17 @@ def test_results_logged_to_the_training_run(evaluated: Path, tiny_trained: Works
     report = json.loads((evaluated / "metrics.json").read_text())
     report.update(json.loads((evaluated / "classes.json").read_text()))
     metrics = run.data.metrics
-    assert metrics["test_accuracy"] == pytest.approx(report["accuracy"])
-    assert metrics["test_loss"] == pytest.approx(report["loss"])
-    assert metrics["test_f1_3"] == pytest.approx(report["per_class"]["3"]["f1"])
-    assert "epochs_run" in metrics  # the same run train started, not a new one
+    assert metrics["test/accuracy"] == pytest.approx(report["accuracy"])
+    assert metrics["test/loss"] == pytest.approx(report["loss"])
+    assert metrics["test_by_digit/f1_3"] == pytest.approx(report["per_class"]["3"]["f1"])
+    assert "train/epochs_run" in metrics  # the same run train started, not a new one
     assert run.info.status == "FINISHED"
     figures = {entry.path for entry in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {f"figures/{name}" for name in FIGURES}
     top = {entry.path for entry in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "per_class_metrics.json", "figures"} <= top
     evaluated_runs = client.search_runs(
-        [tiny_trained.ref.experiment_id], filter_string="metrics.test_accuracy >= 0"
+        [tiny_trained.ref.experiment_id], filter_string="metrics.`test/accuracy` >= 0"
     )
     assert [r.info.run_id for r in evaluated_runs] == [tiny_trained.ref.run_id]  # no new run
 
@@ -179,29 +179,6 @@ def test_corrupt_model(tiny_trained: Workspace, tmp_path: Path, damage) -> None:
 def test_confusion_csv_rows() -> None:
     text = evaluate.confusion_csv(np.array([3, 1, 0]), np.array([3, 7, 0]))
     assert text == "actual,predicted\n3,3\n1,7\n0,0\n"
-
-
-def test_summary_metrics_flattens_the_per_class_table() -> None:
-    per_class = {
-        str(d): {"precision": d / 10, "recall": d / 20, "f1": d / 30, "support": d}
-        for d in range(10)
-    }
-    report = {
-        "accuracy": 0.9,
-        "loss": 0.3,
-        "macro_precision": 0.8,
-        "macro_recall": 0.7,
-        "macro_f1": 0.75,
-        "per_class": per_class,
-    }
-    summary = evaluate.summary_metrics(report)
-    assert len(summary) == 5 + 3 * 10
-    assert summary["test_accuracy"] == 0.9
-    assert summary["test_macro_f1"] == 0.75
-    assert summary["test_precision_7"] == 0.7
-    assert summary["test_recall_4"] == 0.2
-    assert summary["test_f1_3"] == pytest.approx(0.1)
-    assert not any("support" in key for key in summary)
 
 
 def test_history_round_trip(tmp_path: Path) -> None:

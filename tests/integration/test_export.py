@@ -250,7 +250,7 @@ def test_main_logs_and_registers_the_onnx_model(exported: Path, tiny_trained: Wo
     run = client.get_run(tiny_trained.ref.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["parity"] == "passed"
-    assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
+    assert run.data.metrics["test_onnx/max_abs_diff"] <= 1e-5
     artifacts = {entry.path for entry in client.list_artifacts(run.info.run_id)}
     assert {"parity.json", "MODEL_CARD.md"} <= artifacts
 
@@ -307,7 +307,7 @@ def test_main_gate_failure_changes_no_output(
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["parity"].startswith("failed: max abs difference")
-    assert run.data.metrics["parity_max_abs_diff"] > 1e-3
+    assert run.data.metrics["test_onnx/max_abs_diff"] > 1e-3
 
 
 def test_main_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from stages.common.config import load_params
 from stages.common.errors import StageError
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
+from stages.tracking import metric_names
 from stages.tracking.records import params_digest
 from stages.tracking.runs import RunRef
 
@@ -44,7 +45,7 @@ def _history_rows(path: Path) -> list[dict[str, str]]:
 def test_main_writes_model_history_and_run_file(tiny_trained: Workspace) -> None:
     assert tiny_trained.model.is_file() and tiny_trained.model.stat().st_size > 1000
     run = _client(tiny_trained).get_run(tiny_trained.ref.run_id)
-    epochs_run = int(run.data.metrics["epochs_run"])
+    epochs_run = int(run.data.metrics["train/epochs_run"])
     assert 1 <= epochs_run <= TINY_TRAIN["epochs"]
 
     rows = _history_rows(tiny_trained.history)
@@ -103,18 +104,19 @@ def test_run_params_tags_and_status(tiny_trained: Workspace) -> None:
 def test_run_metric_history_is_per_epoch(tiny_trained: Workspace) -> None:
     client = _client(tiny_trained)
     run = client.get_run(tiny_trained.ref.run_id)
-    epochs_run = int(run.data.metrics["epochs_run"])
+    epochs_run = int(run.data.metrics["train/epochs_run"])
     rows = _history_rows(tiny_trained.history)
     for key in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds"):
-        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        name = metric_names.epoch_metric(key)
+        history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
         assert [metric.step for metric in history] == list(range(1, epochs_run + 1)), key
         if key != "epoch_seconds":
             logged = [metric.value for metric in history]
             assert logged == pytest.approx([float(row[key]) for row in rows], abs=2e-6), key
-    best = int(run.data.metrics["best_epoch"])
+    best = int(run.data.metrics["train/best_epoch"])
     assert 1 <= best <= epochs_run, "epochs count from 1, as Keras prints them"
     assert [int(row["epoch"]) for row in rows] == list(range(1, epochs_run + 1))
-    assert run.data.metrics["best_val_loss"] == pytest.approx(
+    assert run.data.metrics["train/best_val_loss"] == pytest.approx(
         float(rows[best - 1]["val_loss"]), abs=2e-6
     )
     val_losses = [float(row["val_loss"]) for row in rows]

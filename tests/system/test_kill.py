@@ -93,7 +93,7 @@ def test_train_killed_mid_fit_leaves_no_output_and_no_live_run(workspace, sig):
     try:
         _wait_for(
             lambda: any(
-                client.get_metric_history(r.info.run_id, "loss")
+                client.get_metric_history(r.info.run_id, "train/loss")
                 for r in _running_runs(client, "killed")
             )
         )

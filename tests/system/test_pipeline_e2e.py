@@ -176,11 +176,11 @@ def test_mlflow_run_holds_everything(pipeline):
     assert run.data.params["train.epochs"] == "8"
     assert run.data.params["train.hidden_units"] == "[128]"
     assert run.data.params["preprocess.val_size"] == "100"
-    history = client.get_metric_history(ref["run_id"], "val_loss")
+    history = client.get_metric_history(ref["run_id"], "val/loss")
     assert [m.step for m in history] == list(range(1, 9)), "epochs count from 1, as in Keras"
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
-    assert run.data.metrics["parity_max_abs_diff"] <= 1e-5
+    assert run.data.metrics["test/accuracy"] == pytest.approx(metrics["accuracy"])
+    assert run.data.metrics["test_onnx/max_abs_diff"] <= 1e-5
     assert run.data.tags["data_digest"] and run.data.tags["parity"] == "passed"
     artifacts = {a.path for a in client.list_artifacts(ref["run_id"])}
     assert {"figures", "history.csv", "metrics.json", "parity.json", "MODEL_CARD.md"} <= artifacts
@@ -351,7 +351,7 @@ def _check_experiment_run(repo: Path, name: str, epochs: int) -> None:
     run = _runs_by_experiment_name(f"sqlite:///{store}", "e2e")[name]
     assert run.data.params["train.epochs"] == str(epochs)
     assert run.info.status == "FINISHED"
-    assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics
+    assert "test/accuracy" in run.data.metrics and "test_onnx/max_abs_diff" in run.data.metrics
     assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri()), run.info.artifact_uri
 
 
@@ -414,10 +414,10 @@ def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
     for name, count in epochs.items():
         run = runs[name]
         assert run.info.status == "FINISHED", name
-        for metric in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for metric in ("train/loss", "val/loss", "train/accuracy", "val/accuracy"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == list(range(1, count + 1)), (name, metric, steps)
-        assert "test_accuracy" in run.data.metrics and "parity_max_abs_diff" in run.data.metrics
+        assert "test/accuracy" in run.data.metrics and "test_onnx/max_abs_diff" in run.data.metrics
 
 
 @pytest.mark.slow  # trains a second model
