@@ -43,7 +43,9 @@ lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hash
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
-	dvc repro
+	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to
+	set -o pipefail; if dvc remote default >/dev/null 2>&1; then dvc repro; \
+	else dvc repro | sed '/^Use `dvc push` to send your updates/d'; fi
 
 test: setup browser ## run the fast test suite: unit, integration, end-to-end, browser (no network)
 	pytest

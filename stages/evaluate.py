@@ -86,10 +86,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # the run gets everything first; the files then replace the previous ones together
     with reopen_run(ref), StagedFiles() as staged:
-        log_evaluation(report, evaluation.figures)
+        headline, table = split_report(report)
+        log_evaluation(headline, table, evaluation.figures)
         for name, figure in evaluation.figures.items():
             save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
-        headline, table = split_report(report)
         staged.write_json(args.metrics_out, headline)
         staged.write_json(args.classes_out, table)
         staged.write_text(args.confusion_out, evaluation.confusion_csv)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common.atomic import write_json, write_npz
+from stages.common.atomic import StagedFiles
 from stages.common.config import PreprocessParams, load_params, stage_argument_parser
-from stages.common.errors import StageError, run_stage
+from stages.common.errors import StageError, deferred_signals, run_stage
 from stages.dataset.arrays import Split, check_images_labels, load_npz, split_file
 from stages.dataset.canonical import ARRAY_NAMES, NUM_CLASSES
 from stages.dataset.splits import describe_split, split_stratified
@@ -46,9 +46,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     splits = prepare(load_npz(args.raw, ARRAY_NAMES), params)
     out = Path(args.out_dir)
-    for name, (x, y) in splits.items():
-        write_npz(split_file(out, name), {"x": x, "y": y})
-    write_json(args.report, {name: describe_split(x, y) for name, (x, y) in splits.items()})
+    # the three splits and their report replace the previous ones together, or not at all
+    with StagedFiles() as staged:
+        for name, (x, y) in splits.items():
+            staged.write_npz(split_file(out, name), {"x": x, "y": y})
+        staged.write_json(
+            args.report, {name: describe_split(x, y) for name, (x, y) in splits.items()}
+        )
+        with deferred_signals():
+            staged.commit()
     sizes = ", ".join(f"{name} {len(y):,}" for name, (_, y) in splits.items())
     print(
         f"preprocess: read {args.raw}, wrote {sizes} images to {out} and {args.report} "

@@ -69,7 +69,12 @@ def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     ``np.savez_compressed`` stamps each member with the current time, so the
     same data would hash differently on every run and DVC would see a change.
     """
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+    with atomic_path(target) as tmp:
+        _save_npz(tmp, arrays)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -118,6 +123,10 @@ class StagedFiles:
 
     def write_json(self, target: str | os.PathLike[str], obj: Any) -> None:
         self.write_text(target, json_text(obj))
+
+    def write_npz(self, target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+        """As the module's ``write_npz``: the same bytes for the same arrays."""
+        _save_npz(self.path_for(target), arrays)
 
     def commit(self) -> None:
         """Rename every staged file over its target; on a failure part-way, undo the ones done."""

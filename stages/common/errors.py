@@ -24,6 +24,9 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
 def run_stage(name: str, main: Callable[[Sequence[str] | None], None]) -> None:
     """Run a stage's ``main`` and turn a ``StageError`` into one line on stderr and exit 1.
 
+    So is an ``OSError`` naming a file (a full disk, a read-only or occupied output
+    path): what the user must fix is that path, not the code.
+
     SIGTERM (``dvc queue kill``, CI timeouts) unwinds like Ctrl-C, so an open MLflow
     run is closed as failed and temporary files are removed on the way out.
     """
@@ -32,6 +35,11 @@ def run_stage(name: str, main: Callable[[Sequence[str] | None], None]) -> None:
         main(None)
     except StageError as err:
         print(f"{name}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"{name}: error: {err.filename}: {err.strerror}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stages.evaluation.metrics import HEADLINE
-
 TEST_ACCURACY = "test/accuracy"
 VAL_LOSS = "val/loss"
 PARITY_MAX_ABS_DIFF = "test_onnx/max_abs_diff"
@@ -43,10 +41,12 @@ def phase_timings(seconds: Mapping[str, float]) -> dict[str, float]:
     return {f"timing/{name}_seconds": value for name, value in seconds.items()}
 
 
-def evaluation_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+def evaluation_metrics(
+    headline: Mapping[str, float], per_class: Mapping[str, Mapping[str, Any]]
+) -> dict[str, float]:
     """The headline figures under ``test/``, the per-digit table under ``test_by_digit/``."""
-    metrics = {f"test/{key}": float(report[key]) for key in HEADLINE}
-    for digit, scores in report["per_class"].items():
+    metrics = {f"test/{key}": float(value) for key, value in headline.items()}
+    for digit, scores in per_class.items():
         for name in ("precision", "recall", "f1"):
             metrics[f"test_by_digit/{name}_{digit}"] = float(scores[name])
     return metrics

@@ -131,16 +131,23 @@ def _epoch_logger(client: MlflowClient, run_id: str) -> keras.callbacks.Callback
     return EpochMetricsToMlflow()
 
 
-def log_evaluation(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> None:
-    """Test metrics, the whole report, the per-class table and the figures, into the open run."""
+def log_evaluation(
+    headline: Mapping[str, float], table: Mapping[str, Any], figures: Mapping[str, Figure]
+) -> None:
+    """Test metrics, the whole report, the per-class table and the figures, into the open run.
+
+    ``headline`` is what DVC compares (accuracy, loss, macro averages); ``table`` the rest
+    of the report (per class, confusion matrix).
+    """
     import mlflow
 
-    metrics = metric_names.evaluation_metrics(report)
+    report = {**headline, **table}
+    metrics = metric_names.evaluation_metrics(headline, table["per_class"])
     retry_locked(lambda: mlflow.log_metrics(metrics), "logging test metrics")
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"figures/{name}")
-    mlflow.log_dict(dict(report), "metrics.json")
-    mlflow.log_dict(flatten({"per_class": dict(report["per_class"])}), "per_class_metrics.json")
+    mlflow.log_dict(report, "metrics.json")
+    mlflow.log_dict(flatten({"per_class": dict(table["per_class"])}), "per_class_metrics.json")
 
 
 def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:

@@ -10,10 +10,12 @@ MLflow is imported inside the functions that need it: importing it costs seconds
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from stages.common.errors import StageError
@@ -88,6 +90,29 @@ def connect(uri: str | None = None) -> str:
     _create_sqlite_store_once(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+@contextlib.contextmanager
+def registry_lock(uri: str) -> Iterator[None]:
+    """Hold the registry's aliases still while one export reads, decides and moves them.
+
+    Two queued experiments exporting together would otherwise both read the same
+    champion and the slower one would win, better or not. The lock is a file lock
+    (beside a SQLite store, else in the workspace's ``.dvc/tmp/``): it orders the exports
+    of one machine, not of several machines sharing a server.
+    """
+    if uri.startswith("sqlite:///"):
+        store = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        path = store.with_name(store.name + ".registry-lock")
+    else:
+        path = workspace_root() / ".dvc" / "tmp" / "registry-lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _create_sqlite_store_once(uri: str) -> None:

@@ -539,3 +539,63 @@ def test_an_unknown_alias_is_one_clear_error(tiny_trained: Workspace, tmp_path: 
         tracking_main(["download", "nobody", str(tmp_path / "deploy")])
     assert "\n" not in str(err.value)
     assert not (tmp_path / "deploy").exists()
+
+
+def test_a_failing_champion_decision_warns_and_keeps_the_hand_off(
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    champion_before = client.get_model_version_by_alias(name, "champion").version
+
+    def registry_down(*args: object) -> dict[str, str]:
+        raise StageError("MLflow store: database is locked")
+
+    monkeypatch.setattr(export, "version_tags", registry_down)
+    out = tmp_path / "out"
+    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, out, run_file=run_file))
+
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "export: warning: @champion was not reconsidered and stays where it was: "
+        "MLflow store: database is locked"
+    ]
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    assert candidate.run_id == run_id, "the hand-off itself happened"
+    assert client.get_model_version_by_alias(name, "champion").version == champion_before
+    assert "promotion.decision" not in client.get_model_version(name, candidate.version).tags
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.onnx", "parity.json"]
+
+
+def test_the_champion_is_decided_under_the_registry_lock(
+    tiny_trained: Workspace, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    real_promote, held = export.promote, []
+
+    def promote_checking_the_lock(*args: object, **kwargs: object):
+        lock_file = Path(tiny_trained.uri.removeprefix("sqlite:///") + ".registry-lock")
+        with open(lock_file, "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(True)
+            else:
+                fcntl.flock(other, fcntl.LOCK_UN)
+                held.append(False)
+        return real_promote(*args, **kwargs)
+
+    monkeypatch.setattr(export, "promote", promote_checking_the_lock)
+    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, tmp_path / "out", run_file=run_file))
+    assert held == [True], "another export could have moved @champion meanwhile"

@@ -165,3 +165,30 @@ def test_stage_rejects_bad_raw_data_with_one_line(tmp_path: Path, params_file) -
     assert result.returncode == 1
     assert error_lines(result.stderr) == ["preprocess: error: train set: label 10 outside 0..9"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz", "params.yaml"]
+
+
+def test_a_failed_write_keeps_every_previous_split(tmp_path: Path, params_file) -> None:
+    write_npz(tmp_path / "mnist.npz", random_mnist(n_train=60, n_test=20, seed=5))
+    out_dir = tmp_path / "prepared"
+    paths = {"raw": tmp_path / "mnist.npz", "prepared": out_dir, "data_report": tmp_path / "r.json"}
+    first = params_file("first.yaml", preprocess={"val_size": 20, "seed": 3})
+    done = run_module(
+        "stages.preprocess", "--params", first, *stage_args("preprocess", paths), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+
+    # another split whose report cannot replace what is in its place: a folder
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "folder.json" / "keep").write_text("")
+    paths["data_report"] = tmp_path / "folder.json"
+    other = params_file("other.yaml", preprocess={"val_size": 20, "seed": 4})
+    failed = run_module(
+        "stages.preprocess", "--params", other, *stage_args("preprocess", paths), cwd=tmp_path
+    )
+    assert failed.returncode == 1
+    assert error_lines(failed.stderr) == [
+        f"preprocess: error: {tmp_path / 'folder.json'}: Operation not permitted"
+    ]
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "folder.json").iterdir()) == ["keep"]

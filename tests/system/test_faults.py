@@ -147,7 +147,7 @@ def test_locked_store_is_retried_and_no_metric_is_lost(tmp_path, monkeypatch):
     finally:
         release.join()
         holder.close()
-    history = client.get_metric_history(run_id, "val/loss")
+    history = client.get_metric_history(run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(3, 0.5)]
 
 

@@ -72,6 +72,11 @@ def test_a_signal_sent_from_another_thread_is_held_too(sigterm_interrupts) -> No
             "fetch: error: data/raw/mnist.npz: not found",
         ),
         (KeyboardInterrupt(), 130, "fetch: interrupted"),
+        (
+            OSError(28, "No space left on device", "data/raw/mnist.npz"),
+            1,
+            "fetch: error: data/raw/mnist.npz: No space left on device",
+        ),
     ],
 )
 def test_run_stage_reports_one_line_and_exits(
@@ -117,3 +122,15 @@ def test_a_signal_is_held_while_other_threads_run(sigterm_interrupts) -> None:
         stop.set()
         bystander.join()
     assert steps[-1] == "done"
+
+
+def test_an_os_error_without_a_file_is_a_bug_and_keeps_its_traceback() -> None:
+    def main(argv: object) -> None:
+        raise OSError("socket closed")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(OSError, match="socket closed"):
+            run_stage("fetch", main)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -366,3 +367,33 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
     logged = mlflow.MlflowClient(tmp_mlflow_store).get_run(run_id)
     assert logged.info.run_name == f"workspace-{params_digest(params)}"
     assert logged.data.tags["dvc_exp_name"] == "workspace"
+
+
+def test_the_registry_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def second() -> None:
+        first_in.wait()
+        with store.registry_lock(uri):
+            order.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with store.registry_lock(uri):
+        first_in.set()
+        thread.join(timeout=0.5)
+        assert thread.is_alive(), "the second holder waits"
+        order.append("first out")
+    thread.join(timeout=10)
+    assert order == ["first out", "second in"]
+    assert (tmp_path / "mlflow.db.registry-lock").exists()
+
+
+def test_the_registry_lock_of_a_server_store_is_in_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with store.registry_lock("http://127.0.0.1:5000"):
+        assert (tmp_path / ".dvc" / "tmp" / "registry-lock").exists()
