@@ -13,7 +13,11 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser lock repro test test-all lint bench sweep champion ui clean
+.PHONY: help setup browser lock repro compare test test-all lint bench sweep champion ui clean
+
+# dvc exp show without what every run shares, the secondary figures and the file hashes
+COMPARE = dvc exp show --no-pager --only-changed \
+  --drop 'Created|State|Executor|macro_precision|macro_recall|keras_accuracy|onnx_accuracy|mean_abs_diff|/'
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -43,9 +47,13 @@ lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hash
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
-	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to
+	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
+	@# unbuffered, so DVC's lines and the stages' stay in the order they were written
 	set -o pipefail; if dvc remote default >/dev/null 2>&1; then dvc repro; \
-	else dvc repro | sed '/^Use `dvc push` to send your updates/d'; fi
+	else PYTHONUNBUFFERED=1 dvc repro 2>&1 | sed -u '/^Use `dvc push` to send your updates/d'; fi
+
+compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
+	$(COMPARE)
 
 test: setup browser ## run the fast test suite: unit, integration, end-to-end, browser (no network)
 	pytest
@@ -69,7 +77,7 @@ sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a
 	dvc queue start -j 2
 	@while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 	dvc queue status
-	dvc exp show --only-changed --drop 'Created'
+	$(COMPARE)
 	@! dvc queue status | grep -q Failed || { echo "sweep: some experiments failed: dvc queue logs NAME" >&2; exit 1; }
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx

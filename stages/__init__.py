@@ -7,10 +7,11 @@ atomically. The subpackages hold what they compose, one concern each:
 
 - ``common``: typed params, the stage error and its one-line report, atomic writes, timing
 - ``dataset``: canonical MNIST and its digests, file formats, sources, splits, prepared arrays
-- ``model``: building and fitting the Keras classifier, its file, its training history
+- ``model``: building and fitting the Keras classifier, its file, its training history,
+  TensorFlow imported quietly
 - ``evaluation``: test metrics and the figures a person looks at
-- ``handoff``: ONNX conversion, the parity gate, the model card
-- ``tracking``: the MLflow store, the run a model is trained in, the registry
+- ``handoff``: ONNX conversion, the parity gate, the model card, the champion rule
+- ``tracking``: the MLflow store, the run a model is trained in, its metric names, the registry
 
 Nothing happens at import time, and TensorFlow, MLflow and onnx load only where they
 are needed (inside functions, or in ``model.build``, which is itself imported lazily),

@@ -5,6 +5,9 @@ loads, before its own log level applies, and reports a missing GPU at ERROR leve
 every CPU machine. ``import_tensorflow`` sets the log level first, holds the process's
 stderr while the import runs, and passes on every line that is not one of those.
 Problems that matter still surface as Python exceptions, which are untouched.
+
+Setting ``TF_CPP_MIN_LOG_LEVEL`` yourself (``0`` shows everything) turns both off:
+TensorFlow then logs at that level and nothing is held or dropped.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ def import_tensorflow() -> ModuleType:
     """``import tensorflow`` with the log level set and the loading noise dropped."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    chosen = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # the user's own level: show what it lets by
     # 3: errors too, as a missing GPU is logged as one at the first op; real errors raise
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_filtered(LOAD_NOISE):
+    with contextlib.nullcontext() if chosen else _stderr_filtered(LOAD_NOISE):
         import keras  # noqa: F401 - loads TensorFlow and its Keras backend while filtered
         import tensorflow
     return tensorflow

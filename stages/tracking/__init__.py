@@ -1,4 +1,6 @@
 """MLflow: the store (``store``), the run one model lives in (``runs``), what each stage
-records (``records``), the model registry (``registry``); ``python -m stages.tracking``
-serves the UI. MLflow itself is imported only inside functions: it costs seconds.
+records (``records``) under which names (``metric_names``), the model registry
+(``registry``), the Keras flavor (``keras_flavor``); ``python -m stages.tracking`` serves
+the UI and downloads a registered model by alias. MLflow itself is imported only inside
+functions: it costs seconds.
 """

@@ -4,7 +4,8 @@ Logging the model, registering a version and moving the alias are separate steps
 purpose: export moves the alias only once the model's files are in place, and if
 anything fails before that it withdraws the version and puts the alias back where it
 was, so the registry never names a model that was not handed off. (MLflow deletes an
-alias together with the version it points to, hence the explicit restore.)
+alias together with the version it points to, hence the explicit restore.) The same
+helpers move ``@champion`` and record why, as version tags.
 """
 
 from __future__ import annotations

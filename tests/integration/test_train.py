@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import yaml
 
 from factories.data import SPLIT_SIZES, digit_images, write_prepared
 from factories.mlflow_store import sigterm_kept, using_store
+from factories.network import free_port
 from factories.params import TINY_TRAIN, params_dict, tiny_params_file
 from factories.processes import REPO_ROOT, stage_args
 from factories.trained import DVC_EXP_NAME, Workspace
@@ -155,12 +155,6 @@ def test_run_logged_the_keras_model(tiny_trained: Workspace) -> None:
 # --- failures ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _stage_args(folder: Path) -> list[str]:
     out = folder / "out"
     return [
@@ -186,7 +180,7 @@ def test_unreachable_tracking_server_fails_fast_before_training(tmp_path: Path) 
         {"train": digit_images(20, 1), "val": digit_images(10, 2), "test": digit_images(10, 3)},
     )
     tiny_params_file(tmp_path / "params.yaml")
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with using_store(tmp_path, uri), sigterm_kept(), pytest.raises(StageError) as caught:
         train.main(_stage_args(tmp_path))

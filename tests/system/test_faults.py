@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from factories.data import damage_npz, npz_bytes, sha256
+from factories.network import free_port
 from factories.processes import stage_args
 from stages import fetch, preprocess
 from stages.common.atomic import write_npz
@@ -76,12 +77,7 @@ class socket_port:
     """A loopback port nobody listens on."""
 
     def __enter__(self) -> int:
-        import socket
-
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         return self.port
 
     def __exit__(self, *exc: object) -> None:

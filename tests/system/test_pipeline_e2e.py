@@ -22,7 +22,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from factories.browser import chromium
 from factories.data import digit_mnist, write_idx_folder
+from factories.network import free_port, wait_for_http
 from factories.processes import stage_command
 from factories.tf_blocker import run_blocked
 from factories.workspace import GIT_IDENTITY, project_copy
@@ -470,20 +472,9 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
 
 
 FIGURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png")
-BROWSER = Path("/usr/bin/chromium")  # Debian's, installed by `make browser`
-BROWSER_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def test_the_plots_page_renders_offline_in_a_browser(pipeline, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    assert BROWSER.exists(), f"{BROWSER} missing: run make browser"
     repo, env = pipeline["repo"], pipeline["env"]
     out = tmp_path / "plots"
     shown = _run(["dvc", "plots", "show", "-o", str(out)], repo, env)
@@ -491,25 +482,71 @@ def test_the_plots_page_renders_offline_in_a_browser(pipeline, tmp_path):
     assert "cdn.jsdelivr" not in (out / "index.html").read_text()
 
     requests, failed, errors = [], [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(BROWSER), args=BROWSER_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("requestfailed", lambda request: failed.append(request.url))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto((out / "index.html").as_uri())
-            page.wait_for_function(
-                "document.querySelectorAll('canvas.marks, svg.marks').length >= 3", timeout=20000
-            )
-            charts = page.locator("canvas.marks, svg.marks").count()
-            images = [img.get_attribute("src") for img in page.locator("img").all()]
-            page.screenshot(path=str(tmp_path / "plots.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_function(
+            "document.querySelectorAll('canvas.marks, svg.marks').length >= 3", timeout=20000
+        )
+        charts = page.locator("canvas.marks, svg.marks").count()
+        images = [img.get_attribute("src") for img in page.locator("img").all()]
+        page.screenshot(path=str(tmp_path / "plots.png"), full_page=True)
     assert charts == 3, "training loss, training accuracy, confusion: each drawn once"
     names = sorted(Path(src).name for src in images)
     assert names == [f"workspace_reports_figures_{figure}" for figure in FIGURES], names
     assert not failed and not errors, (failed, errors)
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
     assert (tmp_path / "plots.png").stat().st_size > 10_000
+
+
+def _chart_sections(page_text: str) -> list[str]:
+    """The section titles of MLflow's chart view: a title, its chart count, "Add chart"."""
+    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
+    return [
+        title
+        for title, count, button in zip(lines, lines[1:], lines[2:], strict=False)
+        if count.startswith("(") and count.endswith(")") and button == "Add chart"
+    ]
+
+
+def test_the_mlflow_ui_shows_the_run_with_its_test_results_first(pipeline, tmp_path):
+    import mlflow
+
+    repo, env = pipeline["repo"], pipeline["env"]
+    run_id = json.loads((repo / "models" / "run.json").read_text())["run_id"]
+    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "stages.tracking", "ui"],
+            cwd=repo,
+            env={**env, "MLFLOW_UI_PORT": str(port)},
+            stdout=sink,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", alive=lambda: server.poll() is None)
+        address = log.read_text().splitlines()[0].rsplit(": ", 1)[1]
+        assert address == (
+            f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}"
+            "/runs?workflowType=machine_learning"
+        )
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(address)
+            page.get_by_text(run.info.run_name).first.wait_for(timeout=60000)
+            assert run.info.run_name.startswith("workspace-")
+            page.goto(address + "&compareRunsMode=CHART")
+            page.get_by_text("Add chart").first.wait_for(timeout=60000)
+            sections = _chart_sections(page.inner_text("body"))
+            page.screenshot(path=str(tmp_path / "charts.png"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert sections[:3] == ["test", "test_by_digit", "test_onnx"], sections
+    assert {"train", "val", "timing"} <= set(sections), sections

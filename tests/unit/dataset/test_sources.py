@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
-import socket
 import subprocess
 import zipfile
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from factories.data import npz_bytes, sha256
+from factories.network import free_port
 from stages.common.errors import StageError
 from stages.dataset import sources
 from stages.dataset.sources import SourceContext
@@ -72,9 +72,7 @@ def test_keras_url_http_error(http_server) -> None:
 
 
 def test_keras_url_connection_refused() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     with pytest.raises(StageError, match=f"cannot download http://127.0.0.1:{port}/"):
         sources.from_keras_url(ctx(keras_url=f"http://127.0.0.1:{port}/mnist.npz"))
 

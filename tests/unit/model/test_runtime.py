@@ -23,19 +23,29 @@ print("fitted")
 """
 
 
-def test_a_cpu_training_process_logs_nothing_from_tensorflow() -> None:
+def _fit_one_epoch(**extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CUDA"))}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", FIT_ONE_EPOCH],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        env={**env, "PYTHONPATH": str(REPO_ROOT), **extra_env},
         check=False,
     )
+
+
+def test_a_cpu_training_process_logs_nothing_from_tensorflow() -> None:
+    done = _fit_one_epoch()
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "fitted"
     assert done.stderr.strip() == "", done.stderr
+
+
+def test_a_log_level_of_the_users_own_shows_tensorflows_log() -> None:
+    done = _fit_one_epoch(TF_CPP_MIN_LOG_LEVEL="0")
+    assert done.returncode == 0, done.stderr
+    assert LOAD_NOISE.search(done.stderr), "nothing held back: the loading lines are there"
 
 
 @pytest.mark.parametrize(

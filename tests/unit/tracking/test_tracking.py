@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from factories.network import free_port
 from stages.common.errors import StageError
 from stages.tracking import runs, store
 from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, retry_locked
 from stages.tracking.store import check_reachable, tracking_uri, workspace_root
-
-
-def free_port() -> int:
-    """A local port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 # --- workspace root and store URI ----------------------------------------------------------------
 
