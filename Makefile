@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed-from-lock
 # dvc plots show fills this page (.dvc/config): Vega inlined from plots/'s npm lock, no CDN
 PLOTS_PAGE := plots/page.html
 BROWSER := /usr/bin/chromium
+PG_BIN := /usr/lib/postgresql/15/bin
 # Stages run `python -m stages.<name>` through DVC: the venv's python must come first.
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser lock repro compare test test-all lint bench sweep champion ui clean
+.PHONY: help setup browser postgres lock repro compare test test-all lint bench sweep champion \
+	team-up team-down team-status ui clean
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
 COMPARE = dvc exp show --no-pager --only-changed \
@@ -41,9 +43,14 @@ browser: ## install Debian's chromium for the browser tests (as root, with apt-g
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x $(BROWSER) || { echo "browser: $(BROWSER) missing: install Debian's chromium" >&2; exit 1; }
 
+postgres: ## install Debian's postgresql-15 for team mode and its tests (as root, with apt-get)
+	@test -x $(PG_BIN)/initdb || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
+	@test -x $(PG_BIN)/initdb || { echo "postgres: $(PG_BIN)/initdb missing: install postgresql-15" >&2; exit 1; }
+
 lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hashes)
 	@test -x $(BIN)/uv || $(MAKE) setup
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra team --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
@@ -55,10 +62,10 @@ repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate,
 compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
 	$(COMPARE)
 
-test: setup browser ## run the fast test suite: unit, integration, end-to-end, browser (no network)
+test: setup browser postgres ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
 	pytest
 
-test-all: setup browser ## run every test, including real MNIST from PyPI and slow ones
+test-all: setup browser postgres ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
 lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
@@ -82,6 +89,15 @@ sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
 	python -m stages.tracking download champion champion
+
+team-up: setup postgres ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
+	python -m team up
+
+team-down: ## stop the team stack; its data stays in .team/
+	python -m team down
+
+team-status: ## say which team services run
+	python -m team status
 
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
 	python -m stages.tracking

@@ -22,8 +22,14 @@ USAGE = "usage: python -m stages.tracking [ui | download ALIAS [DIR]]"
 
 
 def serve_ui() -> None:
-    """Replace this process with ``mlflow server`` on the project's store, on 127.0.0.1."""
+    """Replace this process with ``mlflow server`` on the project's store, on 127.0.0.1.
+
+    With ``MLFLOW_TRACKING_URI`` naming a server, that server's own UI is the one to open.
+    """
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):  # a team server serves its own UI
+        print(f"MLflow UI of the tracking server: {uri.rstrip('/')}/", file=sys.stderr)
+        return
     port = os.environ.get("MLFLOW_UI_PORT", "5000")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", port]  # fmt: skip

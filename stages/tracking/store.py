@@ -61,23 +61,55 @@ def _configure_http_client() -> None:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """For a tracking server, answer in seconds whether it is up (its ``/health`` endpoint)."""
+    """For a tracking server, answer in seconds whether it is up and lets this client in.
+
+    ``/health`` says it is up; one read of the experiments, with the credentials MLflow
+    would send (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``), says it
+    accepts them, so a refused client fails before any training, not after it.
+    """
     if not uri.startswith(("http://", "https://")):
         return
-    health = uri.rstrip("/") + "/health"
+    base = uri.rstrip("/")
+    status = _http_status(base + "/health", timeout, uri)
+    if status >= 400:
+        raise StageError(f"MLflow tracking server {uri} unhealthy: {base}/health answered {status}")
+    status = _http_status(
+        base + "/api/2.0/mlflow/experiments/search?max_results=1", timeout, uri, _credentials()
+    )
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    if status == 401:
+        given = f"user {user!r} with that password" if user else "no credentials"
+        raise StageError(
+            f"MLflow tracking server {uri} refused {given} (401 Unauthorized); expected a team "
+            "member's MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 403:
+        raise StageError(f"MLflow tracking server {uri}: user {user!r} may not read (403)")
+
+
+def _credentials() -> dict[str, str]:
+    import base64
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not user:
+        return {}
+    pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def _http_status(url: str, timeout: float, uri: str, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(health, timeout=timeout) as response:
-            status = response.status
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
     except urllib.error.HTTPError as err:
-        status = err.code
+        return err.code
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise StageError(
             f"MLflow tracking server {uri} unreachable ({reason}); start it, "
             "or unset MLFLOW_TRACKING_URI to use the local store"
         ) from None
-    if status >= 400:
-        raise StageError(f"MLflow tracking server {uri} unhealthy: {health} answered {status}")
 
 
 def connect(uri: str | None = None) -> str:

@@ -23,26 +23,14 @@ import yaml
 from PIL import Image
 
 from factories.browser import chromium
-from factories.data import digit_mnist, write_idx_folder
 from factories.network import free_port, wait_for_http
+from factories.pipeline import rendered_mnist, tiny_pipeline_params
 from factories.processes import stage_command
 from factories.tf_blocker import run_blocked
 from factories.workspace import GIT_IDENTITY, project_copy
-from stages.dataset.canonical import array_digest
 
 VENV_BIN = Path(sys.executable).parent
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
-
-SITECUSTOMIZE = """
-import json, os
-_spec = os.environ.get("E2E_MNIST_DIGESTS")
-if _spec:
-    import stages.dataset.canonical as _mnist
-    with open(_spec) as _handle:
-        _data = json.load(_handle)
-    _mnist.DIGESTS.update(_data["digests"])
-    _mnist.SHAPES.update({k: tuple(v) for k, v in _data["shapes"].items()})
-"""
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
@@ -61,46 +49,18 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    repo, store, hooks = root / "repo", root / "store", root / "hooks"
+    repo, store = root / "repo", root / "store"
     store.mkdir()
-    hooks.mkdir()
-    arrays = digit_mnist(train=1200, test=200, seed=3)
-    write_idx_folder(root / "idx", arrays)
-    (root / "digests.json").write_text(
-        json.dumps(
-            {
-                "digests": {name: array_digest(array) for name, array in arrays.items()},
-                "shapes": {name: list(array.shape) for name, array in arrays.items()},
-            }
-        )
-    )
-    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
-
+    arrays, stage_env = rendered_mnist(root, repo)
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": f"{hooks}{os.pathsep}{repo}",
-        "E2E_MNIST_DIGESTS": str(root / "digests.json"),
+        **stage_env,
         "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
         **GIT_IDENTITY,
     }
     env.pop("DVC_EXP_NAME", None)
-    project_copy(
-        repo,
-        env,
-        params={
-            "fetch": {"sources": ["local"], "local_path": str(root / "idx")},
-            "preprocess": {"val_size": 100},
-            "train": {
-                "hidden_units": [128],
-                "epochs": 8,
-                "batch_size": 32,
-                "learning_rate": 0.002,
-                "early_stopping_patience": 0,
-                "experiment_name": "e2e",
-            },
-        },
-    )
+    project_copy(repo, env, params=tiny_pipeline_params(root, "e2e"))
     first = _run(["dvc", "repro"], repo, env)
     second = _run(["dvc", "repro"], repo, env)
     return {

@@ -1,0 +1,119 @@
+"""Where the team services listen, where their data lives, and their secrets.
+
+Secrets and ports are fixed at the first ``up`` in ``.team/settings.env`` (mode 600,
+git-ignored): a secret is made at random, unless an environment variable of the same
+name is set at that first start (``MLFLOW_AUTH_ADMIN_PASSWORD``, ``TEAM_S3_ACCESS_KEY``,
+``TEAM_MLFLOW_PORT``, …). A team
+with its own services points at them with ``TEAM_BACKEND_STORE_URI`` (a managed
+PostgreSQL) and ``TEAM_S3_ENDPOINT_URL`` (AWS S3, MinIO, any S3 endpoint); the
+local one is then not started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+SECRET_NAMES = (
+    "TEAM_POSTGRES_PASSWORD",
+    "TEAM_S3_ACCESS_KEY",
+    "TEAM_S3_SECRET_KEY",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",  # the auth app's CSRF protection
+)
+HOST = "127.0.0.1"
+ARTIFACTS_BUCKET = "mlflow-artifacts"
+DVC_BUCKET = "dvc-remote"
+ADMIN = "admin"
+
+
+# (name of the field, environment variable, default); SeaweedFS's master, volume and
+# filer also listen on their port + 10000 (gRPC)
+PORTS = (
+    ("postgres_port", "TEAM_POSTGRES_PORT", 5433),
+    ("s3_port", "TEAM_S3_PORT", 8333),
+    ("mlflow_port", "TEAM_MLFLOW_PORT", 5001),
+    ("weed_master_port", "TEAM_WEED_MASTER_PORT", 9333),
+    ("weed_volume_port", "TEAM_WEED_VOLUME_PORT", 8380),
+    ("weed_filer_port", "TEAM_WEED_FILER_PORT", 8888),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path  # the project folder; the services' data is under root/.team
+    secrets: dict[str, str]
+    postgres_port: int
+    s3_port: int
+    mlflow_port: int
+    weed_master_port: int
+    weed_volume_port: int
+    weed_filer_port: int
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".team"
+
+    @property
+    def external_postgres(self) -> str | None:
+        return os.environ.get("TEAM_BACKEND_STORE_URI") or None
+
+    @property
+    def external_s3(self) -> str | None:
+        return os.environ.get("TEAM_S3_ENDPOINT_URL") or None
+
+    def database_uri(self, database: str) -> str:
+        if self.external_postgres:
+            base = self.external_postgres.rsplit("/", 1)[0]
+            return f"{base}/{database}"
+        password = quote(self.secrets["TEAM_POSTGRES_PASSWORD"], safe="")
+        return f"postgresql+psycopg://mlflow:{password}@{HOST}:{self.postgres_port}/{database}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.external_s3 or f"http://{HOST}:{self.s3_port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+    def s3_env(self) -> dict[str, str]:
+        """What an S3 client of the store needs: the endpoint and the keys."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.secrets["TEAM_S3_ACCESS_KEY"],
+            "AWS_SECRET_ACCESS_KEY": self.secrets["TEAM_S3_SECRET_KEY"],
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+        }
+
+
+def load(root: Path, create: bool = False) -> Settings:
+    """The settings of the project at ``root``; ``create`` makes the missing ones.
+
+    Secrets and ports are fixed at the first ``up`` and kept in ``.team/settings.env``, so
+    ``status``, ``env`` and ``down`` find the services where ``up`` put them.
+    """
+    path = root / ".team" / "settings.env"
+    names = (*SECRET_NAMES, *(name for _, name, _ in PORTS))
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in names:
+                values[key] = value
+    missing = [name for name in names if name not in values]
+    if missing and not create:
+        raise SystemExit(f"team: {path} missing or incomplete: run `make team-up` first")
+    if missing:
+        defaults = {name: str(default) for _, name, default in PORTS}
+        for name in missing:
+            values[name] = os.environ.get(name) or defaults.get(name) or secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{name}={values[name]}\n" for name in names)
+    ports = {field: int(values[name]) for field, name, _ in PORTS}
+    return Settings(root=root, secrets={k: values[k] for k in SECRET_NAMES}, **ports)

@@ -1,0 +1,65 @@
+"""The whole pipeline on rendered digits: a local IDX "MNIST" whose digests the stages accept.
+
+A ``sitecustomize`` on the stage processes' PYTHONPATH swaps the pinned MNIST digests for
+those of the rendered digits, so fetch's real checks run on data made in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from factories.data import digit_mnist, write_idx_folder
+from stages.dataset.canonical import array_digest
+
+SITECUSTOMIZE = """
+import json, os
+_spec = os.environ.get("E2E_MNIST_DIGESTS")
+if _spec:
+    import stages.dataset.canonical as _mnist
+    with open(_spec) as _handle:
+        _data = json.load(_handle)
+    _mnist.DIGESTS.update(_data["digests"])
+    _mnist.SHAPES.update({k: tuple(v) for k, v in _data["shapes"].items()})
+"""
+
+
+def rendered_mnist(root: Path, repo: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Write the digits under ``root``; return them and the environment the stages need."""
+    arrays = digit_mnist(train=1200, test=200, seed=3)
+    write_idx_folder(root / "idx", arrays)
+    (root / "digests.json").write_text(
+        json.dumps(
+            {
+                "digests": {name: array_digest(array) for name, array in arrays.items()},
+                "shapes": {name: list(array.shape) for name, array in arrays.items()},
+            }
+        )
+    )
+    hooks = root / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {
+        "PYTHONPATH": f"{hooks}{os.pathsep}{repo}",
+        "E2E_MNIST_DIGESTS": str(root / "digests.json"),
+    }
+    return arrays, env
+
+
+def tiny_pipeline_params(root: Path, experiment_name: str) -> dict[str, dict]:
+    """params.yaml sections for the rendered digits: a small MLP, eight quick epochs."""
+    return {
+        "fetch": {"sources": ["local"], "local_path": str(root / "idx")},
+        "preprocess": {"val_size": 100},
+        "train": {
+            "hidden_units": [128],
+            "epochs": 8,
+            "batch_size": 32,
+            "learning_rate": 0.002,
+            "early_stopping_patience": 0,
+            "experiment_name": experiment_name,
+        },
+    }

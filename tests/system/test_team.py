@@ -1,0 +1,284 @@
+"""Team mode: ``python -m team up`` in a project copy starts a real PostgreSQL, SeaweedFS S3
+store and ``mlflow server`` with basic-auth on free loopback ports; clients log through it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from factories.data import digit_images, write_prepared
+from factories.network import free_port
+from factories.params import tiny_params_file
+from factories.pipeline import rendered_mnist, tiny_pipeline_params
+from factories.processes import error_lines, stage_args
+from factories.workspace import GIT_IDENTITY, project_copy
+
+VENV_BIN = Path(sys.executable).parent
+PORT_VARIABLES = (
+    "TEAM_POSTGRES_PORT",
+    "TEAM_S3_PORT",
+    "TEAM_MLFLOW_PORT",
+    "TEAM_WEED_MASTER_PORT",
+    "TEAM_WEED_VOLUME_PORT",
+    "TEAM_WEED_FILER_PORT",
+)
+
+
+def _loopback_port() -> int:
+    """A free port whose SeaweedFS gRPC twin (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65536:
+            return port
+
+
+def _run(args, cwd, env, timeout=300):
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def team():
+    # PostgreSQL runs as its own user: the project must be reachable for it, which pytest's
+    # private temporary folders are not
+    root = Path(tempfile.mkdtemp(prefix="team-"))
+    root.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "TEAM_"))}
+    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", **GIT_IDENTITY})
+    env.update({name: str(_loopback_port()) for name in PORT_VARIABLES})
+    repo = project_copy(root / "repo", env, folders=("team",))
+    up = _run([sys.executable, "-m", "team", "up"], repo, env)
+    try:
+        assert up.returncode == 0, up.stderr
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+        )
+        yield {"repo": repo, "env": env, "up": up, "exports": exports, "root": root}
+    finally:
+        down = _run([sys.executable, "-m", "team", "down"], repo, env)
+        shutil.rmtree(root, ignore_errors=True)
+        assert down.returncode == 0, down.stderr
+
+
+def _settings(team):
+    from team.settings import load
+
+    return load(team["repo"])
+
+
+def _listeners() -> list[tuple[str, str]]:
+    """(local address:port, process) of every listening TCP socket on the machine."""
+    shown = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [(fields[3], fields[-1]) for fields in map(str.split, shown.splitlines())]
+
+
+def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
+    repo, env = team["repo"], team["env"]
+    status = _run([sys.executable, "-m", "team", "status"], repo, env)
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count(": running") == 3
+    pids = {name: (repo / ".team" / "run" / f"{name}.pid").read_text() for name in ("s3", "mlflow")}
+    mlflow_port = env["TEAM_MLFLOW_PORT"]
+    ours = [
+        (address, process)
+        for address, process in _listeners()
+        if '"weed"' in process or '"postgres"' in process or address.endswith(f":{mlflow_port}")
+    ]
+    assert any(address == f"127.0.0.1:{env['TEAM_POSTGRES_PORT']}" for address, _ in ours)
+    assert any(address == f"127.0.0.1:{env['TEAM_S3_PORT']}" for address, _ in ours)
+    assert all(address.startswith("127.0.0.1:") for address, _ in ours), ours
+
+    again = _run([sys.executable, "-m", "team", "up"], repo, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == team["up"].stdout, "the same server, user and password"
+    assert {
+        name: (repo / ".team" / "run" / f"{name}.pid").read_text() for name in ("s3", "mlflow")
+    } == pids, "nothing restarted"
+    secrets = repo / ".team" / "settings.env"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    tracked = _run(["git", "status", "--porcelain", "--ignored"], repo, env).stdout
+    assert ".team/" in tracked and "!! .team/" in tracked, "the stack's data is git-ignored"
+    assert "config.local" not in _run(["git", "ls-files", ".dvc"], repo, env).stdout
+
+
+def _train(team, tmp_path, **credentials):
+    folder = tmp_path / "project"
+    write_prepared(
+        folder / "prepared",
+        {"train": digit_images(60, 1), "val": digit_images(20, 2), "test": digit_images(20, 3)},
+    )
+    tiny_params_file(folder / "params.yaml")
+    out = folder / "out"
+    args = [
+        sys.executable, "-m", "stages.train", "--params", str(folder / "params.yaml"),
+        *stage_args("train", {"prepared": folder / "prepared", "model": out / "model.keras",
+                              "history": out / "history.csv", "run_file": out / "run.json"}),
+    ]  # fmt: skip
+    env = {
+        **team["env"],
+        "PYTHONPATH": str(team["repo"]),
+        "MLFLOW_TRACKING_URI": team["exports"]["MLFLOW_TRACKING_URI"],
+        **credentials,
+    }
+    return _run(args, folder, env), out
+
+
+@pytest.mark.parametrize(
+    ("credentials", "refused"),
+    [
+        ({}, "refused no credentials (401 Unauthorized)"),
+        (
+            {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "password1234"},
+            "refused user 'admin' with that password (401 Unauthorized)",
+        ),
+    ],
+    ids=["anonymous", "wrong-password"],
+)
+def test_a_client_the_server_refuses_gets_one_401_line_before_training(
+    team, tmp_path, credentials, refused
+):
+    done, out = _train(team, tmp_path, **credentials)
+    assert done.returncode == 1
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and refused in lines[0], done.stderr
+    assert "Epoch" not in done.stdout and not out.exists()
+
+
+def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(team, tmp_path):
+    import json
+
+    import mlflow
+
+    exports = team["exports"]
+    member = {k: exports[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    done, out = _train(team, tmp_path, **member)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+
+    os.environ.update(member)
+    try:
+        client = mlflow.MlflowClient(exports["MLFLOW_TRACKING_URI"])
+        run = client.get_run(run_id)
+        logged = {entry.path for entry in client.list_artifacts(run_id)}
+    finally:
+        for key in member:
+            os.environ.pop(key)
+    assert run.info.status == "FINISHED"
+    assert "test/accuracy" not in run.data.metrics and "train/loss" in run.data.metrics
+    assert "history.csv" in logged
+
+    from team.services import s3_client
+
+    settings = _settings(team)
+    objects = s3_client(settings).list_objects_v2(Bucket="mlflow-artifacts")
+    keys = [item["Key"] for item in objects.get("Contents", [])]
+    assert any(run_id in key and key.endswith("history.csv") for key in keys), keys
+
+
+def test_the_object_store_refuses_unsigned_and_wrongly_signed_requests(team):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    settings = _settings(team)
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(f"{settings.s3_endpoint}/dvc-remote/", timeout=10)
+    assert unsigned.value.code == 403
+    wrong = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.secrets["TEAM_S3_ACCESS_KEY"],
+        aws_secret_access_key="not-the-secret",
+        region_name="us-east-1",
+    )
+    with pytest.raises(ClientError) as signed:
+        wrong.list_objects_v2(Bucket="dvc-remote")
+    assert signed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_dvc_pushes_to_the_store_and_a_second_clone_pulls(team, tmp_path):
+    repo, env = team["repo"], team["env"]
+    data = repo / "data" / "shared.bin"
+    data.write_bytes(os.urandom(100_000))
+    for command in (
+        ["dvc", "add", "data/shared.bin"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "shared data"],
+        ["dvc", "push"],
+    ):
+        done = _run(command, repo, env)
+        assert done.returncode == 0, (command, done.stderr)
+
+    clone = tmp_path / "clone"
+    assert _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env).returncode == 0
+    shutil.copy2(repo / ".dvc" / "config.local", clone / ".dvc" / "config.local")
+    pulled = _run(["dvc", "pull", "data/shared.bin"], clone, env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (clone / "data" / "shared.bin").read_bytes() == data.read_bytes()
+
+
+@pytest.mark.slow  # three trainings of the whole pipeline
+def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_path):
+    import mlflow
+
+    exports = team["exports"]
+    origin = tmp_path / "origin.git"
+    assert _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, team["env"]).returncode == 0
+
+    def clone_env(repo: Path) -> dict[str, str]:
+        _, stage_env = rendered_mnist(tmp_path, repo)
+        return {**team["env"], **stage_env, **exports}  # no S3 keys: the server proxies
+
+    def ok(command: list[str], repo: Path, env: dict[str, str]) -> str:
+        done = _run(command, repo, env, timeout=900)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
+        return done.stdout
+
+    first = tmp_path / "first"
+    first_env = clone_env(first)
+    project_copy(first, first_env, params=tiny_pipeline_params(tmp_path, "team-e2e"))
+    shutil.copy2(team["repo"] / ".dvc" / "config.local", first / ".dvc" / "config.local")
+    ok(["dvc", "repro"], first, first_env)
+    ok(["git", "add", "-A"], first, first_env)
+    ok(["git", "commit", "-qm", "baseline"], first, first_env)
+    ok(["git", "remote", "add", "origin", str(origin)], first, first_env)
+    ok(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], first, first_env)
+    ok(["dvc", "push"], first, first_env)
+    ok(["dvc", "exp", "run", "-n", "smaller", "-S", "train.hidden_units=[32]"], first, first_env)
+    ok(["dvc", "exp", "push", "origin", "smaller"], first, first_env)
+
+    second = tmp_path / "second"
+    ok(["git", "clone", "-q", "-b", "main", str(origin), str(second)], tmp_path, first_env)
+    second_env = clone_env(second)
+    shutil.copy2(team["repo"] / ".dvc" / "config.local", second / ".dvc" / "config.local")
+    ok(["dvc", "pull"], second, second_env)
+    repro = ok(["dvc", "repro"], second, second_env)
+    assert "Running stage" not in repro, "pulled outputs match dvc.lock: nothing to redo"
+    ok(["dvc", "exp", "pull", "origin", "smaller"], second, second_env)
+    shown = ok(["dvc", "exp", "show", "--json"], second, second_env)
+    assert '"smaller"' in shown
+    ok(["dvc", "exp", "run", "-n", "wider", "-S", "train.hidden_units=[64]"], second, second_env)
+
+    member = {k: exports[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(member)
+    try:
+        client = mlflow.MlflowClient(exports["MLFLOW_TRACKING_URI"])
+        experiment = client.get_experiment_by_name("team-e2e")
+        runs = client.search_runs([experiment.experiment_id])
+    finally:
+        for key in member:
+            os.environ.pop(key)
+    names = sorted(run.info.run_name for run in runs)
+    assert names[:2] == ["smaller", "wider"] and names[2].startswith("workspace-"), names
+    assert all(run.info.status == "FINISHED" for run in runs)
+    assert all("test/accuracy" in run.data.metrics for run in runs)
+    roots = {run.data.tags.get("mlflow.source.name", "") for run in runs}
+    assert any(str(first) in r for r in roots) and any(str(second) in r for r in roots), roots
