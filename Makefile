@@ -91,13 +91,14 @@ champion: setup ## download the model deployment uses (registry alias @champion)
 	python -m stages.tracking download champion champion
 
 team-up: setup postgres ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
-	python -m team up
+	@python -m team up
+	@echo 'team: to log to it: eval "$$(.venv/bin/python -m team env)"' >&2
 
 team-down: ## stop the team stack; its data stays in .team/
-	python -m team down
+	@python -m team down
 
 team-status: ## say which team services run
-	python -m team status
+	@python -m team status
 
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
 	python -m stages.tracking
