@@ -23,7 +23,7 @@ COMPARE = dvc exp show --no-pager --only-changed \
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+		awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) $(PLOTS_PAGE) ## create .venv from requirements.lock and the offline plots page from plots/'s npm lock
 
