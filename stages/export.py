@@ -113,7 +113,8 @@ def _after_handoff(lost: str, step: Callable[[], T]) -> T | None:
         return step()
     except (StageError, MlflowException, OSError) as err:
         message = getattr(err, "message", None) or str(err)
-        print(f"export: warning: {lost}: {message.splitlines()[0]}", file=sys.stderr)
+        first = (message.strip().splitlines() or [type(err).__name__])[0]
+        print(f"export: warning: {lost}: {first}", file=sys.stderr)
         return None
 
 
@@ -126,36 +127,44 @@ def standing_tags(gated: GatedModel) -> dict[str, str]:
 
 
 def promote(version: str, gated: GatedModel, params: ExportParams) -> Decision:
-    """Apply the champion rule to the newly handed-off version, and record why on it."""
+    """Apply the champion rule to the newly handed-off version: move ``@champion`` or not."""
     name, champion_alias = params.registered_model_name, params.champion_alias
     candidate = Standing(version, gated.report.onnx_accuracy, gated.test_data_digest)
-    current = alias_target(name, champion_alias)
-    champion = None
-    if current is not None:
-        tags = version_tags(name, current)
-        accuracy = tags.get("test_accuracy")
-        champion = Standing(
-            current, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
-        )
-    decision = decide(candidate, champion)
-    if decision.promote:  # moved first: a record must never claim a move that did not happen
+    decision = decide(candidate, current_champion(name, champion_alias))
+    if decision.promote:
         with deferred_signals():
             set_alias(name, champion_alias, version)
+    return decision
+
+
+def current_champion(name: str, champion_alias: str) -> Standing | None:
+    current = alias_target(name, champion_alias)
+    if current is None:
+        return None
+    tags = version_tags(name, current)
+    accuracy = tags.get("test_accuracy")
+    return Standing(
+        current, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
+    )
+
+
+def record_promotion(version: str, decision: Decision, params: ExportParams) -> None:
+    """Why the version was promoted or not, as tags on it, after the alias moved (or not)."""
+    champion = decision.champion
     # tags are set one by one (MLflow has no batch call for them): the decision goes last,
     # so a version that carries it carries the whole record
     tag_version(
-        name,
+        params.registered_model_name,
         version,
         {
             "promotion.rule": RULE,
             "promotion.reason": decision.reason,
-            "promotion.candidate_accuracy": repr(candidate.test_accuracy),
-            "promotion.champion_version": current or "none",
+            "promotion.candidate_accuracy": repr(decision.candidate.test_accuracy),
+            "promotion.champion_version": champion.version if champion else "none",
             "promotion.champion_accuracy": repr(champion.test_accuracy) if champion else "none",
             "promotion.decision": "promoted" if decision.promote else "not promoted",
         },
     )
-    return decision
 
 
 def _undo_registration(name: str, alias: str, model_uri: str, previous: str | None) -> None:
@@ -204,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"@{params.champion_alias} was not reconsidered and stays where it was",
                 lambda: promote(version, gated, params),
             )
+            if decision is not None:
+                _after_handoff(
+                    f"v{version}'s promotion record is not on it",
+                    lambda: record_promotion(version, decision, params),
+                )
     print(
         f"export: parity passed (max abs diff {report.max_abs_diff:.2e}, agreement "
         f"{report.argmax_agreement:.2%}); registered {params.registered_model_name} "

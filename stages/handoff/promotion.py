@@ -28,33 +28,38 @@ class Standing:
 class Decision:
     promote: bool
     reason: str
+    candidate: Standing
+    champion: Standing | None  # as it stood when the rule was applied
 
 
 def decide(candidate: Standing, champion: Standing | None) -> Decision:
     """Apply ``RULE``: promote the candidate, or keep the champion, and say why in one line."""
+    promote, reason = _verdict(candidate, champion)
+    return Decision(promote, reason, candidate, champion)
+
+
+def _verdict(candidate: Standing, champion: Standing | None) -> tuple[bool, str]:
     if champion is None:
-        return Decision(True, "there is no champion yet")
+        return True, "there is no champion yet"
     if champion.version == candidate.version:
-        return Decision(False, f"v{candidate.version} is the champion already")
+        return False, f"v{candidate.version} is the champion already"
     if champion.test_accuracy is None:
-        return Decision(
-            True, f"champion v{champion.version} carries no test accuracy to compare with"
-        )
+        return (True, f"champion v{champion.version} carries no test accuracy to compare with")
     if champion.data_digest != candidate.data_digest:
-        return Decision(
+        return (
             False,
             f"champion v{champion.version} was measured on other test data "
             f"({champion.data_digest[:12]}…, candidate {candidate.data_digest[:12]}…): "
             "not comparable",
         )
     if candidate.test_accuracy > champion.test_accuracy:
-        return Decision(
+        return (
             True,
             f"test accuracy {candidate.test_accuracy:.4%} beats champion "
             f"v{champion.version}'s {champion.test_accuracy:.4%}",
         )
     verb = "ties" if candidate.test_accuracy == champion.test_accuracy else "is below"
-    return Decision(
+    return (
         False,
         f"test accuracy {candidate.test_accuracy:.4%} {verb} champion v{champion.version}'s "
         f"{champion.test_accuracy:.4%}",

@@ -88,8 +88,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def _credentials() -> dict[str, str]:
+    """The Authorization header MLflow's client sends: a token, or basic credentials."""
     import base64
 
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if not user:
         return {}

@@ -599,3 +599,41 @@ def test_the_champion_is_decided_under_the_registry_lock(
     with tiny_trained.store():
         export.main(_args(tiny_trained, tmp_path / "out", run_file=run_file))
     assert held == [True], "another export could have moved @champion meanwhile"
+
+
+def test_a_champion_moved_but_unrecorded_says_so(
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dataclasses
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    real_tag, real_decide = export.tag_version, export.decide
+
+    def tags_fail_for_the_record(model: str, version: str, tags: dict[str, str]) -> None:
+        if "promotion.rule" in tags:
+            raise StageError("MLflow store: database is locked")
+        real_tag(model, version, tags)
+
+    def always_promote(candidate, champion):
+        return dataclasses.replace(real_decide(candidate, None), champion=champion)
+
+    monkeypatch.setattr(export, "tag_version", tags_fail_for_the_record)
+    monkeypatch.setattr(export, "decide", always_promote)
+    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_args(tiny_trained, tmp_path / "out", run_file=run_file))
+
+    candidate = client.get_model_version_by_alias(name, "candidate").version
+    assert client.get_model_version_by_alias(name, "champion").version == candidate
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"export: warning: v{candidate}'s promotion record is not on it: "
+        "MLflow store: database is locked"
+    ]

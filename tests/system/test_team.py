@@ -4,7 +4,9 @@ store and ``mlflow server`` with basic-auth on free loopback ports; clients log 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +34,20 @@ PORT_VARIABLES = (
 )
 
 
-def _loopback_port() -> int:
-    """A free port whose SeaweedFS gRPC twin (port + 10000) is free too."""
-    while True:
+def _loopback_ports(count: int) -> list[int]:
+    """Distinct free ports whose SeaweedFS gRPC twins (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
         port = free_port()
-        if port + 10000 < 65536:
-            return port
+        if port + 10000 >= 65536 or port in ports or port + 10000 in ports:
+            continue
+        with socket.socket() as twin:
+            try:
+                twin.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def _run(args, cwd, env, timeout=300):
@@ -54,19 +64,24 @@ def team():
     root.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "TEAM_"))}
     env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", **GIT_IDENTITY})
-    env.update({name: str(_loopback_port()) for name in PORT_VARIABLES})
+    ports = _loopback_ports(len(PORT_VARIABLES))
+    env.update({name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)})
     repo = project_copy(root / "repo", env, folders=("team",))
-    up = _run([sys.executable, "-m", "team", "up"], repo, env)
     try:
+        up = _run([sys.executable, "-m", "team", "up"], repo, env)
         assert up.returncode == 0, up.stderr
-        exports = dict(
-            line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
-        )
+        exports = {
+            name: shlex.split(value)[0]
+            for name, value in (
+                line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+            )
+        }
         yield {"repo": repo, "env": env, "up": up, "exports": exports, "root": root}
     finally:
         down = _run([sys.executable, "-m", "team", "down"], repo, env)
-        shutil.rmtree(root, ignore_errors=True)
         assert down.returncode == 0, down.stderr
+        assert "running" not in _run([sys.executable, "-m", "team", "status"], repo, env).stdout
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _settings(team):
@@ -75,10 +90,27 @@ def _settings(team):
     return load(team["repo"])
 
 
-def _listeners() -> list[tuple[str, str]]:
-    """(local address:port, process) of every listening TCP socket on the machine."""
+def _stack_pids(repo: Path) -> set[int]:
+    """The processes of the stack: each service's process group, and PostgreSQL's."""
+    leaders = [int((repo / ".team" / "run" / f"{n}.pid").read_text()) for n in ("s3", "mlflow")]
+    postmaster = int((repo / ".team" / "postgres" / "postmaster.pid").read_text().split()[0])
+    shown = subprocess.run(["ps", "-eo", "pid=,pgid=,ppid="], capture_output=True, text=True)
+    pids = {postmaster}
+    for pid, group, parent in (map(int, line.split()) for line in shown.stdout.splitlines()):
+        if group in leaders or parent == postmaster:
+            pids.add(pid)
+    return pids
+
+
+def _listeners(pids: set[int]) -> list[str]:
+    """The local address:port of every listening TCP socket of those processes."""
     shown = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    return [(fields[3], fields[-1]) for fields in map(str.split, shown.splitlines())]
+    found = []
+    for fields in map(str.split, shown.splitlines()):
+        owners = {int(part.split("=")[1]) for part in fields[-1].split(",") if "pid=" in part}
+        if owners & pids:
+            found.append(fields[3])
+    return found
 
 
 def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
@@ -87,15 +119,13 @@ def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
     assert status.returncode == 0, status.stdout
     assert status.stdout.count(": running") == 3
     pids = {name: (repo / ".team" / "run" / f"{name}.pid").read_text() for name in ("s3", "mlflow")}
-    mlflow_port = env["TEAM_MLFLOW_PORT"]
-    ours = [
-        (address, process)
-        for address, process in _listeners()
-        if '"weed"' in process or '"postgres"' in process or address.endswith(f":{mlflow_port}")
-    ]
-    assert any(address == f"127.0.0.1:{env['TEAM_POSTGRES_PORT']}" for address, _ in ours)
-    assert any(address == f"127.0.0.1:{env['TEAM_S3_PORT']}" for address, _ in ours)
-    assert all(address.startswith("127.0.0.1:") for address, _ in ours), ours
+    ours = _listeners(_stack_pids(repo))
+    for name in ("TEAM_POSTGRES_PORT", "TEAM_S3_PORT", "TEAM_MLFLOW_PORT"):
+        assert f"127.0.0.1:{env[name]}" in ours, (name, ours)
+    assert all(address.startswith("127.0.0.1:") for address in ours), ours
+    secrets = _settings(team).secrets
+    commands = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    assert not [value for value in secrets.values() if value in commands], "a secret in `ps`"
 
     again = _run([sys.executable, "-m", "team", "up"], repo, env)
     assert again.returncode == 0, again.stderr
@@ -106,8 +136,9 @@ def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
     secrets = repo / ".team" / "settings.env"
     assert oct(secrets.stat().st_mode & 0o777) == "0o600"
     tracked = _run(["git", "status", "--porcelain", "--ignored"], repo, env).stdout
-    assert ".team/" in tracked and "!! .team/" in tracked, "the stack's data is git-ignored"
-    assert "config.local" not in _run(["git", "ls-files", ".dvc"], repo, env).stdout
+    assert "!! .team/" in tracked, "the stack's data is git-ignored"
+    config = repo / ".dvc" / "config.local"
+    assert oct(config.stat().st_mode & 0o777) == "0o600", "it holds the store's secret key"
 
 
 def _train(team, tmp_path, **credentials):
