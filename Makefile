@@ -5,6 +5,13 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-from-lock
+# MLServer pins older fastapi/starlette/protobuf than the pipeline: serving has its own venv
+SERVE_VENV ?= .venv-serve
+SERVE_BIN := $(abspath $(SERVE_VENV))/bin
+SERVE_STAMP := $(SERVE_VENV)/.installed-from-lock
+ALIAS ?= champion
+SERVE_PORT ?= 8080
+MLFLOW_SERVE_PORT ?= 5002
 # dvc plots show fills this page (.dvc/config): Vega inlined from plots/'s npm lock, no CDN
 PLOTS_PAGE := plots/page.html
 BROWSER := /usr/bin/chromium
@@ -14,8 +21,8 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser postgres lock repro compare test test-all lint bench sweep champion \
-	team-up team-down team-status ui clean
+.PHONY: help setup serve-setup browser postgres lock repro compare test test-all lint bench sweep \
+	champion serve serve-mlflow triton-repo team-up team-down team-status ui clean
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
 COMPARE = dvc exp show --no-pager --only-changed \
@@ -34,6 +41,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
 
+serve-setup: $(SERVE_STAMP) ## create .venv-serve (MLServer, tritonclient) from requirements-serve.lock
+
+$(SERVE_STAMP): requirements-serve.lock pyproject.toml | $(STAMP)
+	@test -x $(SERVE_BIN)/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(BIN)/uv pip sync --python $(SERVE_BIN)/python requirements-serve.lock
+	$(BIN)/uv pip install --python $(SERVE_BIN)/python --no-deps -e .
+	@touch $@
+
 $(PLOTS_PAGE): plots/package.json plots/package-lock.json plots/build_page.py | $(STAMP)
 	npm ci --prefix plots --no-audit --no-fund --loglevel=error
 	$(BIN)/python plots/build_page.py
@@ -48,10 +63,12 @@ postgres: ## install Debian's postgresql-15 for team mode and its tests (as root
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
 	@test -x $(PG_BIN)/initdb || { echo "postgres: $(PG_BIN)/initdb missing: install postgresql-15" >&2; exit 1; }
 
-lock: ## re-resolve requirements.lock from pyproject.toml (all pinned, with hashes)
+lock: ## re-resolve requirements.lock (pyproject.toml) and requirements-serve.lock (serving/requirements.in)
 	@test -x $(BIN)/uv || $(MAKE) setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra team --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile serving/requirements.in --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-serve.lock
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
 	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
@@ -62,10 +79,10 @@ repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate,
 compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
 	$(COMPARE)
 
-test: setup browser postgres ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
+test: setup serve-setup browser postgres ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
 	pytest
 
-test-all: setup browser postgres ## run every test, including real MNIST from PyPI and slow ones
+test-all: setup serve-setup browser postgres ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
 lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
@@ -89,6 +106,15 @@ sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
 	python -m stages.tracking download champion champion
+
+serve: setup serve-setup ## serve @champion (ALIAS=...) with MLServer over the Open Inference Protocol on 127.0.0.1:8080
+	python -m serving --alias $(ALIAS) --port $(SERVE_PORT) --mlserver $(SERVE_BIN)/mlserver
+
+serve-mlflow: setup ## serve @champion (ALIAS=...) with mlflow models serve on 127.0.0.1:5002 (/invocations)
+	python -m serving --server mlflow --alias $(ALIAS) --port $(MLFLOW_SERVE_PORT)
+
+triton-repo: setup ## write model_repository/ for Triton (config.pbtxt + 1/model.onnx) from models/model.onnx
+	python -m serving.triton models/model.onnx model_repository
 
 team-up: setup postgres ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
 	@python -m team up

@@ -4,7 +4,9 @@
 2. the train stage against the tutorials' plain ``model.fit`` script, same model and epochs;
 3. onnxruntime against Keras: batch-1 latency, 10,000-image throughput, whole-process
    classification of one PNG by ``digits-predict`` and by a Keras script;
-4. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+4. the model served over the Open Inference Protocol (MLServer, ``bench.serving``): cold
+   start, peak memory, batch-1 latency and batch-64 throughput next to the Predictor;
+5. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
    through the parity gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
@@ -28,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.report import render_markdown
+from bench.serving import bench_serving
 
 PROJECT = Path(__file__).resolve().parents[1]
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
@@ -213,6 +216,17 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     return inference
 
 
+def serving(repo: Path, work: Path, log: Path) -> dict:
+    paths = {name: artifact(name) for name in ("onnx_model", "prepared")}
+    result = bench_serving(repo, work, log, _env(), PROJECT / ".venv-serve" / "bin", paths)
+    print(
+        f"bench: served batch-1 p50 {result['oip']['batch1']['p50_ms']:.2f} ms, cold start "
+        f"{result['cold_start_seconds']:.1f} s",
+        file=sys.stderr,
+    )
+    return result
+
+
 def _preset_params(repo: Path, overrides: dict, path: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for dotted, value in overrides.items():
@@ -313,6 +327,19 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def update_serving(work: Path, log: Path) -> None:
+    """Measure only the served model (after a repro in a fresh copy); merge it into the report."""
+    report = PROJECT / "reports/bench.json"
+    results = json.loads(report.read_text())
+    repo = make_copy(work, log)
+    _run(["dvc", "repro"], repo, log)
+    results["serving"] = serving(repo, work, log)
+    results["serving_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report.write_text(json.dumps(results, indent=2) + "\n")
+    (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -324,12 +351,20 @@ def main() -> None:
         action="store_true",
         help="retrain only --presets and update them in reports/bench.json",
     )
+    parser.add_argument(
+        "--update-serving",
+        action="store_true",
+        help="measure only the served model and update it in reports/bench.json",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
     log = work / "bench.log"
     print(f"bench: working in {work} (log: {log})", file=sys.stderr)
     if args.update_presets:
         update_presets(work, log, args.presets.split(",") if args.presets else None)
+        return
+    if args.update_serving:
+        update_serving(work, log)
         return
     started = time.perf_counter()
     results = {
@@ -343,6 +378,7 @@ def main() -> None:
     print(f"bench: cold repro {results['pipeline']['cold_repro_seconds']:.0f} s", file=sys.stderr)
     results["training_overhead"] = bench_training_overhead(repo, work, log, args.repeats)
     results["inference"] = bench_inference(repo, work, log, args.repeats)
+    results["serving"] = serving(repo, work, log)
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)

@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 
-def _latencies(call, runs: int, warmup: int = 20) -> np.ndarray:  # noqa: ANN001
+def timed_calls(call, runs: int, warmup: int = 20) -> np.ndarray:  # noqa: ANN001
+    """Wall seconds of ``runs`` calls of ``call`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         call()
     seconds = np.empty(runs)
@@ -33,7 +34,7 @@ def _summary(seconds: np.ndarray) -> dict[str, float]:
 
 
 def _throughput(call, images: int, repeats: int = 5) -> dict[str, float]:  # noqa: ANN001
-    seconds = float(np.median(_latencies(call, repeats, warmup=1)))
+    seconds = float(np.median(timed_calls(call, repeats, warmup=1)))
     return {"seconds": seconds, "images_per_second": images / seconds}
 
 
@@ -57,11 +58,11 @@ def main() -> None:
     results = {
         "batch1": {
             "onnxruntime_session": _summary(
-                _latencies(lambda: session.run(None, {feed_name: one}), 5000)
+                timed_calls(lambda: session.run(None, {feed_name: one}), 5000)
             ),
-            "predictor_api": _summary(_latencies(lambda: predictor.predict(one), 5000)),
-            "keras_direct_call": _summary(_latencies(lambda: model(one, training=False), 500)),
-            "keras_predict": _summary(_latencies(lambda: model.predict(one, verbose=0), 200)),
+            "predictor_api": _summary(timed_calls(lambda: predictor.predict(one), 5000)),
+            "keras_direct_call": _summary(timed_calls(lambda: model(one, training=False), 500)),
+            "keras_predict": _summary(timed_calls(lambda: model.predict(one, verbose=0), 200)),
         },
         "batch10000": {
             "onnxruntime_session": _throughput(

@@ -12,6 +12,9 @@ _EXPECTED = (
     f"{IMAGE_SHAPE[1]}) with finite pixel values {VALUE_RANGE[0]}..{VALUE_RANGE[1]}"
 )
 _LOW, _HIGH = VALUE_RANGE
+# An image whose brightest pixel is at most this was most likely divided by 255 (or is
+# blank): the model, which rescales internally, would answer it with near-uniform garbage.
+PRESCALED_MAX = 1.0
 
 
 def check_pixel_dtype(dtype: np.dtype) -> None:
@@ -48,17 +51,31 @@ def as_image_batch(images: object) -> np.ndarray:
             raise InputError(f"cannot read as an array ({err}); {_EXPECTED}") from None
     check_pixel_dtype(array.dtype)
     check_images_shape(array.shape)
-    # uint8 cannot leave 0..255, so the two reductions (the bulk of the per-call cost of a
-    # batch of one) are skipped for the most common pixel type.
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    # uint8 cannot leave 0..255, so the lower bound is skipped for the most common pixel type.
     if array.dtype != np.uint8:
         lowest, highest = array.min(), array.max()
         # NaN fails both comparisons, and infinities fail one, so this one test lets only
         # finite in-range arrays through; the slower diagnosis runs only on failure.
         if not (lowest >= _LOW and highest <= _HIGH):
             raise InputError(_describe_bad_values(array))
-    if array.ndim == 2:
-        array = array[np.newaxis]
+    brightest = array.max(axis=(1, 2))
+    if np.any(brightest <= PRESCALED_MAX):
+        raise InputError(_describe_prescaled(brightest))
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _describe_prescaled(brightest: np.ndarray) -> str:
+    dim = np.flatnonzero(brightest <= PRESCALED_MAX)
+    which = ", ".join(str(i) for i in dim[:5]) + (
+        f" and {len(dim) - 5} more" if len(dim) > 5 else ""
+    )
+    return (
+        f"image(s) {which} of {len(brightest)} have no pixel above {PRESCALED_MAX:g}: scaled to "
+        f"0..1 (divided by 255) or blank; expected raw pixel values {_LOW}..{_HIGH}, white "
+        "digit on black (the model rescales internally)"
+    )
 
 
 def _describe_bad_values(array: np.ndarray) -> str:

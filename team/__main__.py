@@ -40,9 +40,10 @@ def configure_dvc_remote(settings: Settings) -> None:
 
     dvc("remote", "add", "--local", "--force", "--default", "team", f"s3://{DVC_BUCKET}")
     dvc("remote", "modify", "--local", "team", "endpointurl", settings.s3_endpoint)
-    dvc("remote", "modify", "--local", "team", "access_key_id",
+    # "--": a key may begin with "-", which DVC's parser would take for an option
+    dvc("remote", "modify", "--local", "team", "access_key_id", "--",
         settings.secrets["TEAM_S3_ACCESS_KEY"])  # fmt: skip
-    dvc("remote", "modify", "--local", "team", "secret_access_key",
+    dvc("remote", "modify", "--local", "team", "secret_access_key", "--",
         settings.secrets["TEAM_S3_SECRET_KEY"])  # fmt: skip
     (settings.root / ".dvc" / "config.local").chmod(0o600)  # it holds the store's secret key
 

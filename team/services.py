@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from stages.common.ports import port_taken
 from team.settings import ADMIN, ARTIFACTS_BUCKET, DVC_BUCKET, HOST, Settings, write_private
 
 PG_BIN = Path(os.environ.get("TEAM_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -78,15 +78,11 @@ def _start(
 
 def _port_free(port: int, name: str) -> None:
     """Refuse to start where another program already listens: it would answer for us."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            raise ServiceError(
-                f"{HOST}:{port} is taken by another program; {name} cannot start there "
-                "(choose another port with the TEAM_*_PORT variables before the first up)"
-            ) from None
+    if port_taken(HOST, port):
+        raise ServiceError(
+            f"{HOST}:{port} is taken by another program; {name} cannot start there "
+            "(choose another port with the TEAM_*_PORT variables before the first up)"
+        )
 
 
 def _group_alive(pid: int) -> bool:

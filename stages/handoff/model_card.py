@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from digits_predict.contract import NUM_CLASSES, OUTPUT_DTYPE
+from serving import MAX_BATCH_SIZE
 from stages.common.config import ExportParams
 
 
@@ -13,6 +14,7 @@ def model_card(
 ) -> str:
     """The card as Markdown: provenance, the input contract, parity, and how to use the model."""
     labels = ", ".join(json.loads(metadata["class_labels"]))
+    name, champion = params.registered_model_name, params.champion_alias
     return f"""# Model card: MNIST digit classifier (ONNX)
 
 ## Provenance
@@ -20,21 +22,65 @@ def model_card(
 | | |
 |---|---|
 | MLflow run | `{metadata["mlflow_run_id"]}` |
-| Registered model | `{params.registered_model_name}` version {registry_version}, alias `@{params.alias}` |
+| Registered model | `{name}` version {registry_version}, alias `@{params.alias}` |
 | Git commit | `{metadata["git_commit"]}` |
 | Data digest (sha256 of the prepared splits) | `{metadata["data_digest"]}` |
 | Test accuracy | {float(metadata["test_accuracy"]):.4%} on {parity["samples"]} MNIST test images |
 
-## Input contract
+## 1. Which model to deploy
+
+Deploy `{name}@{champion}`, not this file by default:
+`@{params.alias}` is the newest model that passed the parity gate, `@{champion}`
+the best one, which moves only when a candidate has a higher test accuracy on the same
+test data (a tie keeps it). Whether this version became champion, and why, is in its
+registry tags (`promotion.*`). To fetch the champion's ONNX file:
+
+    python -m stages.tracking download {champion} deploy/   # deploy/model.onnx
+
+## 2. Input contract
 
 | | |
 |---|---|
 | Input | `{metadata["input_name"]}`, {metadata["input_dtype"]}, shape {metadata["input_shape"]} (null: any batch size) |
-| Values | {metadata["input_range"]} (raw pixels) |
+| Values | {metadata["input_range"]} (raw pixels); an image with no pixel above 1 is refused as divided by 255 (or blank) |
 | Layout | {metadata["input_layout"]} |
 | Preprocessing the caller does | {metadata["preprocessing"]} |
 | Output | `{metadata["output_name"]}`, {OUTPUT_DTYPE} [N, {NUM_CLASSES}]: softmax probabilities |
 | Class labels | {labels} |
+
+The registered MLflow model carries the same names in its signature (`{metadata["input_name"]}` →
+`{metadata["output_name"]}`), so named requests (`{{"inputs": {{"{metadata["input_name"]}": ...}}}}`) work.
+
+## 3. Serve it over the Open Inference Protocol (MLServer)
+
+    make serve                      # {name}@{champion} on http://127.0.0.1:8080 (ALIAS=..., SERVE_PORT=...)
+    curl -s 127.0.0.1:8080/v2/models/{name}/infer -H 'Content-Type: application/json' \\
+      -d '{{"inputs": [{{"name": "image", "shape": [1, 28, 28], "datatype": "FP32", "data": [...784 values 0..255...]}}]}}'
+
+Any Open Inference Protocol client works (tritonclient, KServe's): FP32 or UINT8, shape
+[N, 28, 28], at most {MAX_BATCH_SIZE} images a request. `make serve-mlflow` serves the same
+model with `mlflow models serve` (`/invocations`, `{{"inputs": {{"image": ...}}}}`).
+
+## 4. Drop it into Triton
+
+    make triton-repo                # model_repository/{name}/config.pbtxt + 1/model.onnx
+
+onnxruntime backend, max_batch_size {MAX_BATCH_SIZE}, dynamic batching, one CPU instance:
+`tritonserver --model-repository=model_repository`.
+
+## 5. What a wrong request gets
+
+HTTP 400 and one line naming what was wrong and what was expected: another input name,
+shape or datatype, an empty batch, more than {MAX_BATCH_SIZE} images, too few values,
+pixels outside 0..255, or pixels divided by 255. A body that is not the protocol's JSON
+gets 422. The server goes on serving.
+
+## Use without TensorFlow
+
+    pip install onnxruntime numpy pillow
+    digits-predict --model model.onnx digit.png
+
+or in Python: `digits_predict.Predictor("model.onnx").predict(images)`.
 
 ## Parity with the Keras model (onnxruntime {parity["onnxruntime_version"]}, {parity["provider"]}, opset {parity["opset"]})
 
@@ -46,21 +92,4 @@ def model_card(
 | Argmax agreement | {parity["argmax_agreement"]:.4%} (required ≥ {parity["min_agreement"]:.4%}) |
 | Keras test accuracy | {parity["keras_accuracy"]:.4%} |
 | ONNX test accuracy | {parity["onnx_accuracy"]:.4%} |
-
-## Which model to deploy
-
-Deploy `{params.registered_model_name}@{params.champion_alias}`, not this file by default:
-`@{params.alias}` is the newest model that passed the parity gate, `@{params.champion_alias}`
-the best one, which moves only when a candidate has a higher test accuracy on the same
-test data (a tie keeps it). Whether this version became champion, and why, is in its
-registry tags (`promotion.*`). To fetch the champion's ONNX file:
-
-    python -m stages.tracking download {params.champion_alias} deploy/   # deploy/model.onnx
-
-## Use without TensorFlow
-
-    pip install onnxruntime numpy pillow
-    digits-predict --model model.onnx digit.png
-
-or in Python: `digits_predict.Predictor("model.onnx").predict(images)`.
 """

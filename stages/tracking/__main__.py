@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from stages.common.config import load_params
 from stages.common.errors import StageError, run_stage
+from stages.tracking.registry import download_version
 from stages.tracking.store import artifact_location, connect, tracking_uri
 
 USAGE = "usage: python -m stages.tracking [ui | download ALIAS [DIR]]"
@@ -60,22 +62,16 @@ def ui_address(uri: str, port: str) -> str:
 
 def download(alias: str, folder: Path) -> Path:
     """Copy the ONNX file of ``<registered model>@<alias>`` to ``folder/model.onnx``."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     name = load_params().export.registered_model_name
     connect()
-    uri = f"models:/{name}@{alias}"
-    try:
-        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except MlflowException as err:
-        raise StageError(f"{uri}: {err.message.splitlines()[0]}") from None
-    found = sorted(fetched.rglob("*.onnx"))
-    if not found:
-        raise StageError(f"{uri}: holds no .onnx file")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "model.onnx"
-    shutil.copyfile(found[0], target)
+    with tempfile.TemporaryDirectory() as scratch:
+        _, fetched = download_version(name, alias, Path(scratch))
+        found = sorted(fetched.rglob("*.onnx"))
+        if not found:
+            raise StageError(f"models:/{name}@{alias}: holds no .onnx file")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "model.onnx"
+        shutil.copyfile(found[0], target)
     return target
 
 

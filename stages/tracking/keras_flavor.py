@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from digits_predict.contract import INPUT_NAME
 
 if TYPE_CHECKING:
     import keras
@@ -35,21 +38,25 @@ def log_keras_model(
     """Log the model with its signature and input example; requirements given, not inferred."""
     import keras
     import tensorflow
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
+
+    from stages.tracking.registry import model_signature
 
     example = example.astype(np.float32)
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    signature = model_signature(example, model.predict(example, verbose=0))
     flavor = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_flavor)
     # MLflow checks the input example by predicting it, and Keras draws a progress bar
-    # on stdout for that; the pipeline's log has no use for it.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # on stdout for that; the pipeline's log has no use for it. MLflow's Keras wrapper also
+    # hands the named input over as a one-element list, which Keras warns about and accepts.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The structure of `inputs` doesn't match", UserWarning)
         return Model.log(
             artifact_path=None,
             name=name,
             flavor=flavor,
             model=model,
             signature=signature,
-            input_example=example,
+            input_example={INPUT_NAME: example},
             # inferring requirements reloads the model in a subprocess: seconds for nothing
             pip_requirements=[
                 f"tensorflow=={tensorflow.__version__}",

@@ -11,35 +11,76 @@ helpers move ``@champion`` and record why, as version tags.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import digits_predict
+from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from stages.tracking.runs import retry_locked
 
 if TYPE_CHECKING:
+    from mlflow.models import Model, ModelSignature
     from mlflow.models.model import ModelInfo
 
 
 def log_onnx_model(
     model_bytes: bytes, example: np.ndarray, example_output: np.ndarray, providers: Sequence[str]
 ) -> ModelInfo:
-    """Log the ONNX model to the open run (not yet registered), with its signature."""
+    """Log the ONNX model to the open run (not yet registered), with its named signature.
+
+    Both flavors read the same ``model.onnx``: ``onnx`` gives the graph, ``python_function``
+    the checked Predictor of ``digits_predict.pyfunc`` (the package ships in the model's
+    ``code/``), so MLflow's and MLServer's servers refuse inputs the Predictor refuses.
+    """
     import mlflow
     import onnx
     import onnxruntime
-    from mlflow.models import infer_signature
+    from mlflow.models import Model
 
-    example = example.astype(np.float32)
-    return mlflow.onnx.log_model(
-        onnx.load_from_string(model_bytes),
+    example = {INPUT_NAME: example.astype(np.float32)}
+    return Model.log(
+        artifact_path=None,
         name="onnx_model",
-        signature=infer_signature(example, example_output),
+        flavor=_onnx_with_checked_pyfunc(),
+        onnx_model=onnx.load_from_string(model_bytes),
+        signature=model_signature(example[INPUT_NAME], example_output),
         input_example=example,
+        code_paths=[str(Path(digits_predict.__file__).parent)],
         save_as_external_data=False,
         onnx_execution_providers=list(providers),
-        pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}"],
+        pip_requirements=[
+            f"onnxruntime=={onnxruntime.__version__}",
+            f"onnx=={onnx.__version__}",
+            f"numpy=={np.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
     )
+
+
+def model_signature(example: np.ndarray, example_output: np.ndarray) -> ModelSignature:
+    """``image`` float32 [-1, 28, 28] -> ``probabilities`` float32 [-1, 10], by name."""
+    from mlflow.models import infer_signature
+
+    return infer_signature(
+        {INPUT_NAME: example.astype(np.float32)},
+        {OUTPUT_NAME: np.asarray(example_output, dtype=np.float32)},
+    )
+
+
+def _onnx_with_checked_pyfunc() -> SimpleNamespace:
+    """A flavor module for ``Model.log``: MLflow's ONNX flavor, pyfunc loader replaced."""
+    import mlflow.onnx
+    from mlflow.pyfunc import FLAVOR_NAME as PYFUNC
+
+    def save_model(path: str, mlflow_model: Model, **kwargs: Any) -> None:
+        mlflow.onnx.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.flavors[PYFUNC]["loader_module"] = "digits_predict.pyfunc"
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+    return SimpleNamespace(__name__="mlflow.onnx", save_model=save_model)
 
 
 def register_version(model_uri: str, registered_name: str) -> str:
@@ -121,3 +162,28 @@ def version_tags(registered_name: str, version: str) -> dict[str, str]:
     import mlflow
 
     return dict(mlflow.MlflowClient().get_model_version(registered_name, version).tags)
+
+
+def download_version(registered_name: str, alias: str, destination: Path) -> tuple[str, Path]:
+    """Download ``<registered_name>@<alias>`` (the whole MLflow model) into ``destination``.
+
+    Returns the version the alias pointed at and the model's folder. An unknown model or
+    alias raises ``StageError`` with MLflow's first line.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from stages.common.errors import StageError
+
+    uri = f"models:/{registered_name}@{alias}"
+    version = alias_target(registered_name, alias)
+    if version is None:
+        raise StageError(f"{uri}: no such registered model or alias; run `make repro` first")
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        fetched = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{registered_name}/{version}", dst_path=str(destination)
+        )
+    except MlflowException as err:
+        raise StageError(f"{uri}: {err.message.splitlines()[0]}") from None
+    return version, Path(fetched)

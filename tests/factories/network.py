@@ -29,3 +29,16 @@ def wait_for_http(url: str, timeout: float = 60.0, alive=lambda: True) -> None:
             pass
         time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def free_port_pair() -> int:
+    """A local port P with P + 1 free as well (a server and its gRPC twin)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two adjacent free ports on 127.0.0.1")

@@ -77,3 +77,16 @@ def train_tiny(root: Path, template_db: Path) -> Workspace:
         splits=splits,
         **absolute,
     )
+
+
+def export_args(ws: Workspace, out: Path, run_file: Path | None = None) -> list[str]:
+    """dvc.yaml's arguments of the export stage, with the workspace's files and ``out``."""
+    paths = {
+        "model": ws.model,
+        "prepared": ws.data_dir,
+        "run_file": run_file or ws.run_file,
+        "onnx_model": out / "model.onnx",
+        "parity": out / "parity.json",
+        "model_card": out / "MODEL_CARD.md",
+    }
+    return ["--params", str(ws.params), *stage_args("export", paths)]

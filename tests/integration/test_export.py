@@ -10,11 +10,11 @@ import pytest
 
 from digits_predict.contract import METADATA_KEYS, check_contract
 from factories.params import TINY_EXPORT
-from factories.processes import stage_args
-from factories.trained import Workspace
+from factories.trained import Workspace, export_args
 from stages import export
 from stages.common.config import ExportParams, load_params
 from stages.common.errors import StageError
+from stages.dataset.arrays import load_split, split_file
 from stages.handoff import gate
 from stages.tracking.runs import RunRef
 
@@ -169,25 +169,12 @@ def test_gate_fails_a_perturbed_model(
 # --- main ----------------------------------------------------------------------------------------
 
 
-def _args(ws: Workspace, out: Path, run_file: Path | None = None) -> list[str]:
-    """dvc.yaml's arguments of the stage, with this test's files."""
-    paths = {
-        "model": ws.model,
-        "prepared": ws.data_dir,
-        "run_file": run_file or ws.run_file,
-        "onnx_model": out / "model.onnx",
-        "parity": out / "parity.json",
-        "model_card": out / "MODEL_CARD.md",
-    }
-    return ["--params", str(ws.params), *stage_args("export", paths)]
-
-
 @pytest.fixture(scope="module")
 def exported(tiny_trained: Workspace) -> Path:
     """``export.main`` once on the session's tiny model; its outputs' folder."""
     out = tiny_trained.root / "export"
     with tiny_trained.store():
-        export.main(_args(tiny_trained, out))
+        export.main(export_args(tiny_trained, out))
     return out
 
 
@@ -261,6 +248,33 @@ def test_main_logs_and_registers_the_onnx_model(exported: Path, tiny_trained: Wo
     assert list(registered.metadata_props) == list(written.metadata_props)
 
 
+def test_the_registered_pyfunc_is_named_and_refuses_what_the_predictor_refuses(
+    exported: Path, tiny_trained: Workspace
+) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from digits_predict import Predictor
+
+    name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
+    with tiny_trained.store():
+        served = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    schema = served.metadata.signature
+    tensors = [(t["name"], t["tensor-spec"]) for t in schema.inputs.to_dict()]
+    assert tensors == [("image", {"dtype": "float32", "shape": (-1, 28, 28)})]
+    tensors = [(t["name"], t["tensor-spec"]) for t in schema.outputs.to_dict()]
+    assert tensors == [("probabilities", {"dtype": "float32", "shape": (-1, 10)})]
+    x_test, _ = load_split(split_file(tiny_trained.data_dir, "test"))
+    images = x_test[:7].astype(np.float32)
+    expected = Predictor(exported / "model.onnx").predict(images).probabilities
+    answer = served.predict({"image": images})
+    assert list(answer) == ["probabilities"]
+    np.testing.assert_array_equal(answer["probabilities"], expected)
+    with pytest.raises(MlflowException, match=r"have no pixel above 1: scaled to 0..1") as caught:
+        served.predict({"image": images / 255})
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
 def _run_of_its_own(ws: Workspace, folder: Path) -> tuple[str, Path]:
     """A finished run to export into, so the session's run stays as train left it."""
     import mlflow
@@ -298,7 +312,7 @@ def test_main_gate_failure_changes_no_output(
     name = TINY_EXPORT["registered_model_name"]
     versions_before = len(client.search_model_versions(f"name = '{name}'"))
     with tiny_trained.store(), pytest.raises(StageError, match="parity gate failed") as caught:
-        export.main(_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, out, run_file=run_file))
     message = str(caught.value)
     assert "\n" not in message
     assert "max abs difference" in message
@@ -312,7 +326,7 @@ def test_main_gate_failure_changes_no_output(
 
 def test_main_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
     with tiny_trained.store(), pytest.raises(StageError, match="run file not found"):
-        export.main(_args(tiny_trained, tmp_path / "out", run_file=tmp_path / "run.json"))
+        export.main(export_args(tiny_trained, tmp_path / "out", run_file=tmp_path / "run.json"))
     assert not (tmp_path / "out").exists()
 
 
@@ -420,7 +434,7 @@ def test_a_hand_off_failing_at_any_step_leaves_the_previous_one(
     make_it_fail, error = FAILING_STEPS[step]
     make_it_fail(monkeypatch)
     with tiny_trained.store(), pytest.raises(error):
-        export.main(_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, out, run_file=run_file))
 
     assert _snapshot(out) == before, "model, parity report and card are the previous ones"
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staged or backup file"
@@ -442,7 +456,7 @@ def test_a_second_hand_off_replaces_the_whole_first(
     shutil.copytree(exported, out)
     run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, out, run_file=run_file))
     version = client.get_model_version_by_alias(name, alias)
     assert version.run_id == run_id
     card = (out / "MODEL_CARD.md").read_text()
@@ -489,7 +503,7 @@ def test_champion_moves_only_to_a_better_candidate(
     out = tmp_path / "out"
     run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, out, run_file=run_file))
 
     candidate = client.get_model_version_by_alias(name, "candidate")
     assert candidate.run_id == run_id, "@candidate is always the newest passing export"
@@ -561,7 +575,7 @@ def test_a_failing_champion_decision_warns_and_keeps_the_hand_off(
     out = tmp_path / "out"
     run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, out, run_file=run_file))
 
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert warnings == [
@@ -597,7 +611,7 @@ def test_the_champion_is_decided_under_the_registry_lock(
     monkeypatch.setattr(export, "promote", promote_checking_the_lock)
     _, run_file = _run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(_args(tiny_trained, tmp_path / "out", run_file=run_file))
+        export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
     assert held == [True], "another export could have moved @champion meanwhile"
 
 
@@ -628,7 +642,7 @@ def test_a_champion_moved_but_unrecorded_says_so(
     monkeypatch.setattr(export, "decide", always_promote)
     _, run_file = _run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(_args(tiny_trained, tmp_path / "out", run_file=run_file))
+        export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
 
     candidate = client.get_model_version_by_alias(name, "candidate").version
     assert client.get_model_version_by_alias(name, "champion").version == candidate

@@ -66,6 +66,8 @@ def team():
     env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", **GIT_IDENTITY})
     ports = _loopback_ports(len(PORT_VARIABLES))
     env.update({name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)})
+    # a generated key may begin with "-" (token_urlsafe); every consumer must take it as a value
+    env["TEAM_S3_ACCESS_KEY"] = "-begins-with-a-dash"
     repo = project_copy(root / "repo", env, folders=("team",))
     try:
         up = _run([sys.executable, "-m", "team", "up"], repo, env)

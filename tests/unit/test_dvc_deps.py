@@ -15,7 +15,7 @@ import yaml
 
 from factories.processes import REPO_ROOT
 
-PROJECT_PACKAGES = ("stages", "digits_predict")
+PROJECT_PACKAGES = ("stages", "digits_predict", "serving")
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
 
 

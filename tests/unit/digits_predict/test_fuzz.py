@@ -126,8 +126,10 @@ def _is_valid_pixels(array: np.ndarray) -> bool:
         return False
     if array.size == 0:
         return False
-    values = array.astype(np.float64)
-    return bool(np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 255)
+    values = array.astype(np.float64).reshape(-1, 28 * 28)
+    in_range = np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 255
+    # an image whose brightest pixel is at most 1 looks divided by 255 (or is blank)
+    return bool(in_range and np.all(values.max(axis=1) > 1))
 
 
 @FUZZ

@@ -399,8 +399,8 @@ def test_npy_single_image_and_batch_load_as_float32(tmp_path: Path) -> None:
 
 
 def test_load_input_names_each_image_of_a_batch(tmp_path: Path) -> None:
-    batch = _npy(tmp_path / "batch.npy", np.zeros((3, 28, 28), dtype=np.uint8))
-    single = _npy(tmp_path / "single.npy", np.zeros((28, 28), dtype=np.uint8))
+    batch = _npy(tmp_path / "batch.npy", np.full((3, 28, 28), 200, dtype=np.uint8))
+    single = _npy(tmp_path / "single.npy", np.full((28, 28), 200, dtype=np.uint8))
     assert load_input(batch).names == tuple(f"{batch}[{i}]" for i in range(3))
     assert load_input(single).names == (str(single),)
     assert load_input(single).images.shape == (1, 28, 28)

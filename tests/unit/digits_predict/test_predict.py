@@ -139,8 +139,22 @@ BAD_ARRAYS = [
     ([[1, 2], [3]], "cannot read as an array"),
 ]
 
+_ONE_SCALED = np.full((3, 28, 28), 200, dtype=np.uint8)
+_ONE_SCALED[1] = 1
+PRESCALED_ARRAYS = [
+    # what a client sends after dividing by 255 out of habit
+    (
+        np.linspace(0, 1, 784, dtype=np.float32).reshape(28, 28),
+        r"image\(s\) 0 of 1 have no pixel above 1",
+    ),
+    (np.full((2, 28, 28), 0.5), r"image\(s\) 0, 1 of 2 .*divided by 255"),
+    (np.zeros((28, 28), dtype=np.uint8), "or blank"),
+    (_ONE_SCALED, r"image\(s\) 1 of 3 "),
+    (np.zeros((7, 28, 28)), r"0, 1, 2, 3, 4 and 2 more of 7.*expected raw pixel values 0..255"),
+]
 
-@pytest.mark.parametrize(("images", "message"), BAD_ARRAYS)
+
+@pytest.mark.parametrize(("images", "message"), BAD_ARRAYS + PRESCALED_ARRAYS)
 def test_bad_arrays_are_refused_with_what_was_expected(
     predictor: Predictor, images: object, message: str
 ) -> None:

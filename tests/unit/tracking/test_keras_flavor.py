@@ -46,9 +46,13 @@ def test_the_workaround_logs_a_model_that_loads_and_predicts(
 
     with mlflow.start_run():
         info = log_keras_model(tiny_keras_model, EXAMPLE)
-    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, *IMAGE_SHAPE)
+    (image,) = info.signature.inputs.to_dict()
+    assert (image["name"], tuple(image["tensor-spec"]["shape"])) == ("image", (-1, *IMAGE_SHAPE))
+    assert info.signature.outputs.to_dict()[0]["name"] == "probabilities"
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     np.testing.assert_allclose(
-        loaded.predict(EXAMPLE), tiny_keras_model.predict(EXAMPLE, verbose=0), atol=1e-6
+        loaded.predict({"image": EXAMPLE}),
+        tiny_keras_model.predict(EXAMPLE, verbose=0),
+        atol=1e-6,
     )
     assert loaded.metadata.get_input_schema() == info.signature.inputs

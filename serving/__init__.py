@@ -1,0 +1,14 @@
+"""Serving the registered model over the Open Inference Protocol (KServe V2).
+
+Two processes, two environments: ``python -m serving`` runs in the pipeline's ``.venv``
+(it reads the registry and writes ``.serve/``), then hands over to MLServer, which runs in
+``.venv-serve`` from ``requirements-serve.lock`` because it pins older fastapi, starlette
+and protobuf than the pipeline. ``runtime`` and ``client`` live on MLServer's side;
+``triton`` writes a Triton model repository from the same ONNX file.
+
+Nothing is imported here: each side imports only its own modules.
+"""
+
+# The most images one request may carry: past it a server answers 400 instead of
+# allocating for an arbitrarily large JSON body; Triton's config says the same.
+MAX_BATCH_SIZE = 1024

@@ -1,0 +1,165 @@
+"""``python -m serving``: serve a registered version of the model on 127.0.0.1.
+
+    python -m serving [--alias champion] [--port 8080] [--server mlserver|mlflow]
+
+Downloads ``models:/<registered model>@<alias>`` from the project's store into
+``.serve/`` and replaces this process with the server:
+
+- ``mlserver`` (default): MLServer from ``.venv-serve`` with ``serving.runtime``, speaking
+  the Open Inference Protocol (``/v2/health/ready``, ``/v2/models/<name>``,
+  ``/v2/models/<name>/infer``); its gRPC twin listens on the next port.
+- ``mlflow``: ``mlflow models serve`` from this environment (``/invocations``), with this
+  environment's ``bin`` on PATH, where MLflow looks for ``uvicorn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
+from stages.common.config import load_params
+from stages.common.errors import StageError, run_stage
+from stages.common.ports import port_taken
+from stages.tracking.registry import download_version
+from stages.tracking.store import connect
+
+HOST = "127.0.0.1"
+SERVE_DIR = Path(".serve")
+MLSERVER = Path(".venv-serve/bin/mlserver")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    ports = [args.port, args.port + 1] if args.server == "mlserver" else [args.port]
+    for port in ports:
+        _refuse_taken(port)
+    if args.server == "mlserver" and not args.mlserver.is_file():
+        raise StageError(f"{args.mlserver} does not exist; run `make serve-setup` first")
+    name = load_params().export.registered_model_name
+    # a progress bar per file of a 16-file download says nothing the closing line does not
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    connect()
+    version, model_dir = fetch(name, args.alias, args.serve_dir)
+    source = f"{name} v{version} (@{args.alias})"
+    if args.server == "mlserver":
+        write_mlserver_settings(args.serve_dir, name, version, args.port)
+        print(
+            f"serving: {source} over the Open Inference Protocol on http://{HOST}:{args.port}/v2/"
+            f"models/{name} (gRPC {HOST}:{args.port + 1})",
+            file=sys.stderr,
+            flush=True,
+        )
+        command = [str(args.mlserver), "start", str(args.serve_dir)]
+        os.execve(command[0], command, os.environ)
+    print(
+        f"serving: {source} with mlflow models serve on http://{HOST}:{args.port}/invocations",
+        file=sys.stderr,
+        flush=True,
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
+               "--env-manager", "local", "--host", HOST, "--port", str(args.port)]  # fmt: skip
+    os.execve(sys.executable, command, env)
+
+
+def fetch(name: str, alias: str, serve_dir: Path) -> tuple[str, Path]:
+    """Download the alias's version to ``serve_dir/<name>/model``, replacing the old one whole.
+
+    A failed download, or a version without the served contract, leaves the previous model.
+    """
+    serve_dir.mkdir(parents=True, exist_ok=True)
+    target = serve_dir / name / "model"
+    with tempfile.TemporaryDirectory(dir=serve_dir, prefix=".download-") as scratch:
+        version, fetched = download_version(name, alias, Path(scratch))
+        check_signature(fetched, f"{name} v{version} (@{alias})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        old = Path(scratch) / "previous"
+        if target.exists():
+            target.rename(old)
+        fetched.rename(target)
+    return version, target
+
+
+def check_signature(model_dir: Path, source: str) -> None:
+    """Refuse a version logged before the model had its named, checked pyfunc.
+
+    Such a version's signature is an unnamed tensor (a server would call it ``input-0``)
+    and its pyfunc answers inputs divided by 255 with garbage instead of refusing them.
+    """
+    from mlflow.models import Model
+
+    model = Model.load(str(model_dir))
+    signature = model.signature
+    names = (signature.inputs.input_names(), signature.outputs.input_names()) if signature else None
+    loader = model.flavors.get("python_function", {}).get("loader_module")
+    if names != ([INPUT_NAME], [OUTPUT_NAME]) or loader != "digits_predict.pyfunc":
+        raise StageError(
+            f"{source} was registered before the served contract (signature {INPUT_NAME} -> "
+            f"{OUTPUT_NAME}, inputs checked by digits_predict.pyfunc); export a new version "
+            "(`dvc repro -f export`) and serve it (ALIAS=candidate)"
+        )
+
+
+def write_mlserver_settings(serve_dir: Path, name: str, version: str, port: int) -> None:
+    """MLServer's server and model settings: loopback only, no metrics server, our runtime."""
+    server = {
+        "host": HOST,
+        "http_port": port,
+        "grpc_port": port + 1,
+        "metrics_endpoint": None,
+        "debug": False,
+        # inference in the server process: a worker pool only adds a hop for a model this small
+        "parallel_workers": 0,
+    }
+    model = {
+        "name": name,
+        "implementation": "serving.runtime.DigitsRuntime",
+        "parameters": {"uri": "./model", "version": version},
+    }
+    _write_json(serve_dir / "settings.json", server)
+    _write_json(serve_dir / name / "model-settings.json", model)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(value, indent=2) + "\n")
+    partial.replace(path)
+
+
+def _refuse_taken(port: int) -> None:
+    if port_taken(HOST, port):
+        raise StageError(
+            f"{HOST}:{port} is taken by another program (a server already running?); "
+            "choose another port with --port (make serve SERVE_PORT=...)"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--alias", default="champion", help="registry alias (default: champion)")
+    parser.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
+    parser.add_argument("--server", choices=("mlserver", "mlflow"), default="mlserver")
+    parser.add_argument("--serve-dir", type=Path, default=SERVE_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--mlserver", type=Path, default=MLSERVER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1024 <= port <= 65534:
+        raise argparse.ArgumentTypeError(f"{text!r} is no port; expected 1024..65534")
+    return port
+
+
+if __name__ == "__main__":
+    run_stage("serving", main)

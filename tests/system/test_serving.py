@@ -1,0 +1,385 @@
+"""The registered model served as a deployment engineer would: MLServer over the Open
+Inference Protocol, asked by NVIDIA's tritonclient and by plain HTTP; ``mlflow models
+serve``; and the Triton model repository, read with Triton's own config schema.
+
+tritonclient and MLServer live in ``.venv-serve`` (``make serve-setup``); the tests drive
+them there as separate processes, the way a client on another machine would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from digits_predict import Predictor
+from factories.network import free_port, free_port_pair, wait_for_http
+from factories.params import TINY_EXPORT
+from factories.processes import REPO_ROOT, error_lines, run_module
+from factories.trained import export_args, train_tiny
+from serving import MAX_BATCH_SIZE
+from serving.triton import write_repository
+from stages import export
+from stages.dataset.arrays import load_split, split_file
+
+SERVE_BIN = REPO_ROOT / ".venv-serve" / "bin"
+NAME = TINY_EXPORT["registered_model_name"]
+EXPECTED = r"expected one input 'image', datatype FP32 \(or UINT8\), shape \[N, 28, 28\]"
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
+    """A tiny model trained and exported into a store of its own: v1, @candidate, @champion."""
+    if not (SERVE_BIN / "mlserver").exists():
+        pytest.fail(f"{SERVE_BIN}/mlserver is missing: run `make serve-setup` (make test does)")
+    ws = train_tiny(tmp_path_factory.mktemp("serving"), mlflow_template_db)
+    out = ws.root / "export"
+    with ws.store():
+        export.main(export_args(ws, out))
+    x_test, _ = load_split(split_file(ws.data_dir, "test"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(REPO_ROOT)}
+    return SimpleNamespace(ws=ws, model=out / "model.onnx", images=x_test[:32], env=env)
+
+
+def _start(command: list[str], registered, log: Path, env: dict | None = None):
+    with open(log, "w") as sink:
+        return subprocess.Popen(
+            command,
+            cwd=registered.ws.root,
+            env=env or registered.env,
+            stdout=sink,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture(scope="module")
+def mlserver(registered) -> SimpleNamespace:
+    """``python -m serving`` (what ``make serve`` runs) on two free loopback ports."""
+    port = free_port_pair()
+    log = registered.ws.root / "mlserver.log"
+    command = [sys.executable, "-m", "serving", "--port", str(port),
+               "--mlserver", str(SERVE_BIN / "mlserver")]  # fmt: skip
+    server = _start(command, registered, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(
+            f"{base}/v2/models/{NAME}/ready", timeout=180, alive=lambda: server.poll() is None
+        )
+        yield SimpleNamespace(url=f"127.0.0.1:{port}", base=base, log=log, server=server)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _client(url: str, *args: str) -> subprocess.CompletedProcess:
+    """``serving.client`` (tritonclient) from .venv-serve, as a deployment would run it."""
+    return subprocess.run(
+        [str(SERVE_BIN / "python"), "-m", "serving.client", "--url", url, "--model", NAME, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _post(url: str, body: object) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _request(images, name="image", datatype="FP32", shape=None, data=None) -> dict:
+    images = np.asarray(images)
+    shape = list(images.shape) if shape is None else shape
+    values = images.ravel().tolist() if data is None else data
+    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": values}]}
+
+
+def test_tritonclient_sees_the_named_contract_and_gets_the_predictors_answers(
+    mlserver, registered, tmp_path
+) -> None:
+    digits = tmp_path / "digits.npy"
+    np.save(digits, registered.images)
+    result = _client(mlserver.url, "--json", str(digits))
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    metadata = reply["metadata"]
+    assert metadata["name"] == NAME
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
+        ("image", "FP32", [-1, 28, 28])
+    ]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["outputs"]] == [
+        ("probabilities", "FP32", [-1, 10])
+    ]
+    served = np.array([answer["probabilities"] for answer in reply["answers"]], np.float32)
+    expected = Predictor(registered.model).predict(registered.images)
+    assert [answer["digit"] for answer in reply["answers"]] == expected.digits.tolist()
+    np.testing.assert_allclose(served, expected.probabilities, rtol=0, atol=1e-6)
+    assert [answer["input"] for answer in reply["answers"]][:2] == [f"{digits}[0]", f"{digits}[1]"]
+
+
+def test_the_server_answers_health_and_version(mlserver) -> None:
+    with urllib.request.urlopen(f"{mlserver.base}/v2/health/live", timeout=10) as response:
+        assert response.status == 200
+    status, body = _post(
+        f"{mlserver.base}/v2/models/{NAME}/infer", _request(np.full((1, 28, 28), 200))
+    )
+    assert status == 200 and body["model_version"] == "1"
+    assert [(o["name"], o["shape"]) for o in body["outputs"]] == [("probabilities", [1, 10])]
+
+
+def test_uint8_pixels_as_mnist_stores_them_get_the_float_answer(mlserver, registered) -> None:
+    url = f"{mlserver.base}/v2/models/{NAME}/infer"
+    as_uint8 = _post(url, _request(registered.images[:4], datatype="UINT8"))
+    as_float = _post(url, _request(registered.images[:4].astype(np.float32)))
+    assert as_uint8[0] == as_float[0] == 200
+    assert as_uint8[1]["outputs"][0]["data"] == as_float[1]["outputs"][0]["data"]
+
+
+_IMAGES = np.full((2, 28, 28), 200, dtype=np.uint8)
+BAD_REQUESTS = {
+    "pre-scaled": (_request(_IMAGES / 255), 400, r"image\(s\) 0, 1 of 2 have no pixel above 1"),
+    "wrong name": (_request(_IMAGES, name="input-0"), 400, r"request has inputs \['input-0'\]; "),
+    "flat shape": (_request(_IMAGES, shape=[2, 784]), 400, r"has shape \[2, 784\]; "),
+    "fp64": (_request(_IMAGES, datatype="FP64"), 400, r"has datatype FP64; "),
+    "empty batch": (_request(_IMAGES, shape=[0, 28, 28], data=[]), 400, r"shape \[0, 28, 28\]"),
+    "short data": (_request(_IMAGES, data=[1.0, 2.0]), 400, r"has 2 values for shape"),
+    "huge batch": (
+        _request(_IMAGES, shape=[MAX_BATCH_SIZE + 1, 28, 28], data=[1.0]),
+        400,
+        rf"holds {MAX_BATCH_SIZE + 1} images, more than {MAX_BATCH_SIZE} per request",
+    ),
+    "negative pixels": (_request(-_IMAGES.astype(np.float32)), 400, r"outside 0..255; expected"),
+    "no inputs": ({"inputs": []}, 400, r"request has inputs \[\]; "),
+    "unknown datatype": (_request(_IMAGES, datatype="FLOAT"), 422, r"Input should be"),
+    "not json": (b"{not json", 422, r"JSON decode error"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_a_bad_request_gets_a_4xx_saying_what_was_expected(mlserver, case) -> None:
+    body, status, message = BAD_REQUESTS[case]
+    got, reply = _post(f"{mlserver.base}/v2/models/{NAME}/infer", body)
+    assert got == status, reply
+    text = reply.get("error") or json.dumps(reply.get("detail"))
+    assert text and "\n" not in text
+    assert re.search(message, text), text
+    if status == 400 and case not in ("pre-scaled", "negative pixels"):
+        assert re.search(EXPECTED, text), text
+    # and the server keeps serving
+    got, _ = _post(f"{mlserver.base}/v2/models/{NAME}/infer", _request(_IMAGES))
+    assert got == 200
+
+
+def test_tritonclient_reports_the_servers_refusal(mlserver) -> None:
+    snippet = (
+        "import numpy as np, sys\n"
+        "from tritonclient.utils import InferenceServerException\n"
+        "from serving.client import DigitsClient\n"
+        f"client = DigitsClient({mlserver.url!r}, {NAME!r})\n"
+        "try:\n"
+        "    client.probabilities(np.full((3, 28, 28), 0.5, np.float32))\n"
+        "except InferenceServerException as err:\n"
+        "    print(err.status(), err.message())\n"
+    )
+    result = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", snippet], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("400 image(s) 0, 1, 2 of 3 have no pixel above 1"), (
+        result.stdout
+    )
+
+
+def test_the_client_names_an_unknown_model_and_exits_2(mlserver, tmp_path) -> None:
+    digits = tmp_path / "one.npy"
+    np.save(digits, _IMAGES[:1])
+    result = subprocess.run(
+        [
+            str(SERVE_BIN / "python"),
+            "-m",
+            "serving.client",
+            "--url",
+            mlserver.url,
+            "--model",
+            "no-such-model",
+            str(digits),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("serving.client: error: ") and "no-such-model" in line
+
+
+def test_mlflow_models_serve_works_without_the_venv_on_path(registered) -> None:
+    port = free_port()
+    bare = {key: value for key, value in registered.env.items() if key != "VIRTUAL_ENV"}
+    bare["PATH"] = os.pathsep.join(
+        p for p in bare.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix)
+    )
+    command = [sys.executable, "-m", "serving", "--server", "mlflow", "--port", str(port)]
+    server = _start(command, registered, registered.ws.root / "mlflow-serve.log", env=bare)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/health", timeout=180, alive=lambda: server.poll() is None)
+        images = registered.images[:5].astype(np.float32)
+        status, reply = _post(f"{base}/invocations", {"inputs": {"image": images.tolist()}})
+        expected = Predictor(registered.model).predict(images).probabilities
+        assert status == 200
+        served = np.array(reply["predictions"]["probabilities"], np.float32)
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+        status, reply = _post(f"{base}/invocations", {"inputs": {"image": (images / 255).tolist()}})
+        assert status == 400 and reply["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "have no pixel above 1: scaled to 0..1" in reply["message"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_serving_an_unknown_alias_says_so_and_keeps_the_previous_model(
+    registered, tmp_path
+) -> None:
+    serve_dir = tmp_path / "serve"
+    kept = serve_dir / NAME / "model" / "MLmodel"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("the previous model\n")
+    result = run_module(
+        "serving", "--alias", "nope", "--serve-dir", serve_dir, "--port", str(free_port_pair()),
+        "--mlserver", SERVE_BIN / "mlserver", cwd=registered.ws.root, env=registered.env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"serving: error: models:/{NAME}@nope: no such registered model or alias; "
+        "run `make repro` first"
+    ]
+    assert kept.read_text() == "the previous model\n"
+    assert [p.name for p in serve_dir.iterdir()] == [NAME]
+
+
+def test_serving_on_a_taken_port_says_so_before_downloading(registered, tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_module(
+            "serving", "--server", "mlflow", "--port", str(port), "--serve-dir", tmp_path / "s",
+            cwd=registered.ws.root, env=registered.env,
+        )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"serving: error: 127.0.0.1:{port} is taken by another program")
+    assert not (tmp_path / "s").exists()
+
+
+_READ_CONFIG = """
+import json, sys
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+config = text_format.Parse(open(sys.argv[1]).read(), model_config_pb2.ModelConfig())
+print(json.dumps(json_format.MessageToDict(config)))
+"""
+
+
+def test_the_triton_repository_matches_the_onnx_graph(registered, tmp_path) -> None:
+    import onnx
+
+    folder = write_repository(registered.model, tmp_path / "model_repository", NAME)
+    assert (folder / "1" / "model.onnx").read_bytes() == registered.model.read_bytes()
+    result = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", _READ_CONFIG, str(folder / "config.pbtxt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    config = json.loads(result.stdout)
+    graph = onnx.load(registered.model).graph
+
+    def described(values):
+        return [
+            {
+                "name": v.name,
+                "dataType": "TYPE_FP32",
+                "dims": [str(d.dim_value) for d in v.type.tensor_type.shape.dim[1:]],
+            }
+            for v in values
+        ]
+
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in graph.output)
+    assert config["name"] == NAME and config["backend"] == "onnxruntime"
+    assert config["maxBatchSize"] == MAX_BATCH_SIZE
+    assert (
+        config["input"]
+        == described(graph.input)
+        == [{"name": "image", "dataType": "TYPE_FP32", "dims": ["28", "28"]}]
+    )
+    assert config["output"] == described(graph.output)
+    assert config["instanceGroup"] == [{"count": 1, "kind": "KIND_CPU"}]
+    assert "maxQueueDelayMicroseconds" in config["dynamicBatching"]
+
+
+def test_a_triton_repository_from_a_missing_model_is_refused(registered, tmp_path) -> None:
+    result = run_module(
+        "serving.triton", tmp_path / "missing.onnx", tmp_path / "repo", cwd=registered.ws.root
+    )
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"triton: error: {tmp_path / 'missing.onnx'} does not exist; run `make repro` first"
+    ]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_version_from_before_the_served_contract_is_refused_and_the_served_one_kept(
+    registered, tmp_path
+) -> None:
+    import mlflow
+    import onnx
+    from mlflow.models import infer_signature
+
+    images = registered.images[:2].astype(np.float32)
+    with registered.ws.store():
+        client = mlflow.MlflowClient()
+        with mlflow.start_run():  # as export logged it before: unnamed tensors, plain ONNX pyfunc
+            logged = mlflow.onnx.log_model(
+                onnx.load(registered.model),
+                name="onnx_model",
+                signature=infer_signature(
+                    images, Predictor(registered.model).predict(images).probabilities
+                ),
+            )
+        version = mlflow.register_model(logged.model_uri, NAME).version
+        client.set_registered_model_alias(NAME, "legacy", version)
+    serve_dir = tmp_path / "serve"
+    kept = serve_dir / NAME / "model" / "MLmodel"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("the served model\n")
+    result = run_module(
+        "serving", "--server", "mlflow", "--alias", "legacy", "--serve-dir", serve_dir,
+        "--port", str(free_port()), cwd=registered.ws.root, env=registered.env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"serving: error: {NAME} v{version} (@legacy) was registered before the served contract "
+        "(signature image -> probabilities, inputs checked by digits_predict.pyfunc); export a "
+        "new version (`dvc repro -f export`) and serve it (ALIAS=candidate)"
+    ]
+    assert kept.read_text() == "the served model\n"
