@@ -95,7 +95,8 @@ class Predictor:
         """Classify one (28, 28) image or a (N, 28, 28) batch of raw 0..255 pixels.
 
         Any real numeric dtype is accepted; NaN, infinities, values outside 0..255 and other
-        shapes raise ``InputError``.
+        shapes raise ``InputError``, and so does a batch holding an image whose brightest
+        pixel is at most 1 (divided by 255, or blank): the whole batch, naming the images.
         """
         batch = as_image_batch(images)
         (probabilities,) = self._session.run(self._output_names, {INPUT_NAME: batch})

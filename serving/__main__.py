@@ -3,7 +3,7 @@
     python -m serving [--alias champion] [--port 8080] [--server mlserver|mlflow]
 
 Downloads ``models:/<registered model>@<alias>`` from the project's store into
-``.serve/`` and replaces this process with the server:
+``.serve/<port>/`` and replaces this process with the server:
 
 - ``mlserver`` (default): MLServer from ``.venv-serve`` with ``serving.runtime``, speaking
   the Open Inference Protocol (``/v2/health/ready``, ``/v2/models/<name>``,
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from stages.common.config import load_params
-from stages.common.errors import StageError, run_stage
+from stages.common.errors import StageError, deferred_signals, run_stage
 from stages.common.ports import port_taken
 from stages.tracking.registry import download_version
 from stages.tracking.store import connect
@@ -45,17 +45,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     # a progress bar per file of a 16-file download says nothing the closing line does not
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     connect()
-    version, model_dir = fetch(name, args.alias, args.serve_dir)
+    # one folder per port: two servers (say @champion and @candidate) never share files
+    serve_dir = args.serve_dir / str(args.port)
+    version, model_dir = fetch(name, args.alias, serve_dir)
     source = f"{name} v{version} (@{args.alias})"
     if args.server == "mlserver":
-        write_mlserver_settings(args.serve_dir, name, version, args.port)
+        write_mlserver_settings(serve_dir, name, version, args.port)
         print(
             f"serving: {source} over the Open Inference Protocol on http://{HOST}:{args.port}/v2/"
             f"models/{name} (gRPC {HOST}:{args.port + 1})",
             file=sys.stderr,
             flush=True,
         )
-        command = [str(args.mlserver), "start", str(args.serve_dir)]
+        command = [str(args.mlserver), "start", str(serve_dir)]
         os.execve(command[0], command, os.environ)
     print(
         f"serving: {source} with mlflow models serve on http://{HOST}:{args.port}/invocations",
@@ -77,13 +79,14 @@ def fetch(name: str, alias: str, serve_dir: Path) -> tuple[str, Path]:
     serve_dir.mkdir(parents=True, exist_ok=True)
     target = serve_dir / name / "model"
     with tempfile.TemporaryDirectory(dir=serve_dir, prefix=".download-") as scratch:
-        version, fetched = download_version(name, alias, Path(scratch))
+        version, fetched = download_version(name, alias, Path(scratch) / "download")
         check_signature(fetched, f"{name} v{version} (@{alias})")
+        fetched.chmod(0o755)  # a folder of mkdtemp's is private to its owner
         target.parent.mkdir(parents=True, exist_ok=True)
-        old = Path(scratch) / "previous"
-        if target.exists():
-            target.rename(old)
-        fetched.rename(target)
+        with deferred_signals():  # the old model leaves with the scratch folder, never half
+            if target.exists():
+                target.rename(Path(scratch) / "previous")
+            fetched.rename(target)
     return version, target
 
 

@@ -42,12 +42,13 @@ class DigitsClient:
         return self._client.get_model_metadata(self.model)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """float32 [N, 10] for a [N, 28, 28] batch of raw 0..255 pixels (FP32 or UINT8)."""
-        images = np.asarray(images)
-        datatype = "UINT8" if images.dtype == np.uint8 else "FP32"
-        if datatype == "FP32":
-            images = images.astype(np.float32, copy=False)
-        tensor = oip.InferInput(INPUT_NAME, list(images.shape), datatype)
+        """float32 [N, 10] for a [N, 28, 28] batch of raw 0..255 pixels.
+
+        Sent as FP32 (exact for 0..255), the one datatype every protocol server takes:
+        MLServer also accepts UINT8, Triton only what its config names.
+        """
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        tensor = oip.InferInput(INPUT_NAME, list(images.shape), "FP32")
         # JSON data: MLServer 1.7 does not read the protocol's binary extension in requests
         tensor.set_data_from_numpy(images, binary_data=False)
         wanted = oip.InferRequestedOutput(OUTPUT_NAME, binary_data=False)

@@ -9,7 +9,7 @@ import pytest
 
 from factories.processes import REPO_ROOT
 
-SHARED = ("onnxruntime", "numpy")
+SHARED = ("onnxruntime", "onnx", "numpy")
 
 
 def pins(lock: str) -> dict[str, str]:
