@@ -217,6 +217,7 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
 
 
 def serving(repo: Path, work: Path, log: Path) -> dict:
+    _factories()
     paths = {name: artifact(name) for name in ("onnx_model", "prepared")}
     result = bench_serving(repo, work, log, _env(), PROJECT / ".venv-serve" / "bin", paths)
     print(

@@ -8,36 +8,12 @@ the load. The load comes from ``bench.oip_load`` in a second process (``.venv-se
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 HOST = "127.0.0.1"
-
-
-def _free_port_pair() -> int:
-    while True:
-        with socket.socket() as first:
-            first.bind((HOST, 0))
-            port = first.getsockname()[1]
-        with socket.socket() as second:
-            try:
-                second.bind((HOST, port + 1))
-            except OSError:
-                continue
-        return port
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -50,11 +26,16 @@ def _peak_rss_mb(pid: int) -> float:
 def bench_serving(
     repo: Path, work: Path, log: Path, env: dict[str, str], serve_bin: Path, paths: dict[str, str]
 ) -> dict:
-    """Cold start, peak RSS, and the load generator's figures against the in-process Predictor."""
+    """Cold start, peak RSS, and the load generator's figures against the in-process Predictor.
+
+    Needs the tests' factories on ``sys.path`` (``bench.__main__`` puts them there).
+    """
     import yaml
 
+    from factories.network import free_port_pair, wait_for_http
+
     name = yaml.safe_load((repo / "params.yaml").read_text())["export"]["registered_model_name"]
-    port = _free_port_pair()
+    port = free_port_pair()
     mlserver = str(serve_bin / "mlserver")
     command = [sys.executable, "-m", "serving", "--port", str(port),
                "--serve-dir", str(work / "serve"), "--mlserver", mlserver]  # fmt: skip
@@ -68,15 +49,16 @@ def bench_serving(
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        while not _ready(ready_url):
-            if server.poll() is not None or time.perf_counter() - started > 300:
-                raise SystemExit(f"bench: the server did not become ready; see {log}")
-            time.sleep(0.05)
+        try:
+            wait_for_http(ready_url, timeout=300, alive=lambda: server.poll() is None, poll=0.05)
+        except AssertionError as err:
+            raise SystemExit(f"bench: the server did not become ready ({err}); see {log}") from None
         cold_start = time.perf_counter() - started
         load = subprocess.run(
             [
                 str(serve_bin / "python"),
-                "bench/oip_load.py",
+                "-m",
+                "bench.oip_load",
                 f"{HOST}:{port}",
                 name,
                 paths["onnx_model"],
@@ -86,8 +68,11 @@ def bench_serving(
             env=env,
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+        if load.returncode != 0:
+            last = (load.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"bench: the load generator failed: {last}")
         peak = _peak_rss_mb(server.pid)
     finally:
         server.terminate()

@@ -123,6 +123,9 @@ def write_mlserver_settings(serve_dir: Path, name: str, version: str, port: int)
     }
     model = {
         "name": name,
+        # the registry's version and MLflow's pyfunc, as the protocol's model metadata says
+        "versions": [version],
+        "platform": "mlflow",
         "implementation": "serving.runtime.DigitsRuntime",
         "parameters": {"uri": "./model", "version": version},
     }

@@ -15,7 +15,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 60.0, alive=lambda: True) -> None:
+def wait_for_http(url: str, timeout: float = 60.0, alive=lambda: True, poll: float = 0.5) -> None:
     """Until ``url`` answers 200; fail early when ``alive()`` says the server died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -27,7 +27,7 @@ def wait_for_http(url: str, timeout: float = 60.0, alive=lambda: True) -> None:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
 
 

@@ -120,6 +120,7 @@ def test_tritonclient_sees_the_named_contract_and_gets_the_predictors_answers(
     reply = json.loads(result.stdout)
     metadata = reply["metadata"]
     assert metadata["name"] == NAME
+    assert (metadata["versions"], metadata["platform"]) == (["1"], "mlflow")
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
         ("image", "FP32", [-1, 28, 28])
     ]
