@@ -26,7 +26,7 @@ export PYTHONHASHSEED := 0
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
 COMPARE = dvc exp show --no-pager --only-changed \
-  --drop 'Created|State|Executor|macro_precision|macro_recall|keras_accuracy|onnx_accuracy|mean_abs_diff|/'
+  --drop 'Created|State|Executor|macro_precision|macro_recall|keras_accuracy|onnx_accuracy|mean_abs_diff|fp32_accuracy|accuracy_drop|_bytes|size_ratio|calibration_images|/'
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \

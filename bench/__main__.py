@@ -6,7 +6,9 @@
    classification of one PNG by ``digits-predict`` and by a Keras script;
 4. the model served over the Open Inference Protocol (MLServer, ``bench.serving``): cold
    start, peak memory, batch-1 latency and batch-64 throughput next to the Predictor;
-5. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+5. the int8 model against the fp32 one (``bench.int8``): throughput, batch-1 latency, size,
+   accuracy;
+6. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
    through the parity gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
@@ -33,7 +35,7 @@ from bench.report import render_markdown
 from bench.serving import bench_serving
 
 PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 
 
 def _env() -> dict[str, str]:
@@ -166,23 +168,27 @@ def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> 
     }
 
 
-def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
+def _json_of(module: str, *args: str, repo: Path) -> dict:
+    """``python -m <module> args`` in the copy: the JSON object its last line prints."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.inference",
-            artifact("model"),
-            artifact("onnx_model"),
-            f"{artifact('prepared')}/test.npz",
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=repo,
         env=_env(),
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
-    inference = json.loads(result.stdout.strip().splitlines()[-1])
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"bench: {module} failed: {last}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
+    test = f"{artifact('prepared')}/test.npz"
+    inference = _json_of(
+        "bench.inference", artifact("model"), artifact("onnx_model"), test, repo=repo
+    )
     import numpy as np
     from PIL import Image
 
@@ -214,6 +220,14 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
         "keras_script_seconds": statistics.median(keras_script),
     }
     return inference
+
+
+def bench_int8(repo: Path) -> dict:
+    paths = [artifact("onnx_model"), artifact("int8_model"), f"{artifact('prepared')}/test.npz"]
+    int8 = _json_of("bench.int8", *paths, repo=repo)
+    ratio = int8["int8"]["images_per_second_1_thread"] / int8["fp32"]["images_per_second_1_thread"]
+    print(f"bench: int8 throughput {ratio:.2f} x fp32 (one thread)", file=sys.stderr)
+    return int8
 
 
 def serving(repo: Path, work: Path, log: Path) -> dict:
@@ -257,10 +271,19 @@ def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) ->
             "onnx_model": out / "model.onnx",
             "parity": out / "parity.json",
             "model_card": out / "MODEL_CARD.md",
+            "int8_model": out / "model.int8.onnx",
+            "int8_report": out / "int8.json",
         }
         _run(stage_argv("train", params, files), repo, log)
         _run(stage_argv("evaluate", params, files), repo, log)
         exported = _run(stage_argv("export", params, files), repo, log, check=False)
+        if (out / "model.onnx").is_file():
+            _run(stage_argv("quantize", params, files), repo, log, check=False)
+        int8 = (
+            json.loads(files["int8_report"].read_text())
+            if files["int8_report"].is_file()
+            else {"passed": False}
+        )
         phases = _train_phases(repo, files["run_file"])
         metrics = json.loads((out / "metrics.json").read_text())
         parity = (
@@ -276,6 +299,10 @@ def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) ->
             "parity_passed": bool(parity.get("passed")),
             "parity_max_abs_diff": parity.get("max_abs_diff"),
             "export_seconds": exported,
+            "int8_passed": bool(int8.get("passed")),
+            "int8_method": int8.get("method"),
+            "int8_accuracy": int8.get("int8_accuracy"),
+            "int8_agreement": int8.get("argmax_agreement"),
         }
         print(
             f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
@@ -328,14 +355,25 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def update_serving(work: Path, log: Path) -> None:
-    """Measure only the served model (after a repro in a fresh copy); merge it into the report."""
+# what ``--update`` can measure again on its own, after a repro in a fresh copy
+UPDATABLE = {
+    "serving": lambda repo, work, log: serving(repo, work, log),
+    "int8": lambda repo, work, log: bench_int8(repo),
+}
+
+
+def update_sections(names: list[str], work: Path, log: Path) -> None:
+    """Measure only the named sections and merge them into the last full report."""
+    unknown = sorted(set(names) - set(UPDATABLE))
+    if unknown:
+        raise SystemExit(f"bench: --update {','.join(unknown)}: expected some of {list(UPDATABLE)}")
     report = PROJECT / "reports/bench.json"
     results = json.loads(report.read_text())
     repo = make_copy(work, log)
     _run(["dvc", "repro"], repo, log)
-    results["serving"] = serving(repo, work, log)
-    results["serving_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for name in names:
+        results[name] = UPDATABLE[name](repo, work, log)
+        results[f"{name}_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report.write_text(json.dumps(results, indent=2) + "\n")
     (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
     shutil.rmtree(work, ignore_errors=True)
@@ -353,9 +391,10 @@ def main() -> None:
         help="retrain only --presets and update them in reports/bench.json",
     )
     parser.add_argument(
-        "--update-serving",
-        action="store_true",
-        help="measure only the served model and update it in reports/bench.json",
+        "--update",
+        metavar="SECTIONS",
+        help=f"measure only these comma-separated sections ({', '.join(UPDATABLE)}) and "
+        "update them in reports/bench.json",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
@@ -364,8 +403,8 @@ def main() -> None:
     if args.update_presets:
         update_presets(work, log, args.presets.split(",") if args.presets else None)
         return
-    if args.update_serving:
-        update_serving(work, log)
+    if args.update:
+        update_sections(args.update.split(","), work, log)
         return
     started = time.perf_counter()
     results = {
@@ -380,6 +419,7 @@ def main() -> None:
     results["training_overhead"] = bench_training_overhead(repo, work, log, args.repeats)
     results["inference"] = bench_inference(repo, work, log, args.repeats)
     results["serving"] = serving(repo, work, log)
+    results["int8"] = bench_int8(repo)
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)

@@ -1,7 +1,7 @@
 """The MNIST pipeline's DVC stages.
 
-The five entry points sit at the top, each run as ``python -m stages.<name>`` by
-dvc.yaml: ``fetch``, ``preprocess``, ``train``, ``evaluate``, ``export``. Each parses
+The six entry points sit at the top, each run as ``python -m stages.<name>`` by
+dvc.yaml: ``fetch``, ``preprocess``, ``train``, ``evaluate``, ``export``, ``quantize``. Each parses
 its arguments, loads its typed params, calls a pure core and writes its outputs
 atomically. The subpackages hold what they compose, one concern each:
 
@@ -10,7 +10,8 @@ atomically. The subpackages hold what they compose, one concern each:
 - ``model``: building and fitting the Keras classifier, its file, its training history,
   TensorFlow imported quietly
 - ``evaluation``: test metrics and the figures a person looks at
-- ``handoff``: ONNX conversion, the parity gate, the model card, the champion rule
+- ``handoff``: ONNX conversion, the parity gate, the model card, the champion rule, the
+  registration both hand-offs share, the int8 model and its gate
 - ``tracking``: the MLflow store, the run a model is trained in, its metric names, the registry
 
 Nothing happens at import time, and TensorFlow, MLflow and onnx load only where they

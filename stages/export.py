@@ -4,8 +4,9 @@ Converts the Keras model with tf2onnx, writes the contract into the ONNX
 metadata, checks it with ``onnx.checker``, and compares onnxruntime with Keras
 on the whole test set (``handoff.gate``). A model that fails the gate changes
 nothing but the run's parity figures. One that passes is handed off in an order
-that a failure at any step undoes: a new registry version, the model, parity
-report and card swapped into place together, and last the alias moved to it.
+that a failure at any step undoes (``handoff.registration``): a new registry
+version, the model, parity report and card swapped into place together, and
+last the alias moved to it.
 Then the champion rule (``handoff.promotion``) decides whether ``@champion``
 moves to the new version too. Exports on one machine take the registry one at a
 time (``store.registry_lock``), so parallel experiments cannot both win.
@@ -14,10 +15,9 @@ time (``store.registry_lock``), so parallel experiments cannot both win.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -27,24 +27,14 @@ from stages.common.errors import StageError, deferred_signals, run_stage
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
-from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
+from stages.handoff.onnx_convert import PROVIDERS
 from stages.handoff.promotion import RULE, Decision, Standing, decide
+from stages.handoff.registration import after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
-from stages.tracking.registry import (
-    alias_target,
-    log_onnx_model,
-    register_version,
-    set_alias,
-    tag_version,
-    version_tags,
-    versions_of,
-    withdraw,
-)
+from stages.tracking.registry import alias_target, set_alias, tag_version, version_tags
 from stages.tracking.runs import RunRef, reopen_run
 from stages.tracking.store import registry_lock
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,56 +61,38 @@ def hand_off(
 ) -> str:
     """Register, write and alias the gated model: all of it happens, or none. Its version.
 
-    The alias moves last; until it has moved, any failure (an interrupt included) puts the
-    files back, withdraws the new version and leaves the alias where it was. The parity
-    report and card are logged to the run once the hand-off is done.
+    The parity report and card are logged to the run once the hand-off is done.
     """
-    name, alias = params.registered_model_name, params.alias
     parity = parity_record(gated, params)
-    logged = log_onnx_model(
-        gated.model_bytes, example, run_onnx(onnx_session(gated.model_bytes), example), PROVIDERS
+    card: dict[str, str] = {}
+
+    def write_files(version: str, staged: StagedFiles) -> None:
+        card["text"] = model_card(gated.metadata, parity, params, version)
+        staged.write_bytes(files.onnx_model, gated.model_bytes)
+        staged.write_json(files.parity, parity)
+        staged.write_text(files.card, card["text"])
+
+    version = register_and_write(
+        gated.model_bytes,
+        example,
+        params.registered_model_name,
+        params.alias,
+        standing_tags(gated),
+        write_files,
+        stage="export",
     )
-    previous = alias_target(name, alias)
-    version, handed_off = None, False
-    try:
-        version = register_version(logged.model_uri, name)
-        tag_version(name, version, standing_tags(gated))
-        card = model_card(gated.metadata, parity, params, version)
-        with deferred_signals(), StagedFiles() as staged:
-            staged.write_bytes(files.onnx_model, gated.model_bytes)
-            staged.write_json(files.parity, parity)
-            staged.write_text(files.card, card)
-            staged.commit()
-            set_alias(name, alias, version)
-            handed_off = True
-    except BaseException:
-        if not handed_off:
-            with deferred_signals():
-                _undo_registration(name, alias, logged.model_uri, previous)
-        raise
-    _after_handoff(
+    after_handoff(
+        "export",
         "the parity report and card are not on the MLflow run",
-        lambda: log_texts({files.parity.name: json_text(parity), files.card.name: card}),
+        lambda: log_texts({files.parity.name: json_text(parity), files.card.name: card["text"]}),
     )
     return version
-
-
-def _after_handoff(lost: str, step: Callable[[], T]) -> T | None:
-    """A step after the hand-off: the model is in place, so its failure only warns."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return step()
-    except (StageError, MlflowException, OSError) as err:
-        message = getattr(err, "message", None) or str(err)
-        first = (message.strip().splitlines() or [type(err).__name__])[0]
-        print(f"export: warning: {lost}: {first}", file=sys.stderr)
-        return None
 
 
 def standing_tags(gated: GatedModel) -> dict[str, str]:
     """What the champion rule compares, kept on the registered version."""
     return {
+        "precision": "fp32",
         "test_accuracy": repr(gated.report.onnx_accuracy),
         "test_data_digest": gated.test_data_digest,
     }
@@ -167,15 +139,6 @@ def record_promotion(version: str, decision: Decision, params: ExportParams) -> 
     )
 
 
-def _undo_registration(name: str, alias: str, model_uri: str, previous: str | None) -> None:
-    try:
-        withdraw(name, versions_of(model_uri, name), alias, previous)
-    except Exception as err:  # the failure that got us here is the one to report
-        print(
-            f"export: warning: could not withdraw the new version of {name}: {err}", file=sys.stderr
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path, help="the trained .keras model")
@@ -209,12 +172,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         with registry_lock(ref.tracking_uri):
             version = hand_off(gated, x_test[:5], params, files)
-            decision = _after_handoff(
+            decision = after_handoff(
+                "export",
                 f"@{params.champion_alias} was not reconsidered and stays where it was",
                 lambda: promote(version, gated, params),
             )
             if decision is not None:
-                _after_handoff(
+                after_handoff(
+                    "export",
                     f"v{version}'s promotion record is not on it",
                     lambda: record_promotion(version, decision, params),
                 )

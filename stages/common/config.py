@@ -133,12 +133,37 @@ class ExportParams(_Section):
         return self
 
 
+QuantizationMethod = Literal["auto", "dynamic", "static"]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class QuantizeParams(_Section):
+    method: QuantizationMethod
+    calibration_images: int = Field(ge=1, le=55000)
+    seed: int = Field(ge=0)
+    max_accuracy_drop: Fraction
+    min_agreement: Fraction
+    max_probability_diff: Fraction
+    alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
 class Params(_Section):
     fetch: FetchParams
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
     export: ExportParams
+    quantize: QuantizeParams
+
+    @model_validator(mode="after")
+    def _int8_alias_of_its_own(self) -> Params:
+        taken = {self.export.alias, self.export.champion_alias}
+        if self.quantize.alias in taken:
+            raise ValueError(
+                f"quantize.alias {self.quantize.alias!r} is also an export alias: the int8 "
+                "model needs a name of its own in the registry"
+            )
+        return self
 
 
 _BOUNDS = {

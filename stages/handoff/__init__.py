@@ -1,5 +1,7 @@
 """The hand-off to deployment: ONNX conversion, the parity gate against Keras, the model card,
-and the rule that decides when a new model becomes ``@champion`` (``promotion``).
+the rule that decides when a new model becomes ``@champion`` (``promotion``), the
+all-or-nothing registration both models go through (``registration``), and the int8 model
+with its own gate against the fp32 one (``quantization``, ``int8_gate``).
 
-The contract the ONNX model carries is ``digits_predict.contract``, the deployment side's.
+The contract the ONNX models carry is ``digits_predict.contract``, the deployment side's.
 """

@@ -6,13 +6,14 @@ a person reads a run in:
 
     test/           accuracy, loss, macro precision / recall / F1 on the test split
     test_by_digit/  precision, recall and F1 of each digit, e.g. ``test_by_digit/f1_3``
+    test_int8/      the int8 gate on the test split: the int8 model against the fp32 one
     test_onnx/      the parity gate on the test split: ONNX against Keras
     timing/         seconds per phase of the train stage
     train/          per epoch (step = epoch from 1) and the run's training summary
     val/            per epoch, on the validation split
 
-DVC's files (``reports/metrics.json``, ``reports/parity.json``) keep their own
-plain keys; only the MLflow run uses these.
+DVC's files (``reports/metrics.json``, ``reports/parity.json``, ``reports/int8.json``)
+keep their own plain keys; only the MLflow run uses these.
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ def evaluation_metrics(
 
 def parity_metrics(figures: Mapping[str, float]) -> dict[str, float]:
     return {f"test_onnx/{key}": value for key, value in figures.items()}
+
+
+def int8_metrics(figures: Mapping[str, float]) -> dict[str, float]:
+    return {f"test_int8/{key}": value for key, value in figures.items()}

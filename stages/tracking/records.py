@@ -160,6 +160,16 @@ def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:
     retry_locked(lambda: mlflow.set_tag("parity", verdict), "tagging the parity verdict")
 
 
+def log_int8(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:
+    """The int8 gate's figures as ``test_int8/*`` metrics, its verdict as the ``int8`` tag."""
+    import mlflow
+
+    metrics = metric_names.int8_metrics(figures)
+    retry_locked(lambda: mlflow.log_metrics(metrics), "logging int8 metrics")
+    verdict = "failed: " + "; ".join(failures) if failures else "passed"
+    retry_locked(lambda: mlflow.set_tag("int8", verdict), "tagging the int8 verdict")
+
+
 def log_texts(texts: Mapping[str, str]) -> None:
     """Small text artifacts (the parity report, the model card) under the given names."""
     import mlflow

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 
 def log_onnx_model(
-    model_bytes: bytes, example: np.ndarray, example_output: np.ndarray, providers: Sequence[str]
+    model_bytes: bytes,
+    example: np.ndarray,
+    example_output: np.ndarray,
+    providers: Sequence[str],
+    name: str = "onnx_model",
 ) -> ModelInfo:
     """Log the ONNX model to the open run (not yet registered), with its named signature.
 
@@ -43,7 +47,7 @@ def log_onnx_model(
     example = {INPUT_NAME: example.astype(np.float32)}
     return Model.log(
         artifact_path=None,
-        name="onnx_model",
+        name=name,
         flavor=_onnx_with_checked_pyfunc(),
         onnx_model=onnx.load_from_string(model_bytes),
         signature=model_signature(example[INPUT_NAME], example_output),
@@ -100,6 +104,21 @@ def versions_of(model_uri: str, registered_name: str) -> list[str]:
         "listing model versions",
     )
     return [str(v.version) for v in found if v.source == model_uri]
+
+
+def versions_from_run(registered_name: str, run_id: str, precision: str) -> list[str]:
+    """The versions of ``registered_name`` logged in run ``run_id`` with that ``precision``
+    tag, oldest first (a version without the tag is an fp32 one)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = retry_locked(
+        lambda: client.search_model_versions(f"name = '{registered_name}' and run_id = '{run_id}'"),
+        "listing the run's model versions",
+    )
+    return sorted(
+        (str(v.version) for v in found if v.tags.get("precision", "fp32") == precision), key=int
+    )
 
 
 def alias_target(registered_name: str, alias: str) -> str | None:

@@ -90,3 +90,21 @@ def export_args(ws: Workspace, out: Path, run_file: Path | None = None) -> list[
         "model_card": out / "MODEL_CARD.md",
     }
     return ["--params", str(ws.params), *stage_args("export", paths)]
+
+
+def quantize_args(
+    ws: Workspace,
+    exported: Path,
+    out: Path,
+    params: Path | None = None,
+    run_file: Path | None = None,
+) -> list[str]:
+    """dvc.yaml's arguments of the quantize stage: ``exported``'s fp32 model, files in ``out``."""
+    paths = {
+        "onnx_model": exported / "model.onnx",
+        "prepared": ws.data_dir,
+        "run_file": run_file or ws.run_file,
+        "int8_model": out / "model.int8.onnx",
+        "int8_report": out / "int8.json",
+    }
+    return ["--params", str(params or ws.params), *stage_args("quantize", paths)]

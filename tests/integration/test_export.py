@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from digits_predict.contract import METADATA_KEYS, check_contract
+from factories.handoff_faults import FAILING_STEPS, run_of_its_own, snapshot
 from factories.params import TINY_EXPORT
 from factories.trained import Workspace, export_args
 from stages import export
@@ -16,7 +17,6 @@ from stages.common.config import ExportParams, load_params
 from stages.common.errors import StageError
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff import gate
-from stages.tracking.runs import RunRef
 
 PROVENANCE = {"mlflow_run_id": "0123456789abcdef", "data_digest": "d" * 64, "git_commit": "c" * 40}
 PARITY_KEYS = {
@@ -275,23 +275,6 @@ def test_the_registered_pyfunc_is_named_and_refuses_what_the_predictor_refuses(
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
-def _run_of_its_own(ws: Workspace, folder: Path) -> tuple[str, Path]:
-    """A finished run to export into, so the session's run stays as train left it."""
-    import mlflow
-
-    client = mlflow.MlflowClient(ws.uri)
-    run_id = client.create_run(ws.ref.experiment_id).info.run_id
-    client.set_tag(run_id, "data_digest", "d" * 64)
-    client.set_terminated(run_id, status="FINISHED")
-    run_file = folder / "run.json"
-    RunRef(run_id=run_id, experiment_id=ws.ref.experiment_id, tracking_uri=ws.uri).write(run_file)
-    return run_id, run_file
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
-
-
 def test_main_gate_failure_changes_no_output(
     tiny_trained: Workspace,
     perturbed,
@@ -304,10 +287,10 @@ def test_main_gate_failure_changes_no_output(
     import mlflow
 
     client = mlflow.MlflowClient(tiny_trained.uri)
-    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
     out = tmp_path / "out"
     shutil.copytree(exported, out)
-    before = _snapshot(out)
+    before = snapshot(out)
     monkeypatch.setattr(gate, "convert_to_onnx", _converting_to(perturbed))
     name = TINY_EXPORT["registered_model_name"]
     versions_before = len(client.search_model_versions(f"name = '{name}'"))
@@ -316,7 +299,7 @@ def test_main_gate_failure_changes_no_output(
     message = str(caught.value)
     assert "\n" not in message
     assert "max abs difference" in message
-    assert _snapshot(out) == before  # the previous hand-off survives, nothing new beside it
+    assert snapshot(out) == before  # the previous hand-off survives, nothing new beside it
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
@@ -331,83 +314,6 @@ def test_main_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
 
 
 # --- the hand-off happens whole or not at all ----------------------------------------------------
-
-
-class Injected(RuntimeError):
-    """The failure a test makes happen at one step of the hand-off."""
-
-
-def _fail(*args: object, **kwargs: object) -> None:
-    raise Injected("injected failure")
-
-
-def _fail_second_replace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The second file swap of the commit fails: the first must be undone."""
-    import os
-
-    from stages.common import atomic
-
-    calls = []
-    real_replace = os.replace
-
-    def replace(source, target):
-        if str(source).endswith(".staged"):
-            calls.append(target)
-            if len(calls) == 2:
-                raise Injected("disk full on the second file")
-        return real_replace(source, target)
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
-
-
-def _after_the_real(name: str, error: BaseException):
-    """Patch export's ``name`` to do its real work, then fail: the step took effect."""
-
-    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
-        real = getattr(export, name)
-
-        def done_then_fail(*args: object, **kwargs: object) -> None:
-            real(*args, **kwargs)
-            raise error
-
-        monkeypatch.setattr(export, name, done_then_fail)
-
-    return patch
-
-
-def _interrupt_second_replace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C (or SIGTERM, which the stage turns into the same) between two renames."""
-    import os
-
-    from stages.common import atomic
-
-    real_replace, swaps = os.replace, []
-
-    def replace(source, target):
-        if str(source).endswith(".staged"):
-            swaps.append(target)
-            if len(swaps) == 2:
-                raise KeyboardInterrupt
-        return real_replace(source, target)
-
-    monkeypatch.setattr(atomic.os, "replace", replace)
-
-
-FAILING_STEPS = {
-    "registering the version": (
-        lambda mp: mp.setattr(export, "register_version", _fail),
-        Injected,
-    ),
-    "after the version exists": (_after_the_real("register_version", Injected("late")), Injected),
-    "staging a file": (lambda mp: mp.setattr(export.StagedFiles, "write_text", _fail), Injected),
-    "swapping the files in": (_fail_second_replace, Injected),
-    "an interrupt between two renames": (_interrupt_second_replace, KeyboardInterrupt),
-    "moving the alias": (lambda mp: mp.setattr(export, "set_alias", _fail), Injected),
-    "the alias moved but the call failed": (
-        _after_the_real("set_alias", Injected("timeout")),
-        Injected,
-    ),
-}
 
 
 @pytest.mark.parametrize("step", list(FAILING_STEPS))
@@ -426,17 +332,17 @@ def test_a_hand_off_failing_at_any_step_leaves_the_previous_one(
     name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
     out = tmp_path / "out"
     shutil.copytree(exported, out)
-    before = _snapshot(out)
+    before = snapshot(out)
     aliased_before = client.get_model_version_by_alias(name, alias).version
     versions_before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
-    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
 
     make_it_fail, error = FAILING_STEPS[step]
     make_it_fail(monkeypatch)
     with tiny_trained.store(), pytest.raises(error):
         export.main(export_args(tiny_trained, out, run_file=run_file))
 
-    assert _snapshot(out) == before, "model, parity report and card are the previous ones"
+    assert snapshot(out) == before, "model, parity report and card are the previous ones"
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staged or backup file"
     assert client.get_model_version_by_alias(name, alias).version == aliased_before
     after = {v.version for v in client.search_model_versions(f"name = '{name}'")}
@@ -454,7 +360,7 @@ def test_a_second_hand_off_replaces_the_whole_first(
     name, alias = TINY_EXPORT["registered_model_name"], TINY_EXPORT["alias"]
     out = tmp_path / "out"
     shutil.copytree(exported, out)
-    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, out, run_file=run_file))
     version = client.get_model_version_by_alias(name, alias)
@@ -501,7 +407,7 @@ def test_champion_moves_only_to_a_better_candidate(
 
     monkeypatch.setattr(export, "gate_onnx_model", gate_scoring)
     out = tmp_path / "out"
-    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, out, run_file=run_file))
 
@@ -573,7 +479,7 @@ def test_a_failing_champion_decision_warns_and_keeps_the_hand_off(
 
     monkeypatch.setattr(export, "version_tags", registry_down)
     out = tmp_path / "out"
-    run_id, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, out, run_file=run_file))
 
@@ -609,7 +515,7 @@ def test_the_champion_is_decided_under_the_registry_lock(
         return real_promote(*args, **kwargs)
 
     monkeypatch.setattr(export, "promote", promote_checking_the_lock)
-    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
     assert held == [True], "another export could have moved @champion meanwhile"
@@ -640,7 +546,7 @@ def test_a_champion_moved_but_unrecorded_says_so(
 
     monkeypatch.setattr(export, "tag_version", tags_fail_for_the_record)
     monkeypatch.setattr(export, "decide", always_promote)
-    _, run_file = _run_of_its_own(tiny_trained, tmp_path)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
 

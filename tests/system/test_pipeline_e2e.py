@@ -1,4 +1,4 @@
-"""End to end: ``dvc repro`` through all five stages in a fresh git + DVC repo.
+"""End to end: ``dvc repro`` through all six stages in a fresh git + DVC repo.
 
 Tiny synthetic digits stand in for MNIST (fetch reads them from a local IDX
 folder; a ``sitecustomize`` in the stage processes swaps the pinned digests for
@@ -30,7 +30,7 @@ from factories.tf_blocker import run_blocked
 from factories.workspace import GIT_IDENTITY, project_copy
 
 VENV_BIN = Path(sys.executable).parent
-STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
@@ -88,11 +88,13 @@ def test_repro_runs_every_stage(pipeline):
         "models/run.json",
         "models/model.onnx",
         "models/MODEL_CARD.md",
+        "models/model.int8.onnx",
         "reports/data.json",
         "reports/history.csv",
         "reports/metrics.json",
         "reports/confusion.csv",
         "reports/parity.json",
+        "reports/int8.json",
         "reports/figures/training_curves.png",
         "reports/figures/confusion_matrix.png",
         "reports/figures/misclassified.png",
@@ -124,6 +126,9 @@ def test_model_learns_and_onnx_passes_parity(pipeline):
     assert parity["argmax_agreement"] == 1.0
     assert parity["onnx_accuracy"] == parity["keras_accuracy"] == metrics["accuracy"]
     assert parity["samples"] == 200
+    int8 = json.loads((repo / "reports/int8.json").read_text())
+    assert int8["passed"] and int8["samples"] == 200 and int8["size_ratio"] > 3
+    assert int8["fp32_accuracy"] == parity["onnx_accuracy"]
 
 
 def test_mlflow_run_holds_everything(pipeline):
@@ -148,6 +153,9 @@ def test_mlflow_run_holds_everything(pipeline):
     assert {"figures", "history.csv", "metrics.json", "parity.json", "MODEL_CARD.md"} <= artifacts
     version = client.get_model_version_by_alias("mnist-digits", "candidate")
     assert version.run_id == ref["run_id"]
+    int8 = client.get_model_version_by_alias("mnist-digits", "int8")
+    assert int8.run_id == ref["run_id"] and int8.tags["fp32_version"] == str(version.version)
+    assert run.data.tags["int8"] == "passed" and "test_int8/argmax_agreement" in run.data.metrics
     assert not (repo / "mlflow.db").exists(), "runs must go to MLFLOW_TRACKING_URI"
 
 
@@ -508,5 +516,5 @@ def test_the_mlflow_ui_shows_the_run_with_its_test_results_first(pipeline, tmp_p
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert sections[:3] == ["test", "test_by_digit", "test_onnx"], sections
+    assert sections[:4] == ["test", "test_by_digit", "test_int8", "test_onnx"], sections
     assert {"train", "val", "timing"} <= set(sections), sections

@@ -16,7 +16,7 @@ import yaml
 from factories.processes import REPO_ROOT
 
 PROJECT_PACKAGES = ("stages", "digits_predict", "serving")
-STAGES = ("fetch", "preprocess", "train", "evaluate", "export")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 
 
 def module_file(name: str, root: Path = REPO_ROOT) -> Path | None:

@@ -132,6 +132,47 @@ BAD_PARAMS = [
         ["export.alias = '1st choice'", "a string matching"],
     ),
     (
+        "quantize-method-unknown",
+        _set("quantize", "method", "float16"),
+        ["quantize.method = 'float16'", "'auto', 'dynamic' or 'static'"],
+    ),
+    (
+        "calibration-zero",
+        _set("quantize", "calibration_images", 0),
+        ["quantize.calibration_images = 0", ">= 1"],
+    ),
+    (
+        "calibration-beyond-the-training-split",
+        _set("quantize", "calibration_images", 60000),
+        ["quantize.calibration_images = 60000", "<= 55000"],
+    ),
+    ("quantize-seed-negative", _set("quantize", "seed", -1), ["quantize.seed = -1", ">= 0"]),
+    (
+        "accuracy-drop-above-one",
+        _set("quantize", "max_accuracy_drop", 3.0),
+        ["quantize.max_accuracy_drop = 3.0", "<= 1"],
+    ),
+    (
+        "int8-agreement-negative",
+        _set("quantize", "min_agreement", -0.1),
+        ["quantize.min_agreement = -0.1", ">= 0"],
+    ),
+    (
+        "probability-diff-text",
+        _set("quantize", "max_probability_diff", "0.1"),
+        ["quantize.max_probability_diff = '0.1'", "a valid number"],
+    ),
+    (
+        "int8-alias-bad",
+        _set("quantize", "alias", "int 8"),
+        ["quantize.alias = 'int 8'", "a string matching"],
+    ),
+    (
+        "int8-alias-taken",
+        _set("quantize", "alias", "champion"),
+        ["quantize.alias 'champion' is also an export alias", "a name of its own"],
+    ),
+    (
         "model-name-empty",
         _set("export", "registered_model_name", ""),
         ["export.registered_model_name = ''", "at least 1 character"],

@@ -1,0 +1,164 @@
+"""The int8 gate: quantize the handed-off fp32 model and accept the result only if it keeps up.
+
+``gate_int8_model`` is the quantize stage's core: the fp32 ONNX bytes and arrays in, the
+int8 bytes with their metadata and the report out. It writes nothing and logs nothing.
+On the whole test set, each image on its own, against the fp32 model: the accuracy may
+drop by at most
+``max_accuracy_drop``, the argmax must agree on at least ``min_agreement`` of the
+images and no probability may move by more than ``max_probability_diff``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from stages.common.config import QuantizeParams
+from stages.handoff.onnx_convert import onnx_session, run_onnx, set_metadata
+from stages.handoff.quantization import (
+    calibration_sample,
+    choose_method,
+    method_description,
+    quantize_model,
+)
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    samples: int
+    method: str
+    calibration_images: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    accuracy_drop: float
+    argmax_agreement: float
+    max_abs_diff: float
+    fp32_bytes: int
+    int8_bytes: int
+    max_accuracy_drop: float
+    min_agreement: float
+    max_probability_diff: float
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def size_ratio(self) -> float:
+        return self.fp32_bytes / self.int8_bytes
+
+    def as_dict(self) -> dict:
+        report = asdict(self)
+        report["failures"] = list(self.failures)
+        report["size_ratio"] = self.size_ratio
+        report["passed"] = self.passed
+        return report
+
+    def figures(self) -> dict[str, float]:
+        """The report's numbers, as MLflow metrics take them."""
+        return {
+            key: float(value)
+            for key, value in self.as_dict().items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+
+
+@dataclass(frozen=True)
+class GatedInt8Model:
+    model_bytes: bytes
+    metadata: dict[str, str]
+    report: Int8Report
+
+
+def compare_int8(
+    fp32_probs: np.ndarray, int8_probs: np.ndarray, labels: np.ndarray, params: QuantizeParams
+) -> dict:
+    """The gate's figures and failures (each one line) for two models' test predictions."""
+    fp32_pred, int8_pred = fp32_probs.argmax(axis=1), int8_probs.argmax(axis=1)
+    fp32_accuracy = float((fp32_pred == labels).mean())
+    int8_accuracy = float((int8_pred == labels).mean())
+    agreement = float((fp32_pred == int8_pred).mean())
+    diff = np.abs(fp32_probs.astype(np.float64) - int8_probs.astype(np.float64))
+    max_diff = float(diff.max()) if diff.size else 0.0
+    drop = fp32_accuracy - int8_accuracy
+    failures = []
+    if not np.isfinite(int8_probs).all():
+        failures.append("int8 output holds NaN or infinity")
+    # 1e-12: accuracies are ratios of counts; a drop of exactly the limit passes
+    if drop > params.max_accuracy_drop + 1e-12:
+        failures.append(
+            f"test accuracy drops {drop:.2%} points ({fp32_accuracy:.2%} -> {int8_accuracy:.2%}) "
+            f"> {params.max_accuracy_drop:.2%}"
+        )
+    if agreement < params.min_agreement:
+        differ = int((fp32_pred != int8_pred).sum())
+        failures.append(
+            f"argmax agreement with fp32 {agreement:.2%} < {params.min_agreement:.2%} "
+            f"({differ} of {len(labels)} images differ)"
+        )
+    if not max_diff <= params.max_probability_diff:  # NaN fails too
+        failures.append(
+            f"max abs difference of probabilities {max_diff:.3g} > {params.max_probability_diff:g}"
+        )
+    return {
+        "samples": int(len(labels)),
+        "fp32_accuracy": fp32_accuracy,
+        "int8_accuracy": int8_accuracy,
+        "accuracy_drop": drop,
+        "argmax_agreement": agreement,
+        "max_abs_diff": max_diff,
+        "failures": tuple(failures),
+    }
+
+
+def gate_int8_model(
+    fp32_bytes: bytes,
+    fp32_metadata: dict[str, str],
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    params: QuantizeParams,
+) -> GatedInt8Model:
+    """Quantize ``fp32_bytes`` and compare both models with onnxruntime on every test image.
+
+    The int8 model keeps the fp32 model's contract and provenance; ``test_accuracy`` becomes
+    its own, and it names its method and the fp32 model it came from.
+    """
+    import onnx
+
+    method = choose_method(fp32_bytes, params.method)
+    calibration = (
+        calibration_sample(train_images, params.calibration_images, params.seed)
+        if method == "static"
+        else np.empty((0, *train_images.shape[1:]), np.float32)
+    )
+    quantized = onnx.load_from_string(quantize_model(fp32_bytes, method, calibration))
+    fp32_probs = run_onnx(onnx_session(fp32_bytes), test_images)
+    # one image per call: dynamic quantization scales activations per batch, so an image's
+    # answer would depend on its neighbours; alone, it gets what a one-image request gets
+    int8_probs = run_onnx(onnx_session(quantized.SerializeToString()), test_images, batch_size=1)
+    figures = compare_int8(fp32_probs, int8_probs, test_labels, params)
+    metadata = {
+        **fp32_metadata,
+        "test_accuracy": repr(figures["int8_accuracy"]),
+        "precision": "int8",
+        "quantization": method_description(method, len(calibration)),
+        "fp32_model_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
+        "fp32_test_accuracy": repr(figures["fp32_accuracy"]),
+    }
+    set_metadata(quantized, metadata)  # replaces the quantizer's own "onnx.infer" entry
+    int8_bytes = quantized.SerializeToString()
+    report = Int8Report(
+        method=method,
+        calibration_images=len(calibration),
+        fp32_bytes=len(fp32_bytes),
+        int8_bytes=len(int8_bytes),
+        max_accuracy_drop=params.max_accuracy_drop,
+        min_agreement=params.min_agreement,
+        max_probability_diff=params.max_probability_diff,
+        **figures,
+    )
+    return GatedInt8Model(model_bytes=int8_bytes, metadata=metadata, report=report)

@@ -1,0 +1,85 @@
+"""Hand a gated ONNX model off: a registry version, its files, then its alias; all or nothing.
+
+Export (the fp32 model) and quantize (the int8 model) hand off the same way. The alias
+moves last; until it has moved, any failure (an interrupt included) puts the files back,
+withdraws the new version and leaves the alias where it was, so the registry never names
+a model whose files are not in place.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import numpy as np
+
+from stages.common.atomic import StagedFiles
+from stages.common.errors import StageError, deferred_signals
+from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
+from stages.tracking import registry
+
+T = TypeVar("T")
+
+
+def register_and_write(
+    model_bytes: bytes,
+    example: np.ndarray,
+    name: str,
+    alias: str,
+    tags: Mapping[str, str],
+    write_files: Callable[[str, StagedFiles], None],
+    *,
+    stage: str,
+    artifact_name: str = "onnx_model",
+) -> str:
+    """Log ``model_bytes`` to the open run, register it under ``name`` with ``tags``, let
+    ``write_files(version, staged)`` stage the files, swap them in and move ``@alias``.
+
+    Returns the new version. On failure before the alias moved, nothing of it remains.
+    """
+    session = onnx_session(model_bytes)
+    logged = registry.log_onnx_model(
+        model_bytes, example, run_onnx(session, example), PROVIDERS, name=artifact_name
+    )
+    previous = registry.alias_target(name, alias)
+    handed_off = False
+    try:
+        version = registry.register_version(logged.model_uri, name)
+        registry.tag_version(name, version, dict(tags))
+        with deferred_signals(), StagedFiles() as staged:
+            write_files(version, staged)
+            staged.commit()
+            registry.set_alias(name, alias, version)
+            handed_off = True
+    except BaseException:
+        if not handed_off:
+            with deferred_signals():
+                _undo_registration(stage, name, alias, logged.model_uri, previous)
+        raise
+    return version
+
+
+def _undo_registration(
+    stage: str, name: str, alias: str, model_uri: str, previous: str | None
+) -> None:
+    try:
+        registry.withdraw(name, registry.versions_of(model_uri, name), alias, previous)
+    except Exception as err:  # the failure that got us here is the one to report
+        print(
+            f"{stage}: warning: could not withdraw the new version of {name}: {err}",
+            file=sys.stderr,
+        )
+
+
+def after_handoff(stage: str, lost: str, step: Callable[[], T]) -> T | None:
+    """A step after the hand-off: the model is in place, so its failure only warns."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return step()
+    except (StageError, MlflowException, OSError) as err:
+        message = getattr(err, "message", None) or str(err)
+        first = (message.strip().splitlines() or [type(err).__name__])[0]
+        print(f"{stage}: warning: {lost}: {first}", file=sys.stderr)
+        return None

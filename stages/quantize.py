@@ -1,0 +1,123 @@
+"""Stage ``quantize``: an int8 model of the handed-off ONNX model, written only if it keeps up.
+
+Quantizes ``model.onnx`` with onnxruntime (``handoff.quantization``: dynamic for an MLP,
+static QDQ per channel, calibrated on training images, for a CNN) and compares the int8
+model with the fp32 one on the whole test set (``handoff.int8_gate``). The figures go to
+the training run (``test_int8/*``) and to ``reports/int8.json``. A model that fails the
+gate is not written, and the fp32 hand-off is untouched. One that passes is handed off as
+export hands off (``handoff.registration``): a version of the same registered model,
+tagged ``precision=int8`` with the fp32 version it came from, its files, then ``@int8``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages.common.atomic import StagedFiles, json_text
+from stages.common.config import load_params, stage_argument_parser
+from stages.common.errors import StageError, run_stage
+from stages.dataset.arrays import load_split, split_file
+from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
+from stages.handoff.registration import after_handoff, register_and_write
+from stages.tracking.records import log_int8, log_texts
+from stages.tracking.registry import versions_from_run
+from stages.tracking.runs import RunRef, reopen_run
+from stages.tracking.store import registry_lock
+
+
+def int8_record(gated: GatedInt8Model) -> dict:
+    """``int8.json``: the gate's figures and the runtime that measured them."""
+    import onnxruntime
+
+    return {**gated.report.as_dict(), "onnxruntime_version": onnxruntime.__version__}
+
+
+def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
+    """The fp32 model's contract and provenance, checked as ``digits_predict`` checks them."""
+    from digits_predict.contract import check_contract
+    from digits_predict.errors import ContractError
+    from stages.handoff.onnx_convert import onnx_session
+
+    session = onnx_session(model_bytes)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        check_contract(metadata, session.get_inputs(), session.get_outputs())
+    except ContractError as err:
+        raise StageError(f"{path}: {err}; expected the model the export stage wrote") from None
+    return metadata
+
+
+def version_tags(gated: GatedInt8Model, fp32_version: str | None) -> dict[str, str]:
+    report = gated.report
+    return {
+        "precision": "int8",
+        "quantization": gated.metadata["quantization"],
+        "fp32_version": fp32_version or "unknown",
+        "fp32_model_sha256": gated.metadata["fp32_model_sha256"],
+        "test_accuracy": repr(report.int8_accuracy),
+        "fp32_test_accuracy": repr(report.fp32_accuracy),
+        "test_data_digest": gated.metadata.get("data_digest", "unknown"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = stage_argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--onnx-model", required=True, type=Path, help="the fp32 ONNX model")
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--run-file", required=True, type=Path)
+    parser.add_argument("--int8-out", required=True, type=Path)
+    parser.add_argument("--report-out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    quantize, name = params.quantize, params.export.registered_model_name
+    ref = RunRef.read(args.run_file)
+    fp32_bytes = args.onnx_model.read_bytes()
+    metadata = fp32_metadata(fp32_bytes, args.onnx_model)
+    x_train, _ = load_split(split_file(args.data_dir, "train"))
+    x_test, y_test = load_split(split_file(args.data_dir, "test"))
+
+    with reopen_run(ref):
+        gated = gate_int8_model(fp32_bytes, metadata, x_train, x_test, y_test, quantize)
+        report = gated.report
+        log_int8(report.figures(), report.failures)
+        if not report.passed:
+            raise StageError(
+                "int8 gate failed, no int8 model written (the fp32 model stands): "
+                + "; ".join(report.failures)
+            )
+        record = int8_record(gated)
+
+        def write_files(version: str, staged: StagedFiles) -> None:
+            staged.write_bytes(args.int8_out, gated.model_bytes)
+            staged.write_json(args.report_out, record)
+
+        with registry_lock(ref.tracking_uri):
+            fp32_versions = versions_from_run(name, ref.run_id, precision="fp32")
+            version = register_and_write(
+                gated.model_bytes,
+                x_test[:5],
+                name,
+                quantize.alias,
+                version_tags(gated, fp32_versions[-1] if fp32_versions else None),
+                write_files,
+                stage="quantize",
+                artifact_name="onnx_int8_model",
+            )
+        after_handoff(
+            "quantize",
+            f"{args.report_out.name} is not on the MLflow run",
+            lambda: log_texts({args.report_out.name: json_text(record)}),
+        )
+    print(
+        f"quantize: int8 gate passed ({report.method}: {report.size_ratio:.1f}x smaller, test "
+        f"accuracy {report.fp32_accuracy:.2%} -> {report.int8_accuracy:.2%}, agreement "
+        f"{report.argmax_agreement:.2%}, max abs diff {report.max_abs_diff:.3f}); registered "
+        f"{name} v{version} as @{quantize.alias}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("quantize", main)
