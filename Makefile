@@ -14,6 +14,12 @@ SERVE_PORT ?= 8080
 MLFLOW_SERVE_PORT ?= 5002
 # dvc plots show fills this page (.dvc/config): Vega inlined from plots/'s npm lock, no CDN
 PLOTS_PAGE := plots/page.html
+# make demo: the draw-a-digit page, onnxruntime-web from demo/'s npm lock (no CDN); npm ci
+# writes the hidden lockfile, which stands for the whole installed node_modules
+DEMO_SITE := demo/site
+DEMO_PAGE := $(DEMO_SITE)/index.html
+DEMO_NODE_MODULES := demo/node_modules/.package-lock.json
+DEMO_PORT ?= 8000
 BROWSER := /usr/bin/chromium
 PG_BIN := /usr/lib/postgresql/15/bin
 # Stages run `python -m stages.<name>` through DVC: the venv's python must come first.
@@ -22,7 +28,7 @@ export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup serve-setup browser postgres lock repro compare test test-all lint bench sweep \
-	champion serve serve-mlflow triton-repo team-up team-down team-status ui clean
+	champion serve serve-mlflow triton-repo demo team-up team-down team-status ui clean
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
 COMPARE = dvc exp show --no-pager --only-changed \
@@ -70,7 +76,7 @@ lock: ## re-resolve requirements.lock (pyproject.toml) and requirements-serve.lo
 	$(BIN)/uv pip compile serving/requirements.in --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-serve.lock
 
-repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export)
+repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export, quantize)
 	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
 	@# unbuffered, so DVC's lines and the stages' stay in the order they were written
 	set -o pipefail; if dvc remote default >/dev/null 2>&1; then dvc repro; \
@@ -79,10 +85,10 @@ repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate,
 compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
 	$(COMPARE)
 
-test: setup serve-setup browser postgres ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
+test: setup serve-setup browser postgres $(DEMO_PAGE) ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
 	pytest
 
-test-all: setup serve-setup browser postgres ## run every test, including real MNIST from PyPI and slow ones
+test-all: setup serve-setup browser postgres $(DEMO_PAGE) ## run every test, including real MNIST from PyPI and slow ones
 	pytest -m ''
 
 lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
@@ -116,6 +122,15 @@ serve-mlflow: setup ## serve @champion (ALIAS=...) with mlflow models serve on 1
 triton-repo: setup ## write model_repository/ for Triton (config.pbtxt + 1/model.onnx) from models/model.onnx
 	python -m serving.triton models/model.onnx model_repository
 
+$(DEMO_NODE_MODULES): demo/package.json demo/package-lock.json
+	npm ci --prefix demo --no-audit --no-fund --loglevel=error
+
+$(DEMO_PAGE): $(DEMO_NODE_MODULES) demo/build.py $(wildcard demo/page/*) | $(STAMP)
+	$(BIN)/python -m demo.build --out $(DEMO_SITE)
+
+demo: setup $(DEMO_PAGE) ## serve the draw-a-digit page (the ONNX model run in the browser) on 127.0.0.1:8000 (DEMO_PORT=...)
+	python -m demo --site $(DEMO_SITE) --port $(DEMO_PORT)
+
 team-up: setup postgres ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
 	@python -m team up
 	@echo 'team: to log to it: eval "$$(.venv/bin/python -m team env)"' >&2
@@ -129,6 +144,6 @@ team-status: ## say which team services run
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
 	python -m stages.tracking
 
-clean: ## remove pipeline outputs (data, models; reports/ back to git's); keeps .venv and the MLflow store
-	rm -rf data/raw/mnist.npz data/prepared models
+clean: ## remove pipeline outputs (data, models, the page's built site; reports/ back to git's); keeps .venv and the MLflow store
+	rm -rf data/raw/mnist.npz data/prepared models $(DEMO_SITE)
 	git checkout -- reports

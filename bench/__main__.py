@@ -8,7 +8,8 @@
    start, peak memory, batch-1 latency and batch-64 throughput next to the Predictor;
 5. the int8 model against the fp32 one (``bench.int8``): throughput, batch-1 latency, size,
    accuracy;
-6. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+6. the draw-a-digit page in headless Chromium (``bench.page_latency``): stroke end to answer;
+7. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
    through the parity gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
@@ -230,6 +231,20 @@ def bench_int8(repo: Path) -> dict:
     return int8
 
 
+def page_latency(repo: Path, work: Path) -> dict:
+    """The page built (as ``make demo`` builds it) with the copy's models, timed in Chromium."""
+    _factories()
+    from bench.page_latency import bench_page
+    from demo.build import build_site
+
+    site = work / "site"
+    build_site(site, {"fp32": repo / artifact("onnx_model"), "int8": repo / artifact("int8_model")})
+    result = bench_page(site)
+    median = result["stroke_to_answer_ms"]["median"]
+    print(f"bench: page stroke to answer {median:.1f} ms (median)", file=sys.stderr)
+    return result
+
+
 def serving(repo: Path, work: Path, log: Path) -> dict:
     _factories()
     paths = {name: artifact(name) for name in ("onnx_model", "prepared")}
@@ -359,6 +374,7 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
 UPDATABLE = {
     "serving": lambda repo, work, log: serving(repo, work, log),
     "int8": lambda repo, work, log: bench_int8(repo),
+    "page": lambda repo, work, log: page_latency(repo, work),
 }
 
 
@@ -420,6 +436,7 @@ def main() -> None:
     results["inference"] = bench_inference(repo, work, log, args.repeats)
     results["serving"] = serving(repo, work, log)
     results["int8"] = bench_int8(repo)
+    results["page"] = page_latency(repo, work)
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)

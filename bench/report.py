@@ -13,6 +13,7 @@ TARGETS = {
     "oip_batch1_p50_ms": 10.0,
     "int8_throughput_ratio": 2.0,
     "int8_accuracy_cost": 0.003,
+    "page_stroke_to_answer_ms": 50.0,
     "default_accuracy": 0.980,
     "best_mlp_accuracy": 0.986,
     "best_mlp_fit_seconds": 300.0,
@@ -89,6 +90,14 @@ def render_markdown(results: dict) -> str:
         lines.append(
             f"| int8 throughput ≥ 2 × fp32 at ≤ 0.3 points accuracy cost | {ratio:.2f} × at "
             f"{cost * 100:+.2f} points | {_verdict(ok)} |"
+        )
+    page = results.get("page")
+    if page:
+        stroke = page["stroke_to_answer_ms"]
+        lines.append(
+            f"| page: stroke end to answer ≤ 50 ms (median of {stroke['runs']}) | "
+            f"{stroke['median']:.1f} ms (p90 {stroke['p90']:.1f} ms) | "
+            f"{_at_most(stroke['median'], TARGETS['page_stroke_to_answer_ms'])} |"
         )
     accuracy = results.get("accuracy", {})
     checks = (

@@ -1,0 +1,115 @@
+"""The draw-a-digit page's latency: from the end of a stroke to the answer on the page.
+
+The page times itself with ``performance.now()``, from the start of its pointerup handler
+to the moment the digit and the bars are in the page (``window.lastResult``); the
+browser's paint, which follows, is not counted. Headless Debian chromium, strokes drawn
+with Playwright's mouse, one warm-up stroke first.
+
+    python -m bench.page_latency    # prints the figures for models/model.onnx as JSON
+
+Needs the tests' factories on ``sys.path`` for the browser (``__main__`` below puts them
+there, as ``bench.__main__`` does for the other measurements).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+PROJECT = Path(__file__).resolve().parents[1]
+RUNS = 20
+# Strokes in the pad's own coordinates (it is 280 x 280), one per run, taking turns:
+# a 7, a 1, an L and a 2-like zigzag, so the preprocessing sees different crops.
+STROKES = (
+    ((70, 60), (210, 60), (120, 230)),
+    ((140, 40), (140, 240)),
+    ((90, 40), (90, 230), (200, 230)),
+    ((80, 80), (200, 60), (90, 230), (210, 230)),
+)
+
+
+def bench_page(site_dir: Path, runs: int = RUNS) -> dict:
+    """Serve ``site_dir`` (built by ``demo.build``, with a model) and time ``runs`` strokes.
+
+    Returns ``{"stroke_to_answer_ms": {"median": ..., "p90": ..., "runs": runs}}``.
+    """
+    from demo.serve import make_server
+    from factories.browser import chromium
+
+    server = make_server(Path(site_dir), port=0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 800, "height": 700})
+            page.goto(f"http://{host}:{port}/")
+            page.wait_for_function("document.body.dataset.modelState !== 'loading'")
+            state = page.evaluate("document.body.dataset.modelState")
+            if state != "ready":
+                raise SystemExit(f"bench: the page at {site_dir} has no model to run ({state})")
+            _stroke_to_answer(page, STROKES[0])  # warm-up: the first run compiles the page's code
+            samples = [_stroke_to_answer(page, STROKES[run % len(STROKES)]) for run in range(runs)]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    return {
+        "stroke_to_answer_ms": {
+            "median": round(statistics.median(samples), 2),
+            "p90": round(statistics.quantiles(samples, n=10, method="inclusive")[-1], 2),
+            "runs": runs,
+        }
+    }
+
+
+def _stroke_to_answer(page: Page, stroke: tuple[tuple[int, int], ...]) -> float:
+    """Clear the pad, draw ``stroke``, and return the page's own stroke-to-answer time."""
+    before = _sequence(page)
+    page.click("#clear")
+    page.wait_for_function(f"window.lastResult && window.lastResult.sequence > {before}")
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 280
+    points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+    before = _sequence(page)
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        f"window.lastResult && window.lastResult.sequence > {before} "
+        "&& window.lastResult.strokeToAnswerMs !== null"
+    )
+    return float(page.evaluate("window.lastResult.strokeToAnswerMs"))
+
+
+def _sequence(page: Page) -> int:
+    return int(page.evaluate("window.lastResult ? window.lastResult.sequence : 0"))
+
+
+def main() -> int:
+    from demo.build import build_site
+
+    sys.path.insert(0, str(PROJECT / "tests"))  # factories.browser
+    model = PROJECT / "models" / "model.onnx"
+    if not model.exists():
+        print("bench: models/model.onnx is missing; run `make repro` first", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as work:
+        site = Path(work) / "site"
+        build_site(site, {"fp32": model})
+        print(json.dumps(bench_page(site), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

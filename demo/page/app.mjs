@@ -1,0 +1,499 @@
+// The draw-a-digit page: a drawing pad and dropped PNGs go through the MNIST-form
+// preprocessing (mnist_form.mjs) into the pipeline's ONNX model, run by onnxruntime-web.
+//
+// For tests and benchmarks the page publishes what it did: window.lastResult (the
+// 28x28 input, the probabilities, the digit, the stroke-to-answer time) and the
+// data-model-state / data-answer-state attributes of <body>.
+
+import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
+import {
+  BlankImageError,
+  IMAGE_SIDE,
+  MAX_IMAGE_PIXELS,
+  pictureFromRGBA,
+  toMnistForm,
+} from "./mnist_form.mjs";
+
+// Written by the site's build next to the page: which models it holds and the tensor names.
+const MANIFEST_URL = "models.json";
+const WASM_FILE = "vendor/ort-wasm-simd-threaded.wasm";
+// A pen 1/14 of the pad wide (20 px) leaves strokes about 2 px thick, as thick as MNIST's,
+// once a digit drawn 200 px tall is scaled into the 20 px box.
+const PEN_WIDTH_FRACTION = 1 / 14;
+const MISSING_MODEL_HTML =
+  "No model to run: <code>models/model.onnx</code> is missing. " +
+  "Run <code>make repro</code> first (it trains and exports the model), then <code>make demo</code> again.";
+
+class MissingModelError extends Error {}
+
+const elements = {
+  pad: document.getElementById("pad"),
+  clear: document.getElementById("clear"),
+  file: document.getElementById("file"),
+  picker: document.getElementById("model-picker"),
+  choice: document.getElementById("model-choice"),
+  modelNotice: document.getElementById("model-notice"),
+  answerNotice: document.getElementById("answer-notice"),
+  digit: document.getElementById("digit"),
+  confidence: document.getElementById("confidence"),
+  source: document.getElementById("source"),
+  bars: document.getElementById("bars"),
+  seen: document.getElementById("seen"),
+  modelInfo: document.getElementById("model-info"),
+};
+const padContext = elements.pad.getContext("2d", { willReadFrequently: true });
+const seenContext = elements.seen.getContext("2d");
+
+const models = {
+  manifest: null, // {input, output, models: [{name, file, bytes}]}, once loaded
+  manifestLoaded: null, // the promise of the manifest
+  sessions: new Map(), // model name -> Promise<InferenceSession>
+  chosen: "fp32",
+};
+let sequence = 0;
+let pendingJob = null;
+let running = false;
+let lastDigitJob = null; // the last picture that held a digit, re-answered on a model change
+let activePointer = null;
+let lastPoint = null;
+
+function setNotice(element, kind, html) {
+  if (!kind) {
+    element.hidden = true;
+    element.innerHTML = "";
+    delete element.dataset.kind;
+    return;
+  }
+  element.hidden = false;
+  element.dataset.kind = kind;
+  element.innerHTML = html;
+}
+
+function escapeHtml(text) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  return span.innerHTML;
+}
+
+// --- the model ------------------------------------------------------------------------------
+
+function configureRuntime() {
+  // One thread: threads need SharedArrayBuffer, i.e. cross-origin isolation headers, and a
+  // network this small answers in about a millisecond on one.
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.proxy = false;
+  // The site's own copy of the binary, as an absolute URL; the bundle carries its loader, so
+  // only the .wasm is named (a plain prefix would make it look for a separate loader too).
+  ort.env.wasm.wasmPaths = { wasm: new URL(WASM_FILE, document.baseURI).href };
+}
+
+async function loadManifest() {
+  const response = await fetch(MANIFEST_URL, { cache: "no-cache" });
+  if (!response.ok) {
+    throw new Error(`${MANIFEST_URL} is missing (HTTP ${response.status}); rebuild the site with make demo`);
+  }
+  return response.json();
+}
+
+function modelEntry(name) {
+  return models.manifest.models.find((entry) => entry.name === name);
+}
+
+async function openSession(name) {
+  const entry = modelEntry(name);
+  if (!entry) throw new MissingModelError(name);
+  const response = await fetch(`models/${entry.file}`, { cache: "no-cache" });
+  if (response.status === 404) throw new MissingModelError(name);
+  if (!response.ok) throw new Error(`models/${entry.file}: HTTP ${response.status}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+  for (const [names, wanted] of [
+    [session.inputNames, models.manifest.input],
+    [session.outputNames, models.manifest.output],
+  ]) {
+    if (!names.includes(wanted)) {
+      throw new Error(`models/${entry.file} has no tensor '${wanted}' (it has ${names.join(", ")})`);
+    }
+  }
+  // One run on a blank image compiles the kernels, so the first stroke is as fast as the rest.
+  const blank = new ort.Tensor("float32", new Float32Array(IMAGE_SIDE * IMAGE_SIDE), [1, IMAGE_SIDE, IMAGE_SIDE]);
+  await session.run({ [models.manifest.input]: blank });
+  return session;
+}
+
+// Each model is fetched and compiled once, when it is first chosen.
+function session(name) {
+  if (!models.sessions.has(name)) models.sessions.set(name, openSession(name));
+  return models.sessions.get(name);
+}
+
+function showModelState(name) {
+  document.body.dataset.modelState = "loading";
+  session(name).then(
+    () => showModelReady(name),
+    (error) => showModelFailure(name, error),
+  );
+}
+
+function showModelReady(name) {
+  if (name !== models.chosen) return;
+  const entry = modelEntry(name);
+  document.body.dataset.modelState = "ready";
+  // A failure of another model is past; a warning about the requested one still holds.
+  if (elements.modelNotice.dataset.kind === "error") setNotice(elements.modelNotice, null);
+  const megabytes = (entry.bytes / 1e6).toFixed(1);
+  elements.modelInfo.textContent =
+    `Model ${name} (models/${entry.file}, ${megabytes} MB) · ` +
+    `onnxruntime-web ${ort.env.versions.web}, WebAssembly, one thread`;
+}
+
+function showModelFailure(name, error) {
+  if (name !== models.chosen) return;
+  if (error instanceof MissingModelError) {
+    document.body.dataset.modelState = "missing";
+    setNotice(elements.modelNotice, "error", MISSING_MODEL_HTML);
+    elements.modelInfo.textContent = "No model loaded.";
+  } else {
+    document.body.dataset.modelState = "error";
+    setNotice(elements.modelNotice, "error", `The model could not be loaded: ${escapeHtml(error.message)}`);
+    elements.modelInfo.textContent = "No model loaded.";
+  }
+}
+
+function fillModelChoice(requested) {
+  const names = models.manifest.models.map((entry) => entry.name);
+  for (const name of names) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    elements.choice.append(option);
+  }
+  // With one model there is nothing to choose.
+  elements.picker.hidden = names.length < 2;
+  if (requested && names.includes(requested)) {
+    models.chosen = requested;
+  } else if (requested) {
+    setNotice(
+      elements.modelNotice,
+      "warn",
+      `This site holds no <code>${escapeHtml(requested)}</code> model; showing fp32.`,
+    );
+  }
+  elements.choice.value = models.chosen;
+}
+
+// --- answering ------------------------------------------------------------------------------
+
+// One answer at a time (a session runs one request at a time); a picture that arrives while
+// one is being answered waits, and only the newest waiting picture is kept.
+function requestAnswer(job) {
+  pendingJob = job;
+  if (!running) drainJobs();
+}
+
+async function drainJobs() {
+  running = true;
+  try {
+    while (pendingJob) {
+      const job = pendingJob;
+      pendingJob = null;
+      try {
+        await answer(job);
+      } catch (error) {
+        publish(job, { failed: true, message: error.message });
+        document.body.dataset.answerState = "error";
+        setNotice(elements.answerNotice, "error", escapeHtml(error.message));
+      }
+    }
+  } finally {
+    running = false;
+  }
+}
+
+async function answer(job) {
+  let input;
+  try {
+    input = toMnistForm(job.gray, job.width, job.height);
+  } catch (error) {
+    if (!(error instanceof BlankImageError)) throw error;
+    showBlank(job, error);
+    return;
+  }
+  lastDigitJob = job;
+  drawSeen(input);
+  let current;
+  try {
+    await models.manifestLoaded;
+    current = await session(models.chosen);
+  } catch (error) {
+    clearAnswer();
+    document.body.dataset.answerState = "no-model";
+    setNotice(elements.answerNotice, null);
+    publish(job, { input, message: error.message });
+    return;
+  }
+  const feeds = { [models.manifest.input]: new ort.Tensor("float32", input, [1, IMAGE_SIDE, IMAGE_SIDE]) };
+  const outputs = await current.run(feeds);
+  const probabilities = outputs[models.manifest.output].data;
+  const digit = argmax(probabilities);
+  showAnswer(job, digit, probabilities);
+  // Measured once the answer is in the page (before the browser paints it).
+  const strokeToAnswerMs = performance.now() - job.started;
+  publish(job, { input, probabilities, digit, strokeToAnswerMs });
+}
+
+function argmax(values) {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+function showAnswer(job, digit, probabilities) {
+  elements.digit.textContent = String(digit);
+  elements.digit.dataset.digit = String(digit);
+  elements.confidence.textContent = `${(probabilities[digit] * 100).toFixed(1)} % sure`;
+  elements.source.textContent = job.name ? `from ${job.name}` : "from your drawing";
+  elements.bars.querySelectorAll("li").forEach((row, index) => {
+    const share = probabilities[index];
+    row.querySelector(".fill").style.width = `${(share * 100).toFixed(2)}%`;
+    row.querySelector(".value").textContent = `${(share * 100).toFixed(1)} %`;
+    row.classList.toggle("top", index === digit);
+  });
+  setNotice(elements.answerNotice, null);
+  document.body.dataset.answerState = "shown";
+}
+
+function clearAnswer() {
+  elements.digit.textContent = "–";
+  delete elements.digit.dataset.digit;
+  elements.confidence.textContent = "";
+  elements.source.textContent = "";
+  elements.bars.querySelectorAll("li").forEach((row) => {
+    row.querySelector(".fill").style.width = "0";
+    row.querySelector(".value").textContent = "";
+    row.classList.remove("top");
+  });
+}
+
+function showBlank(job, error) {
+  clearAnswer();
+  drawSeen(new Float32Array(IMAGE_SIDE * IMAGE_SIDE));
+  document.body.dataset.answerState = "blank";
+  if (job.name) {
+    setNotice(elements.answerNotice, "warn", `${escapeHtml(job.name)}: ${escapeHtml(error.message)}.`);
+  } else {
+    setNotice(elements.answerNotice, "info", "The canvas is blank: draw a digit in the box.");
+  }
+  publish(job, { blank: true, message: error.message });
+}
+
+function drawSeen(input) {
+  const image = seenContext.createImageData(IMAGE_SIDE, IMAGE_SIDE);
+  for (let i = 0; i < input.length; i++) {
+    const level = Math.round(input[i]);
+    image.data.set([level, level, level, 255], i * 4);
+  }
+  seenContext.putImageData(image, 0, 0);
+}
+
+function publish(job, fields) {
+  sequence += 1;
+  window.lastResult = {
+    sequence,
+    source: job.name ? "file" : "canvas",
+    name: job.name ?? null,
+    model: models.chosen,
+    digit: null,
+    probabilities: null,
+    input: null,
+    strokeToAnswerMs: null,
+    blank: false,
+    failed: false,
+    message: null,
+    ...fields,
+    ...(fields.input ? { input: Array.from(fields.input) } : {}),
+    ...(fields.probabilities ? { probabilities: Array.from(fields.probabilities) } : {}),
+  };
+}
+
+// --- the drawing pad ------------------------------------------------------------------------
+
+function clearPad() {
+  padContext.fillStyle = "#fff";
+  padContext.fillRect(0, 0, elements.pad.width, elements.pad.height);
+}
+
+function padPicture(started) {
+  const { width, height } = elements.pad;
+  const rgba = padContext.getImageData(0, 0, width, height).data;
+  return { ...pictureFromRGBA(rgba, width, height), started, name: null };
+}
+
+function padPoint(event) {
+  const box = elements.pad.getBoundingClientRect();
+  return {
+    x: ((event.clientX - box.left) * elements.pad.width) / box.width,
+    y: ((event.clientY - box.top) * elements.pad.height) / box.height,
+  };
+}
+
+function strokeTo(point) {
+  padContext.beginPath();
+  padContext.moveTo(lastPoint.x, lastPoint.y);
+  padContext.lineTo(point.x, point.y);
+  padContext.stroke();
+  lastPoint = point;
+}
+
+function setUpPad() {
+  padContext.strokeStyle = "#000";
+  padContext.lineWidth = elements.pad.width * PEN_WIDTH_FRACTION;
+  padContext.lineCap = "round";
+  padContext.lineJoin = "round";
+  clearPad();
+  elements.pad.addEventListener("pointerdown", (event) => {
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    event.preventDefault();
+    elements.pad.setPointerCapture(event.pointerId);
+    activePointer = event.pointerId;
+    lastPoint = padPoint(event);
+    strokeTo(lastPoint); // a tap leaves a dot
+  });
+  elements.pad.addEventListener("pointermove", (event) => {
+    if (event.pointerId !== activePointer) return;
+    const points = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const point of points.length ? points : [event]) strokeTo(padPoint(point));
+  });
+  const endStroke = (event) => {
+    if (event.pointerId !== activePointer) return;
+    const started = performance.now();
+    activePointer = null;
+    requestAnswer(padPicture(started));
+  };
+  elements.pad.addEventListener("pointerup", endStroke);
+  elements.pad.addEventListener("pointercancel", endStroke);
+  elements.clear.addEventListener("click", () => {
+    clearPad();
+    lastDigitJob = null;
+    requestAnswer(padPicture(performance.now()));
+  });
+}
+
+// --- files ----------------------------------------------------------------------------------
+
+async function openFile(file) {
+  const started = performance.now();
+  let bitmap;
+  try {
+    // The pixels as stored: no colour management, no premultiplied alpha (as Pillow reads them).
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch {
+    showFileProblem(file.name, "not an image the browser can decode; expected a PNG");
+    return;
+  }
+  const { width, height } = bitmap;
+  if (width * height > MAX_IMAGE_PIXELS) {
+    bitmap.close();
+    showFileProblem(
+      file.name,
+      `image is ${width}x${height}; expected at most ${MAX_IMAGE_PIXELS / 1e6} megapixels`,
+    );
+    return;
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const rgba = context.getImageData(0, 0, width, height).data;
+  let picture;
+  try {
+    picture = pictureFromRGBA(rgba, width, height);
+  } catch (error) {
+    if (!(error instanceof BlankImageError)) throw error;
+    showBlank({ name: file.name }, error);
+    return;
+  }
+  // The answer is about the file now, not about an old drawing.
+  clearPad();
+  requestAnswer({ ...picture, started, name: file.name });
+}
+
+function showFileProblem(name, message) {
+  clearAnswer();
+  document.body.dataset.answerState = "error";
+  setNotice(elements.answerNotice, "warn", `${escapeHtml(name)}: ${escapeHtml(message)}.`);
+  publish({ name }, { failed: true, message });
+}
+
+function setUpFiles() {
+  elements.file.addEventListener("change", () => {
+    const [file] = elements.file.files;
+    if (file) openFile(file);
+    elements.file.value = ""; // choosing the same file again is a new request
+  });
+  // The whole page is the drop target; the browser would otherwise open the file itself.
+  let depth = 0;
+  document.addEventListener("dragenter", (event) => {
+    event.preventDefault();
+    depth += 1;
+    document.body.classList.add("dropping");
+  });
+  document.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) document.body.classList.remove("dropping");
+  });
+  document.addEventListener("dragover", (event) => event.preventDefault());
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dropping");
+    const [file] = event.dataTransfer?.files ?? [];
+    if (file) {
+      openFile(file);
+    } else {
+      showFileProblem("The drop", "held no file; expected a PNG");
+    }
+  });
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+function setUpBars() {
+  for (let digit = 0; digit < 10; digit++) {
+    const row = document.createElement("li");
+    row.innerHTML = `<span class="label">${digit}</span><span class="track"><span class="fill"></span></span><span class="value"></span>`;
+    elements.bars.append(row);
+  }
+}
+
+function start() {
+  configureRuntime();
+  setUpBars();
+  setUpPad();
+  setUpFiles();
+  const requested = new URLSearchParams(location.search).get("model");
+  models.manifestLoaded = loadManifest().then((manifest) => {
+    models.manifest = manifest;
+    fillModelChoice(requested);
+    if (!modelEntry(models.chosen)) throw new MissingModelError(models.chosen);
+  });
+  models.manifestLoaded.then(
+    () => showModelState(models.chosen),
+    (error) => showModelFailure(models.chosen, error),
+  );
+  elements.choice.addEventListener("change", () => {
+    models.chosen = elements.choice.value;
+    const url = new URL(location.href);
+    url.searchParams.set("model", models.chosen);
+    history.replaceState(null, "", url);
+    showModelState(models.chosen);
+    if (lastDigitJob) requestAnswer({ ...lastDigitJob, started: performance.now() });
+  });
+  // The pad starts empty: say so, through the same blank test every picture goes through.
+  requestAnswer(padPicture(performance.now()));
+}
+
+start();

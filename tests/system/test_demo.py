@@ -1,0 +1,527 @@
+"""The draw-a-digit page (``demo/``) in a real browser, against the Python side it mirrors.
+
+A tiny model is trained and exported here; the site is built around it by ``demo.build``
+and served by ``demo.serve`` on a free loopback port. Strokes are drawn with Playwright's
+mouse, PNGs go in through the file input and by drag and drop, and what the page publishes
+(``window.lastResult``: the 28x28 input, the probabilities, the digit) is checked against
+``digits_predict``: the same pixels as ``to_mnist_form``, the same probabilities as the
+``Predictor``, the same blank verdicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits_predict import InputError, Predictor, load_image, to_mnist_form
+from digits_predict import images as python_images
+from factories.browser import chromium
+from factories.network import free_port, wait_for_http
+from factories.processes import REPO_ROOT, run_module
+from factories.trained import export_args, train_tiny
+from stages import export
+
+# How far (in levels of 255) the page's 28x28 input may be from Python's for the same
+# picture. Both resample with Pillow's Lanczos-3 weights in Pillow's order, so only float
+# rounding can part them: the pictures below come out identical, and 1.5e-5 is the largest
+# difference seen on any picture (a noisy one, where summation order shows).
+PIXEL_TOLERANCE = 1e-3
+# onnxruntime-web (WebAssembly) and onnxruntime (native) on the same input.
+PROBABILITY_TOLERANCE = 1e-5
+PAD_SIDE = 280  # the drawing pad's canvas, in its own pixels
+# Strokes in pad pixels, one list of points per stroke.
+SEVEN = [[(70, 60), (210, 60), (120, 235)]]
+FOUR = [[(165, 40), (70, 170), (215, 170)], [(165, 100), (165, 250)]]
+ZERO = [
+    [
+        (140 + 60 * np.sin(angle), 140 - 95 * np.cos(angle))
+        for angle in np.linspace(0, 2 * np.pi, 25)
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
+    """A tiny model trained and exported in a folder of its own, and the digits it was tested on."""
+    ws = train_tiny(tmp_path_factory.mktemp("demo"), mlflow_template_db)
+    out = ws.root / "export"
+    with ws.store():
+        export.main(export_args(ws, out))
+    x_test, _ = ws.splits["test"]
+    model = out / "model.onnx"
+    return SimpleNamespace(root=ws.root, model=model, images=x_test, predictor=Predictor(model))
+
+
+def _build(out: Path, *model_args: str | Path) -> str:
+    """``python -m demo.build --out out ...``; returns what it said."""
+    built = run_module("demo.build", "--out", out, *model_args, cwd=REPO_ROOT)
+    assert built.returncode == 0, built.stderr
+    return built.stderr
+
+
+@contextlib.contextmanager
+def _served(site: Path) -> Iterator[str]:
+    """``python -m demo.serve`` on a free loopback port, stopped afterwards; yields its URL."""
+    port = free_port()
+    log = site.with_name(f"{site.name}-serve.log")
+    with open(log, "w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "demo.serve", "--site", str(site), "--port", str(port)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=sink,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, timeout=30, alive=lambda: server.poll() is None, poll=0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert f"demo: the page is on {url}" in log.read_text()
+
+
+@pytest.fixture(scope="module")
+def site(tiny, tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("site") / "site"
+    said = _build(site, "--model", tiny.model)
+    assert "with fp32" in said, said
+    return site
+
+
+@pytest.fixture(scope="module")
+def site_url(site) -> Iterator[str]:
+    with _served(site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+def _open(browser, url: str, model_state: str = "ready"):
+    page = browser.new_page(viewport={"width": 800, "height": 700})
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.modelState !== 'loading'", timeout=30000)
+    assert page.evaluate("document.body.dataset.modelState") == model_state
+    # the empty pad's own blank verdict comes first; wait for it so it is not mistaken later
+    page.wait_for_function("window.lastResult && window.lastResult.sequence >= 1")
+    return page
+
+
+@pytest.fixture
+def page(browser, site_url):
+    page = _open(browser, site_url)
+    yield page
+    errors = page.errors
+    page.close()
+    assert not errors, errors
+
+
+def _sequence(page) -> int:
+    return page.evaluate("window.lastResult ? window.lastResult.sequence : 0")
+
+
+def _after(page, before: int) -> dict:
+    """The page's next result after the one numbered ``before``."""
+    page.wait_for_function(f"window.lastResult && window.lastResult.sequence > {before}")
+    return page.evaluate("window.lastResult")
+
+
+def _draw(page, strokes) -> dict:
+    """Draw ``strokes`` (pad pixels) with the mouse; the page's answer to the last one."""
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / PAD_SIDE
+    for stroke in strokes:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        before = _sequence(page)
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=10)
+        page.mouse.up()
+        result = _after(page, before)
+    return result
+
+
+def _drop(page, path: Path) -> None:
+    """Drop ``path`` on the page as a person dragging it from a file manager would."""
+    payload = base64.b64encode(path.read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """([name, payload]) => {
+            const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            return transfer;
+        }""",
+        [path.name, payload],
+    )
+    page.dispatch_event("main", "dragenter", {"dataTransfer": transfer})
+    assert "dropping" in page.evaluate("document.body.className")
+    page.dispatch_event("main", "drop", {"dataTransfer": transfer})
+
+
+def _seen_pixels(page) -> np.ndarray:
+    """The 28x28 image the page shows as the model's input, as gray levels."""
+    rgba = page.evaluate(
+        "Array.from(document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data)"
+    )
+    return np.asarray(rgba, dtype=np.float64).reshape(28, 28, 4)[..., 0]
+
+
+def _shown_percentages(page) -> list[float]:
+    return [float(text.split()[0]) for text in page.locator("#bars .value").all_inner_texts()]
+
+
+def _js_mnist_form(page, gray: np.ndarray) -> np.ndarray | str:
+    """The page's module on a grayscale picture: the 28x28 result or the blank message."""
+    outcome = page.evaluate(
+        """async ([gray, width, height]) => {
+            const form = await import("./mnist_form.mjs");
+            try {
+                return Array.from(form.toMnistForm(Float64Array.from(gray), width, height));
+            } catch (error) {
+                if (error instanceof form.BlankImageError) return error.message;
+                throw error;
+            }
+        }""",
+        [np.asarray(gray, dtype=np.float64).ravel().tolist(), gray.shape[1], gray.shape[0]],
+    )
+    return outcome if isinstance(outcome, str) else np.asarray(outcome).reshape(28, 28)
+
+
+def _python_mnist_form(gray: np.ndarray) -> np.ndarray | str:
+    try:
+        return to_mnist_form(gray)
+    except InputError as err:
+        return str(err)
+
+
+# --- 1. drawn digits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strokes", [SEVEN, FOUR, ZERO], ids=["seven", "four-two-strokes", "zero"])
+def test_a_drawn_digit_gets_the_python_predictors_answer_on_the_input_the_page_shows(
+    page, tiny, strokes
+):
+    result = _draw(page, strokes)
+
+    assert result["source"] == "canvas" and result["model"] == "fp32"
+    image = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
+    expected = tiny.predictor.predict(image)
+    np.testing.assert_allclose(
+        result["probabilities"], expected.probabilities[0], atol=PROBABILITY_TOLERANCE
+    )
+    assert result["digit"] == int(expected.digits[0]) == int(np.argmax(result["probabilities"]))
+    # what the page shows is what it computed
+    assert page.inner_text("#digit") == str(result["digit"])
+    np.testing.assert_allclose(
+        _shown_percentages(page), np.asarray(result["probabilities"]) * 100, atol=0.051
+    )
+    np.testing.assert_array_equal(_seen_pixels(page), np.floor(image + 0.5))
+    assert page.locator("#bars li.top .label").inner_text() == str(result["digit"])
+    # a real stroke, scaled into MNIST's 20 px box: full-strength ink, not a speck
+    assert image.max() > 200 and (image > 0).sum() > 40
+    assert page.locator("#model-picker").is_hidden()  # one model: nothing to choose
+    assert result["strokeToAnswerMs"] > 0
+
+
+# --- 2. PNG files ---------------------------------------------------------------------------
+
+
+def test_pngs_opened_or_dropped_get_the_python_predictors_answers(page, tiny, tmp_path):
+    files = []
+    for index in range(6):
+        path = tmp_path / f"digit-{index}.png"
+        Image.fromarray(tiny.images[index]).save(path)
+        files.append(path)
+    # dark ink on light paper, RGB, large enough to be reduced before the float work
+    photo = Image.fromarray(255 - tiny.images[6]).resize((1100, 1300), Image.Resampling.BICUBIC)
+    photo.convert("RGB").save(tmp_path / "photo.png")
+    files.append(tmp_path / "photo.png")
+
+    for index, path in enumerate(files):
+        before = _sequence(page)
+        if index % 2:
+            _drop(page, path)
+        else:
+            page.set_input_files("#file", path)
+        result = _after(page, before)
+
+        assert result["source"] == "file" and result["name"] == path.name, result["message"]
+        python_input = load_image(path)
+        expected = tiny.predictor.predict(python_input)
+        np.testing.assert_allclose(
+            np.reshape(result["input"], (28, 28)), python_input, atol=PIXEL_TOLERANCE
+        )
+        assert result["digit"] == int(expected.digits[0]), path.name
+        np.testing.assert_allclose(
+            result["probabilities"], expected.probabilities[0], atol=PROBABILITY_TOLERANCE
+        )
+        assert page.inner_text("#source") == f"from {path.name}"
+
+
+# --- 3. the preprocessing, JavaScript against Python ----------------------------------------
+
+
+def test_the_page_module_has_the_python_constants(page):
+    constants = page.evaluate(
+        """async () => {
+            const form = await import("./mnist_form.mjs");
+            return [form.MIN_CONTRAST, form.DIGIT_BOX, form.MAX_NOISE_FLOOR, form.SIGNIFICANT_INK,
+                    form.WORKING_SIZE, form.MAX_IMAGE_PIXELS, form.IMAGE_SIDE];
+        }"""
+    )
+    assert constants == [
+        python_images.MIN_CONTRAST,
+        python_images.DIGIT_BOX,
+        python_images._MAX_NOISE_FLOOR,
+        python_images._SIGNIFICANT_INK,
+        python_images._WORKING_SIZE,
+        python_images.MAX_IMAGE_PIXELS,
+        28,
+    ]
+
+
+def _pictures(digits: np.ndarray) -> dict[str, np.ndarray]:
+    """Grayscale pictures of digits (0..255) the way people and scanners make them."""
+    rng = np.random.default_rng(7)
+
+    def enlarged(digit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        resized = Image.fromarray(digit).resize(size, Image.Resampling.BICUBIC)
+        return np.asarray(resized, dtype=np.float64)
+
+    pictures = {f"enlarged-{i}": enlarged(digits[i], (140 + 25 * i, 170)) for i in range(4)}
+    pictures["mnist-form-as-is"] = digits[4].astype(np.float64)
+    pictures["dark-on-light"] = 255.0 - enlarged(digits[5], (200, 200))
+    off_centre = np.zeros((240, 320))
+    off_centre[10:130, 15:105] = enlarged(digits[6], (90, 120))
+    pictures["off-centre"] = off_centre
+    paper = 235.0 - 0.8 * enlarged(digits[7], (180, 180)) + rng.normal(0, 9, (180, 180))
+    pictures["noisy-paper"] = np.clip(paper, 0, 255)
+    line = np.zeros((2, 60))
+    line[:, 20:45] = 255.0
+    pictures["two-pixels-tall"] = line
+    return pictures
+
+
+def test_js_preprocessing_equals_python_to_mnist_form(page, tiny):
+    drawn = _draw(page, FOUR)
+    pad = page.evaluate(
+        """async () => {
+            const form = await import("./mnist_form.mjs");
+            const pad = document.getElementById("pad");
+            const rgba = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+            const picture = form.pictureFromRGBA(rgba, pad.width, pad.height);
+            return [Array.from(picture.gray), picture.width, picture.height];
+        }"""
+    )
+    pad_gray = np.asarray(pad[0]).reshape(pad[2], pad[1])
+    # the drawing, as the page captured it, gives Python the input the page sent the model
+    np.testing.assert_allclose(
+        np.reshape(drawn["input"], (28, 28)), to_mnist_form(pad_gray), atol=PIXEL_TOLERANCE
+    )
+
+    differences = {}
+    for name, gray in {"drawn-pad": pad_gray, **_pictures(tiny.images)}.items():
+        python, javascript = _python_mnist_form(gray), _js_mnist_form(page, gray)
+        assert not isinstance(python, str) and not isinstance(javascript, str), name
+        differences[name] = float(np.abs(javascript - python).max())
+    assert max(differences.values()) <= PIXEL_TOLERANCE, differences
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("black", 0, 0), ("white", 255, 255), ("faint", 100, 110), ("just-visible", 100, 116)],
+)
+def test_js_and_python_agree_on_blank_pictures(page, name, low, high):
+    gray = np.full((40, 30), float(low))
+    gray[12:30, 10:20] = high
+    python, javascript = _python_mnist_form(gray), _js_mnist_form(page, gray)
+    if high - low < python_images.MIN_CONTRAST:
+        assert isinstance(python, str) and python == javascript, (python, javascript)
+    else:  # a contrast of exactly MIN_CONTRAST is a digit, not a blank page
+        assert not isinstance(javascript, str), javascript
+        np.testing.assert_allclose(javascript, python, atol=PIXEL_TOLERANCE)
+
+
+# --- 4. telling the user -------------------------------------------------------------------
+
+
+def test_a_blank_canvas_says_so_and_gives_no_answer(page):
+    notice = page.locator("#answer-notice")
+    assert page.evaluate("document.body.dataset.answerState") == "blank"
+    assert notice.is_visible() and "blank" in notice.inner_text()
+    _draw(page, SEVEN)
+    assert notice.is_hidden() and page.inner_text("#digit") != "–"
+
+    before = _sequence(page)
+    page.click("#clear")
+    result = _after(page, before)
+
+    assert result["blank"] and result["digit"] is None and result["probabilities"] is None
+    assert (
+        notice.is_visible()
+        and notice.inner_text() == "The canvas is blank: draw a digit in the box."
+    )
+    assert page.inner_text("#digit") == "–"
+    assert page.locator("#bars li.top").count() == 0
+    assert not _seen_pixels(page).any()
+
+
+def test_blank_and_undecodable_files_get_one_clear_message_each(page, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 128).save(blank)
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image\n")
+    notice = page.locator("#answer-notice")
+
+    before = _sequence(page)
+    page.set_input_files("#file", blank)
+    result = _after(page, before)
+    with pytest.raises(InputError) as python_refusal:
+        load_image(blank)
+    assert result["blank"] and result["digit"] is None
+    assert result["message"] == str(python_refusal.value)
+    assert notice.inner_text() == f"blank.png: {python_refusal.value}."
+
+    before = _sequence(page)
+    page.set_input_files("#file", notes)
+    result = _after(page, before)
+    assert result["failed"] and result["digit"] is None
+    assert notice.inner_text() == (
+        "notes.png: not an image the browser can decode; expected a PNG."
+    )
+    assert page.inner_text("#digit") == "–"
+
+
+def test_a_missing_model_says_run_make_repro_first(browser, tmp_path):
+    site = tmp_path / "site"
+    assert "with no model" in _build(site)
+    with _served(site) as url:
+        page = _open(browser, url, model_state="missing")
+        notice = page.locator("#model-notice")
+        assert notice.is_visible()
+        assert "models/model.onnx is missing" in notice.inner_text()
+        assert "Run make repro first" in notice.inner_text()
+        result = _draw(page, SEVEN)
+        assert page.evaluate("document.body.dataset.answerState") == "no-model"
+        assert result["digit"] is None and result["probabilities"] is None
+        assert page.inner_text("#digit") == "–"
+        # the drawing still shows what the model would have received
+        np.testing.assert_array_equal(
+            _seen_pixels(page), np.floor(np.reshape(result["input"], (28, 28)) + 0.5)
+        )
+        assert not page.errors, page.errors
+
+
+# --- a second model, the server, the build --------------------------------------------------
+
+
+def test_a_second_model_is_offered_and_chosen_by_url_or_selector(browser, tiny, site_url, tmp_path):
+    # Any model of the contract stands in for the int8 one: the page only needs a second file.
+    site = tmp_path / "site"
+    assert "with fp32, int8" in _build(site, "--model", tiny.model, "--int8-model", tiny.model)
+    with _served(site) as url:
+        requested = []
+        page = browser.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(url + "?model=int8")
+        page.wait_for_function("document.body.dataset.modelState === 'ready'")
+        assert page.locator("#model-picker").is_visible()
+        assert page.input_value("#model-choice") == "int8"
+        assert url + "models/model.int8.onnx" in requested
+        assert url + "models/model.onnx" not in requested
+        int8 = _draw(page, SEVEN)
+        assert int8["model"] == "int8" and int8["digit"] is not None
+
+        before = _sequence(page)
+        page.select_option("#model-choice", "fp32")
+        fp32 = _after(page, before)
+        assert fp32["model"] == "fp32" and fp32["input"] == int8["input"]
+        assert page.url.endswith("?model=fp32")
+        page.close()
+
+    page = browser.new_page()
+    page.goto(site_url + "?model=int8")
+    page.wait_for_function("document.body.dataset.modelState === 'ready'")
+    assert "holds no int8 model; showing fp32" in page.inner_text("#model-notice")
+    assert page.locator("#model-picker").is_hidden()
+    page.close()
+
+
+def test_the_server_sends_module_wasm_and_model_types_and_only_the_files_needed(site, site_url):
+    def content_type(path: str) -> str:
+        with urllib.request.urlopen(site_url + path, timeout=10) as response:
+            return response.headers["Content-Type"]
+
+    assert content_type("app.mjs").startswith("text/javascript")
+    assert content_type("vendor/ort.wasm.bundle.min.mjs").startswith("text/javascript")
+    assert content_type("vendor/ort-wasm-simd-threaded.wasm") == "application/wasm"
+    assert content_type("models/model.onnx") == "application/octet-stream"
+    assert content_type("models.json") == "application/json"
+    shipped = sorted(str(path.relative_to(site)) for path in site.rglob("*") if path.is_file())
+    assert shipped == [
+        ".demo-site",
+        "app.mjs",
+        "index.html",
+        "mnist_form.mjs",
+        "models.json",
+        "models/model.onnx",
+        "style.css",
+        "vendor/ort-wasm-simd-threaded.wasm",
+        "vendor/ort.wasm.bundle.min.mjs",
+    ]
+    assert sum(path.stat().st_size for path in site.rglob("*")) < 20_000_000
+
+
+def test_a_taken_port_or_an_unbuilt_site_is_one_line(site, site_url, tmp_path):
+    port = site_url.rsplit(":", 1)[1].strip("/")
+    taken = run_module("demo.serve", "--site", site, "--port", port, cwd=REPO_ROOT, timeout=30)
+    assert taken.returncode == 1
+    assert taken.stderr.strip() == (
+        f"demo: error: 127.0.0.1:{port} is taken by another program; stop it, or choose "
+        "another port (make demo DEMO_PORT=8010)"
+    )
+    unbuilt = run_module("demo.serve", "--site", tmp_path, "--port", "0", cwd=REPO_ROOT)
+    assert unbuilt.returncode == 1
+    assert unbuilt.stderr.strip() == (
+        f"demo: error: {tmp_path} holds no built site (no index.html); run make demo, "
+        "which builds it"
+    )
+
+
+def test_the_build_refuses_a_file_that_is_no_model_and_a_folder_it_did_not_make(tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_text("not a model\n")
+    refused = run_module("demo.build", "--out", tmp_path / "site", "--model", fake, cwd=REPO_ROOT)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"demo: error: model file {fake} is not an ONNX model"), lines
+    assert not (tmp_path / "site").exists()
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine\n")
+    refused = run_module("demo.build", "--out", tmp_path / "notes", cwd=REPO_ROOT)
+    assert refused.returncode == 1
+    assert "is not a site this script built" in refused.stderr
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine\n"
