@@ -12,6 +12,7 @@ SERVE_STAMP := $(SERVE_VENV)/.installed-from-lock
 ALIAS ?= champion
 SERVE_PORT ?= 8080
 MLFLOW_SERVE_PORT ?= 5002
+TRITON_MODEL ?= models/model.onnx
 # dvc plots show fills this page (.dvc/config): Vega inlined from plots/'s npm lock, no CDN
 PLOTS_PAGE := plots/page.html
 # make demo: the draw-a-digit page, onnxruntime-web from demo/'s npm lock (no CDN); npm ci
@@ -95,7 +96,7 @@ lint: setup ## format check and lint (ruff format --check, ruff check); `ruff fo
 	ruff format --check .
 	ruff check .
 
-bench: setup ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
+bench: setup serve-setup browser $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
 
 # a grid of DVC experiments: every combination of the comma-separated values
@@ -119,8 +120,8 @@ serve: setup serve-setup ## serve @champion (ALIAS=...) with MLServer over the O
 serve-mlflow: setup ## serve @champion (ALIAS=...) with mlflow models serve on 127.0.0.1:5002 (/invocations)
 	python -m serving --server mlflow --alias $(ALIAS) --port $(MLFLOW_SERVE_PORT)
 
-triton-repo: setup ## write model_repository/ for Triton (config.pbtxt + 1/model.onnx) from models/model.onnx
-	python -m serving.triton models/model.onnx model_repository
+triton-repo: setup ## write model_repository/ for Triton (config.pbtxt + 1/model.onnx) from models/model.onnx (TRITON_MODEL=...)
+	python -m serving.triton $(TRITON_MODEL) model_repository
 
 $(DEMO_NODE_MODULES): demo/package.json demo/package-lock.json
 	npm ci --prefix demo --no-audit --no-fund --loglevel=error

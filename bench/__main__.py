@@ -235,10 +235,14 @@ def page_latency(repo: Path, work: Path) -> dict:
     """The page built (as ``make demo`` builds it) with the copy's models, timed in Chromium."""
     _factories()
     from bench.page_latency import bench_page
-    from demo.build import build_site
+    from demo.build import BuildError, build_site
 
     site = work / "site"
-    build_site(site, {"fp32": repo / artifact("onnx_model"), "int8": repo / artifact("int8_model")})
+    models = {"fp32": repo / artifact("onnx_model"), "int8": repo / artifact("int8_model")}
+    try:
+        build_site(site, models)
+    except BuildError as err:
+        raise SystemExit(f"bench: the page cannot be built: {err}") from None
     result = bench_page(site)
     median = result["stroke_to_answer_ms"]["median"]
     print(f"bench: page stroke to answer {median:.1f} ms (median)", file=sys.stderr)
@@ -360,7 +364,7 @@ def machine() -> dict:
 def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     """Retrain some presets on prepared data and merge them into the last full report."""
     report = PROJECT / "reports/bench.json"
-    results = json.loads(report.read_text())
+    results = _last_report()
     repo = make_copy(work, log)
     _run(["dvc", "repro", "preprocess"], repo, log)
     results.setdefault("accuracy", {}).update(bench_presets(repo, work, log, names))
@@ -383,16 +387,23 @@ def update_sections(names: list[str], work: Path, log: Path) -> None:
     unknown = sorted(set(names) - set(UPDATABLE))
     if unknown:
         raise SystemExit(f"bench: --update {','.join(unknown)}: expected some of {list(UPDATABLE)}")
-    report = PROJECT / "reports/bench.json"
-    results = json.loads(report.read_text())
+    results = _last_report()
     repo = make_copy(work, log)
     _run(["dvc", "repro"], repo, log)
     for name in names:
         results[name] = UPDATABLE[name](repo, work, log)
         results[f"{name}_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report.write_text(json.dumps(results, indent=2) + "\n")
+    (PROJECT / "reports/bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _last_report() -> dict:
+    """The last full run's figures, which an update merges into."""
+    report = PROJECT / "reports/bench.json"
+    if not report.is_file():
+        raise SystemExit(f"bench: {report.relative_to(PROJECT)} is missing; run `make bench` first")
+    return json.loads(report.read_text())
 
 
 def main() -> None:

@@ -3,22 +3,28 @@
 Quantizes ``model.onnx`` with onnxruntime (``handoff.quantization``: dynamic for an MLP,
 static QDQ per channel, calibrated on training images, for a CNN) and compares the int8
 model with the fp32 one on the whole test set (``handoff.int8_gate``). The figures go to
-the training run (``test_int8/*``) and to ``reports/int8.json``. A model that fails the
-gate is not written, and the fp32 hand-off is untouched. One that passes is handed off as
-export hands off (``handoff.registration``): a version of the same registered model,
-tagged ``precision=int8`` with the fp32 version it came from, its files, then ``@int8``.
+the training run (``test_int8/*``, tag ``int8``) and to ``reports/int8.json``. A model
+that fails the gate is not written, the fp32 hand-off is untouched and the run stays
+FINISHED (its fp32 model is good); the stage then fails with the figures. One that passes
+is handed off as export hands off (``handoff.registration``): a version of the same
+registered model, tagged ``precision=int8`` with the fp32 version it came from, its
+files, then ``@int8``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from stages.common.atomic import StagedFiles, json_text
 from stages.common.config import load_params, stage_argument_parser
 from stages.common.errors import StageError, run_stage
 from stages.dataset.arrays import load_split, split_file
+from stages.dataset.canonical import dataset_digest
 from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.tracking.records import log_int8, log_texts
@@ -40,7 +46,14 @@ def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
     from digits_predict.errors import ContractError
     from stages.handoff.onnx_convert import onnx_session
 
-    session = onnx_session(model_bytes)
+    try:
+        session = onnx_session(model_bytes)
+    except Exception as err:  # onnxruntime's own exception types, one per failure kind
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StageError(
+            f"{path}: not an ONNX model onnxruntime can load ({first}); expected the model "
+            "the export stage wrote"
+        ) from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     try:
         check_contract(metadata, session.get_inputs(), session.get_outputs())
@@ -49,7 +62,10 @@ def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
     return metadata
 
 
-def version_tags(gated: GatedInt8Model, fp32_version: str | None) -> dict[str, str]:
+def int8_version_tags(
+    gated: GatedInt8Model, fp32_version: str | None, test_data_digest: str
+) -> dict[str, str]:
+    """The int8 version's record; ``test_data_digest`` is of the test split, as export's is."""
     report = gated.report
     return {
         "precision": "int8",
@@ -58,7 +74,7 @@ def version_tags(gated: GatedInt8Model, fp32_version: str | None) -> dict[str, s
         "fp32_model_sha256": gated.metadata["fp32_model_sha256"],
         "test_accuracy": repr(report.int8_accuracy),
         "fp32_test_accuracy": repr(report.fp32_accuracy),
-        "test_data_digest": gated.metadata.get("data_digest", "unknown"),
+        "test_data_digest": test_data_digest,
     }
 
 
@@ -78,37 +94,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     x_train, _ = load_split(split_file(args.data_dir, "train"))
     x_test, y_test = load_split(split_file(args.data_dir, "test"))
 
+    # The run holds a handed-off fp32 model: a failed int8 gate is recorded on it (tag and
+    # figures) but does not mark it FAILED; the stage fails once the run is closed.
     with reopen_run(ref):
         gated = gate_int8_model(fp32_bytes, metadata, x_train, x_test, y_test, quantize)
         report = gated.report
         log_int8(report.figures(), report.failures)
-        if not report.passed:
-            raise StageError(
-                "int8 gate failed, no int8 model written (the fp32 model stands): "
-                + "; ".join(report.failures)
-            )
-        record = int8_record(gated)
-
-        def write_files(version: str, staged: StagedFiles) -> None:
-            staged.write_bytes(args.int8_out, gated.model_bytes)
-            staged.write_json(args.report_out, record)
-
-        with registry_lock(ref.tracking_uri):
-            fp32_versions = versions_from_run(name, ref.run_id, precision="fp32")
-            version = register_and_write(
-                gated.model_bytes,
-                x_test[:5],
-                name,
-                quantize.alias,
-                version_tags(gated, fp32_versions[-1] if fp32_versions else None),
-                write_files,
-                stage="quantize",
-                artifact_name="onnx_int8_model",
-            )
-        after_handoff(
-            "quantize",
-            f"{args.report_out.name} is not on the MLflow run",
-            lambda: log_texts({args.report_out.name: json_text(record)}),
+        if report.passed:
+            version = hand_off_int8(gated, args, ref, name, quantize.alias, x_test, y_test)
+    if not report.passed:
+        raise StageError(
+            "int8 gate failed, no int8 model written (the fp32 model stands): "
+            + "; ".join(report.failures)
         )
     print(
         f"quantize: int8 gate passed ({report.method}: {report.size_ratio:.1f}x smaller, test "
@@ -117,6 +114,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{name} v{version} as @{quantize.alias}",
         file=sys.stderr,
     )
+
+
+def hand_off_int8(
+    gated: GatedInt8Model,
+    args: argparse.Namespace,
+    ref: RunRef,
+    name: str,
+    alias: str,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> str:
+    """Register, write and alias the int8 model (all or nothing), then log its report."""
+    record = int8_record(gated)
+
+    def write_files(version: str, staged: StagedFiles) -> None:
+        staged.write_bytes(args.int8_out, gated.model_bytes)
+        staged.write_json(args.report_out, record)
+
+    digest = dataset_digest({"x_test": x_test, "y_test": y_test})
+    with registry_lock(ref.tracking_uri):
+        fp32_versions = versions_from_run(name, ref.run_id, precision="fp32")
+        version = register_and_write(
+            gated.model_bytes,
+            x_test[:5],
+            name,
+            alias,
+            int8_version_tags(gated, fp32_versions[-1] if fp32_versions else None, digest),
+            write_files,
+            stage="quantize",
+            artifact_name="onnx_int8_model",
+        )
+    after_handoff(
+        "quantize",
+        f"{args.report_out.name} is not on the MLflow run",
+        lambda: log_texts({args.report_out.name: json_text(record)}),
+    )
+    return version
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 ``gate_int8_model`` is the quantize stage's core: the fp32 ONNX bytes and arrays in, the
 int8 bytes with their metadata and the report out. It writes nothing and logs nothing.
 On the whole test set, each image on its own, against the fp32 model: the accuracy may
-drop by at most
-``max_accuracy_drop``, the argmax must agree on at least ``min_agreement`` of the
-images and no probability may move by more than ``max_probability_diff``.
+drop by at most ``max_accuracy_drop``, the argmax must agree on at least
+``min_agreement`` of the images and no probability may move by more than
+``max_probability_diff``.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def compare_int8(
     # 1e-12: accuracies are ratios of counts; a drop of exactly the limit passes
     if drop > params.max_accuracy_drop + 1e-12:
         failures.append(
-            f"test accuracy drops {drop:.2%} points ({fp32_accuracy:.2%} -> {int8_accuracy:.2%}) "
-            f"> {params.max_accuracy_drop:.2%}"
+            f"test accuracy drops {drop * 100:.2f} points ({fp32_accuracy:.2%} -> "
+            f"{int8_accuracy:.2%}) > {params.max_accuracy_drop * 100:.2f}"
         )
     if agreement < params.min_agreement:
         differ = int((fp32_pred != int8_pred).sum())

@@ -68,10 +68,10 @@ model with `mlflow models serve` (`/invocations`, `{{"inputs": {{"image": ...}}}
 
 ## 4. Drop it into Triton
 
-    make triton-repo                # model_repository/{name}/config.pbtxt + 1/model.onnx
+    make champion triton-repo TRITON_MODEL=champion/model.onnx   # model_repository/{name}/config.pbtxt + 1/model.onnx
 
 onnxruntime backend, max_batch_size {MAX_BATCH_SIZE}, dynamic batching, one CPU instance:
-`tritonserver --model-repository=model_repository`.
+`tritonserver --model-repository=$PWD/model_repository`.
 
 ## 5. What a wrong request gets
 

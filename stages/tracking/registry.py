@@ -151,17 +151,24 @@ def set_alias(registered_name: str, alias: str, version: str) -> None:
 
 
 def withdraw(registered_name: str, versions: list[str], alias: str, previous: str | None) -> None:
-    """Delete ``versions`` (never handed off) and point ``alias`` back at ``previous``."""
+    """Point ``alias`` back at ``previous``, then delete ``versions`` (never handed off).
+
+    In that order: MLflow deletes an alias with the version it names, so a failure between
+    the two steps leaves the alias at ``previous`` rather than gone.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
+    if previous is not None and previous not in versions:
+        retry_locked(
+            lambda: client.set_registered_model_alias(registered_name, alias, previous),
+            "restoring the registry alias",
+        )
     for version in versions:
         retry_locked(
             lambda version=version: client.delete_model_version(registered_name, version),
             f"withdrawing version {version} of {registered_name}",
         )
-    if previous is not None and previous not in versions:
-        set_alias(registered_name, alias, previous)
 
 
 def tag_version(registered_name: str, version: str, tags: dict[str, str]) -> None:

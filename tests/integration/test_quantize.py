@@ -67,6 +67,7 @@ def test_the_int8_model_is_its_own_version_beside_the_fp32_one(handed_off) -> No
     assert int8.version != candidate.version and int8.run_id == candidate.run_id
     assert int8.tags["precision"] == "int8" and candidate.tags["precision"] == "fp32"
     assert int8.tags["fp32_version"] == str(candidate.version)
+    assert int8.tags["test_data_digest"] == candidate.tags["test_data_digest"]
     report = json.loads((handed_off.out / "int8.json").read_text())
     assert float(int8.tags["test_accuracy"]) == report["int8_accuracy"]
 
@@ -128,7 +129,7 @@ def test_a_failing_gate_writes_nothing_and_keeps_the_previous_int8(handed_off, t
     assert _handed_off_state(handed_off, out) == before, "files, versions and @int8 as they were"
     run = _client(ws).get_run(run_id)
     assert run.data.tags["int8"].startswith("failed: max abs difference of probabilities")
-    assert run.info.status == "FAILED"
+    assert run.info.status == "FINISHED", "the run's fp32 model is good: the run stays so"
     assert run.data.metrics["test_int8/max_abs_diff"] > 0
 
 
@@ -158,3 +159,12 @@ def test_a_model_without_the_contract_is_refused_in_one_line(handed_off, tmp_pat
     assert str(caught.value).startswith(f"{bare}: model carries no contract metadata")
     assert "expected the model the export stage wrote" in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_no_onnx_model_is_refused_in_one_line(handed_off, tmp_path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
+    with handed_off.ws.store(), pytest.raises(StageError) as caught:
+        quantize.main(quantize_args(handed_off.ws, tmp_path, tmp_path / "out"))
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'model.onnx'}: not an ONNX model onnxruntime can load")
+    assert "\n" not in message and not (tmp_path / "out").exists()
