@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from demo.build import BuildError, install_models
-from demo.serve import SiteError, serve
+from demo.serve import SiteError, port_number, serve
 
 PROJECT = Path(__file__).resolve().parents[1]
 # dvc.yaml's names of the model files, per model the page offers.
@@ -32,7 +32,7 @@ def pipeline_models(root: Path = PROJECT) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--site", type=Path, default=PROJECT / "demo" / "site")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free one")
+    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
     args = parser.parse_args(argv)
     try:
         if not args.site.is_dir():

@@ -6,17 +6,20 @@ The page's own files come from ``demo/page/``; onnxruntime-web from ``demo/node_
 (``npm ci --prefix demo``), of whose ~136 MB ``dist/`` only the ES module and the
 WebAssembly binary the page loads are copied. The models go to ``models/`` in the site
 with ``models.json``, which names them and the contract's tensor names. A model file that
-does not exist is left out, and the page then tells its user to run ``make repro``.
+does not exist is left out, and the page then tells its user to run ``make repro``; so is
+an int8 model that was not quantized from the fp32 model beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 DEMO = Path(__file__).resolve().parent
@@ -32,8 +35,13 @@ RUNTIME_FILES = (
 VENDOR = "vendor"
 MODELS = "models"
 MANIFEST = "models.json"
-# The page's model choices and the file each is served as; fp32 is the one it opens first.
+# The page's model choices and the file each is served as; fp32 is the one it opens first,
+# and is installed first, so that the int8 model can be checked against it.
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+# Where an int8 model's metadata names the fp32 model it was quantized from (its sha256).
+FP32_DIGEST_KEY = "fp32_model_sha256"
+# Site files are served, by whichever user runs the server; mkstemp makes them private.
+FILE_MODE = 0o644
 # Marks a folder this script built, so that a rebuild may replace it and nothing else.
 SITE_MARK = ".demo-site"
 
@@ -81,7 +89,9 @@ def install_models(site: Path, models: Mapping[str, Path | None]) -> list[str]:
 
     A model that is not there is removed from the site. An fp32 model that is not a valid
     model of the contract stops the build; a bad int8 model is left out with a warning,
-    since the page works without it.
+    since the page works without it. So is a stale int8 model: one whose metadata does not
+    name the installed fp32 model as the one it was quantized from (as when the int8 gate
+    failed for a newer fp32 model and the old int8 file stayed).
     """
     from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 
@@ -91,35 +101,63 @@ def install_models(site: Path, models: Mapping[str, Path | None]) -> list[str]:
     folder = site / MODELS
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
+    fp32_digest = None
     for name, filename in MODEL_FILES.items():
         source = models.get(name)
         target = folder / filename
         if source is None or not Path(source).exists():
             target.unlink(missing_ok=True)
             continue
-        problem = _model_problem(Path(source))
-        if problem and name == "fp32":
-            raise BuildError(problem)
-        if problem:
-            print(f"demo: warning: {name} model left out: {problem}", file=sys.stderr)
+        source = Path(source)
+        try:
+            metadata = _model_metadata(source)
+            if name == "int8" and fp32_digest is not None:
+                _check_quantized_from(source, metadata, Path(models["fp32"]), fp32_digest)
+        except BuildError as err:
+            if name == "fp32":
+                raise
+            print(f"demo: warning: {name} model left out: {err}", file=sys.stderr)
             target.unlink(missing_ok=True)
             continue
-        _copy_atomically(Path(source), target)
+        if name == "fp32":
+            fp32_digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        _copy_atomically(source, target)
         entries.append({"name": name, "file": filename, "bytes": target.stat().st_size})
-    manifest = {"input": INPUT_NAME, "output": OUTPUT_NAME, "models": entries}
+    # "files" names the file of every model the page offers, so it can name a missing one.
+    manifest = {
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "models": entries,
+        "files": MODEL_FILES,
+    }
     _write_atomically(site / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return [entry["name"] for entry in entries]
 
 
-def _model_problem(path: Path) -> str | None:
-    """Why ``path`` is not a model the page can run (the Predictor's checks), or None."""
+def _model_metadata(path: Path) -> Mapping[str, str]:
+    """The metadata of ``path`` if it is a model the page can run (the Predictor's checks)."""
     from digits_predict import PredictError, Predictor
 
     try:
-        Predictor(path)
+        return Predictor(path).metadata
     except PredictError as err:
-        return str(err)
-    return None
+        raise BuildError(str(err)) from None
+
+
+def _check_quantized_from(
+    int8: Path, metadata: Mapping[str, str], fp32: Path, fp32_digest: str
+) -> None:
+    made_from = metadata.get(FP32_DIGEST_KEY)
+    if made_from is None:
+        raise BuildError(
+            f"{int8} does not say which fp32 model it was quantized from (no "
+            f"{FP32_DIGEST_KEY} in its metadata); expected one quantized from {fp32}"
+        )
+    if made_from != fp32_digest:
+        raise BuildError(
+            f"{int8} is stale: it was quantized from another fp32 model than {fp32} "
+            f"({FP32_DIGEST_KEY} {made_from[:12]}..., not {fp32_digest[:12]}...)"
+        )
 
 
 def _check_replaceable(out: Path) -> None:
@@ -134,25 +172,57 @@ def _is_empty_dir(path: Path) -> bool:
 
 
 def _swap_in(staged: Path, out: Path) -> None:
-    """Put the staged site in place of ``out``, so a server never sees half a site."""
+    """Put the staged site in place of ``out``, so a server never sees half a site.
+
+    The old site waits in a backup folder until the new one is in place, and goes back if
+    the new one cannot be moved in. A backup without ``out`` beside it is what a swap
+    interrupted between its two renames left: the last good site, so it is restored first
+    rather than deleted.
+    """
     old = out.with_name(f".{out.name}.backup")
+    if old.exists() and not out.exists():
+        old.rename(out)
+    # With ``out`` in place, a backup is one a finished swap failed to delete.
     shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
+    if old.exists():
+        raise BuildError(f"cannot remove {old}, left by an earlier build; remove it by hand")
+    had_site = out.exists()
+    if had_site:
         out.rename(old)
-    staged.rename(out)
+    try:
+        staged.rename(out)
+    except BaseException:
+        if had_site:
+            old.rename(out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    _replace_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, target)
+    _replace_atomically(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def _replace_atomically(target: Path, fill: Callable[[Path], object]) -> None:
+    """Write ``target`` whole or not at all: ``fill`` writes a temporary file beside it.
+
+    A reader sees the old file or the new one, never half of one; the temporary file has
+    a name of its own, so two builds do not write into each other's, and is removed when
+    anything fails.
+    """
+    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        fill(temporary)
+        temporary.chmod(FILE_MODE)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _size_mb(folder: Path) -> float:

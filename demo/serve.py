@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 HOST = "127.0.0.1"
+LAST_PORT = 65535
+_PORT_RANGE = f"0..{LAST_PORT} (0 picks a free one)"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8",
@@ -59,6 +61,10 @@ def make_server(site: Path, port: int, host: str = HOST) -> http.server.Threadin
     handler = functools.partial(SiteHandler, directory=str(site))
     try:
         return http.server.ThreadingHTTPServer((host, port), handler)
+    except OverflowError:
+        # The socket's answer to a port outside 0..65535 is OverflowError, not OSError; callers
+        # other than main (the bench) pass their port unchecked.
+        raise SiteError(f"{port} is no port; expected {_PORT_RANGE}") from None
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise SiteError(
@@ -66,6 +72,17 @@ def make_server(site: Path, port: int, host: str = HOST) -> http.server.Threadin
                 f"port (make demo DEMO_PORT=8010)"
             ) from None
         raise SiteError(f"cannot listen on {host}:{port} ({err.strerror})") from None
+
+
+def port_number(text: str) -> int:
+    """The ``--port`` argument as a port: an integer in 0..65535, 0 picking a free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= LAST_PORT:
+        raise argparse.ArgumentTypeError(f"{text!r} is no port; expected {_PORT_RANGE}")
+    return port
 
 
 def serve(site: Path, port: int) -> None:
@@ -86,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m demo.serve", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--site", type=Path, required=True, help="the folder demo.build wrote")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free one")
+    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
     args = parser.parse_args(argv)
     try:
         serve(args.site, args.port)

@@ -2,8 +2,8 @@
 // preprocessing (mnist_form.mjs) into the pipeline's ONNX model, run by onnxruntime-web.
 //
 // For tests and benchmarks the page publishes what it did: window.lastResult (the
-// 28x28 input, the probabilities, the digit, the stroke-to-answer time) and the
-// data-model-state / data-answer-state attributes of <body>.
+// 28x28 input, the probabilities, the digit, the model that computed them, the
+// stroke-to-answer time) and the data-model-state / data-answer-state attributes of <body>.
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 import {
@@ -11,6 +11,7 @@ import {
   IMAGE_SIDE,
   MAX_IMAGE_PIXELS,
   pictureFromRGBA,
+  tooLargeMessage,
   toMnistForm,
 } from "./mnist_form.mjs";
 
@@ -20,11 +21,41 @@ const WASM_FILE = "vendor/ort-wasm-simd-threaded.wasm";
 // A pen 1/14 of the pad wide (20 px) leaves strokes about 2 px thick, as thick as MNIST's,
 // once a digit drawn 200 px tall is scaled into the 20 px box.
 const PEN_WIDTH_FRACTION = 1 / 14;
-const MISSING_MODEL_HTML =
-  "No model to run: <code>models/model.onnx</code> is missing. " +
-  "Run <code>make repro</code> first (it trains and exports the model), then <code>make demo</code> again.";
+// Every PNG starts with these 8 bytes, then its IHDR chunk: length, type, width, height,
+// bit depth, colour type, ...
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+const PNG_HEADER_BYTES = 33; // the signature and the whole IHDR chunk, CRC included
+// PNG colour types that carry an alpha channel: grey with alpha, RGB with alpha.
+const PNG_ALPHA_COLOUR_TYPES = [4, 6];
+// The colour types whose tRNS chunk (a transparent colour) makes Python composite the
+// picture: RGB and palette. Grey of 2 to 16 bits Python reads as levels whatever its tRNS
+// says; 1-bit grey, which Pillow opens as mode "1", it composites too.
+const PNG_TRNS_COLOUR_TYPES = [2, 3];
+const PNG_GREY = 0;
+// Where a decoded frame of each 8-bit RGB layout keeps red, green, blue and alpha (-1: none,
+// so opaque).
+const FRAME_CHANNELS = {
+  RGBA: [0, 1, 2, 3],
+  RGBX: [0, 1, 2, -1],
+  BGRA: [2, 1, 0, 3],
+  BGRX: [2, 1, 0, -1],
+};
 
-class MissingModelError extends Error {}
+/** The model file the site should hold is not there; `path` names it. */
+class MissingModelError extends Error {
+  constructor(path) {
+    super(`${path} is missing`);
+    this.name = "MissingModelError";
+    this.path = path;
+  }
+}
+
+function missingModelHtml(path) {
+  return (
+    `No model to run: <code>${escapeHtml(path)}</code> is missing. ` +
+    "Run <code>make repro</code> first (it trains and exports the model), then <code>make demo</code> again."
+  );
+}
 
 const elements = {
   pad: document.getElementById("pad"),
@@ -45,7 +76,7 @@ const padContext = elements.pad.getContext("2d", { willReadFrequently: true });
 const seenContext = elements.seen.getContext("2d");
 
 const models = {
-  manifest: null, // {input, output, models: [{name, file, bytes}]}, once loaded
+  manifest: null, // {input, output, models: [{name, file, bytes}], files: {name: file}}, once loaded
   manifestLoaded: null, // the promise of the manifest
   sessions: new Map(), // model name -> Promise<InferenceSession>
   chosen: "fp32",
@@ -99,11 +130,18 @@ function modelEntry(name) {
   return models.manifest.models.find((entry) => entry.name === name);
 }
 
+// Where the model is served, or would be: the manifest names the file of every model the
+// page can offer, installed or not, so a missing one can be named.
+function modelPath(name) {
+  const file = modelEntry(name)?.file ?? models.manifest.files?.[name];
+  return file ? `models/${file}` : `the ${name} model`;
+}
+
 async function openSession(name) {
   const entry = modelEntry(name);
-  if (!entry) throw new MissingModelError(name);
+  if (!entry) throw new MissingModelError(modelPath(name));
   const response = await fetch(`models/${entry.file}`, { cache: "no-cache" });
-  if (response.status === 404) throw new MissingModelError(name);
+  if (response.status === 404) throw new MissingModelError(modelPath(name));
   if (!response.ok) throw new Error(`models/${entry.file}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, {
@@ -124,9 +162,17 @@ async function openSession(name) {
   return session;
 }
 
-// Each model is fetched and compiled once, when it is first chosen.
+// Each model is fetched and compiled once, when it is first needed. A load that failed is
+// forgotten, so the next picture or the next choice of that model tries again (after make
+// repro has written the file, say) without reloading the page.
 function session(name) {
-  if (!models.sessions.has(name)) models.sessions.set(name, openSession(name));
+  if (!models.sessions.has(name)) {
+    const opening = openSession(name);
+    models.sessions.set(name, opening);
+    opening.catch(() => {
+      if (models.sessions.get(name) === opening) models.sessions.delete(name);
+    });
+  }
   return models.sessions.get(name);
 }
 
@@ -154,7 +200,7 @@ function showModelFailure(name, error) {
   if (name !== models.chosen) return;
   if (error instanceof MissingModelError) {
     document.body.dataset.modelState = "missing";
-    setNotice(elements.modelNotice, "error", MISSING_MODEL_HTML);
+    setNotice(elements.modelNotice, "error", missingModelHtml(error.path));
     elements.modelInfo.textContent = "No model loaded.";
   } else {
     document.body.dataset.modelState = "error";
@@ -224,17 +270,21 @@ async function answer(job) {
   }
   lastDigitJob = job;
   drawSeen(input);
+  // The model this answer comes from: the choice may change while its session loads.
+  const model = models.chosen;
   let current;
   try {
     await models.manifestLoaded;
-    current = await session(models.chosen);
+    current = await session(model);
   } catch (error) {
     clearAnswer();
     document.body.dataset.answerState = "no-model";
     setNotice(elements.answerNotice, null);
-    publish(job, { input, message: error.message });
+    publish(job, { input, model, message: error.message });
     return;
   }
+  // A load that failed before may have succeeded now; the model notice says so.
+  if (document.body.dataset.modelState !== "ready") showModelReady(model);
   const feeds = { [models.manifest.input]: new ort.Tensor("float32", input, [1, IMAGE_SIDE, IMAGE_SIDE]) };
   const outputs = await current.run(feeds);
   const probabilities = outputs[models.manifest.output].data;
@@ -242,7 +292,7 @@ async function answer(job) {
   showAnswer(job, digit, probabilities);
   // Measured once the answer is in the page (before the browser paints it).
   const strokeToAnswerMs = performance.now() - job.started;
-  publish(job, { input, probabilities, digit, strokeToAnswerMs });
+  publish(job, { input, model, probabilities, digit, strokeToAnswerMs });
 }
 
 function argmax(values) {
@@ -279,6 +329,8 @@ function clearAnswer() {
 }
 
 function showBlank(job, error) {
+  // Nothing to re-answer on a model change: the page now shows this blank picture.
+  lastDigitJob = null;
   clearAnswer();
   drawSeen(new Float32Array(IMAGE_SIDE * IMAGE_SIDE));
   document.body.dataset.answerState = "blank";
@@ -299,13 +351,15 @@ function drawSeen(input) {
   seenContext.putImageData(image, 0, 0);
 }
 
+// `fields.model` is the model that computed the answer (or would have, had it loaded); a
+// picture no model was asked about has none.
 function publish(job, fields) {
   sequence += 1;
   window.lastResult = {
     sequence,
     source: job.name ? "file" : "canvas",
     name: job.name ?? null,
-    model: models.chosen,
+    model: null,
     digit: null,
     probabilities: null,
     input: null,
@@ -386,31 +440,38 @@ function setUpPad() {
 
 async function openFile(file) {
   const started = performance.now();
-  let bitmap;
   try {
-    // The pixels as stored: no colour management, no premultiplied alpha (as Pillow reads them).
-    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    await answerFile(file, started);
+  } catch (error) {
+    // Anything else that goes wrong with a file is still about that file: one line on the page.
+    const kind = error?.name ?? "Error";
+    showFileProblem(file.name, `cannot open the image (${kind}: ${firstLine(error?.message ?? error)})`);
+  }
+}
+
+async function answerFile(file, started) {
+  const png = await readPngHeader(file);
+  // A PNG says its size in its header, so a decompression bomb is refused before any
+  // decoding; other formats are only measured once decoded.
+  if (png && png.width * png.height > MAX_IMAGE_PIXELS) {
+    showFileProblem(file.name, tooLargeMessage(png.width, png.height));
+    return;
+  }
+  let decoded;
+  try {
+    decoded = await decodePixels(file, png);
   } catch {
     showFileProblem(file.name, "not an image the browser can decode; expected a PNG");
     return;
   }
-  const { width, height } = bitmap;
+  const { rgba, width, height } = decoded;
   if (width * height > MAX_IMAGE_PIXELS) {
-    bitmap.close();
-    showFileProblem(
-      file.name,
-      `image is ${width}x${height}; expected at most ${MAX_IMAGE_PIXELS / 1e6} megapixels`,
-    );
+    showFileProblem(file.name, tooLargeMessage(width, height));
     return;
   }
-  const canvas = new OffscreenCanvas(width, height);
-  const context = canvas.getContext("2d", { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const rgba = context.getImageData(0, 0, width, height).data;
   let picture;
   try {
-    picture = pictureFromRGBA(rgba, width, height);
+    picture = pictureFromRGBA(rgba, width, height, png?.hasAlpha);
   } catch (error) {
     if (!(error instanceof BlankImageError)) throw error;
     showBlank({ name: file.name }, error);
@@ -421,7 +482,110 @@ async function openFile(file) {
   requestAnswer({ ...picture, started, name: file.name });
 }
 
+// A PNG's size and whether Pillow opens it with transparency, from the chunks before its
+// image data; null for a file that is not a PNG.
+async function readPngHeader(file) {
+  const head = new Uint8Array(await file.slice(0, PNG_HEADER_BYTES).arrayBuffer());
+  if (head.length < PNG_HEADER_BYTES) return null;
+  if (PNG_SIGNATURE.some((byte, i) => head[i] !== byte) || chunkType(head, 12) !== "IHDR") return null;
+  const view = new DataView(head.buffer);
+  const width = view.getUint32(16); // big-endian, as every PNG integer
+  const height = view.getUint32(20);
+  const [bitDepth, colourType] = [head[24], head[25]];
+  let hasAlpha = PNG_ALPHA_COLOUR_TYPES.includes(colourType);
+  const transparentColour =
+    PNG_TRNS_COLOUR_TYPES.includes(colourType) || (colourType === PNG_GREY && bitDepth === 1);
+  // A tRNS chunk, if any, comes before the first IDAT; each chunk is its 4-byte length,
+  // 4-byte type, data and 4-byte CRC.
+  let offset = PNG_HEADER_BYTES;
+  while (!hasAlpha && transparentColour && offset + 8 <= file.size) {
+    const chunk = new Uint8Array(await file.slice(offset, offset + 8).arrayBuffer());
+    const type = chunkType(chunk, 4);
+    if (type === "IDAT" || type === "IEND") break;
+    hasAlpha = type === "tRNS";
+    offset += 12 + new DataView(chunk.buffer).getUint32(0);
+  }
+  return { width, height, hasAlpha };
+}
+
+function chunkType(bytes, offset) {
+  return String.fromCharCode(...bytes.subarray(offset, offset + 4));
+}
+
+// The file's pixels as stored, {rgba, width, height}: no colour management and no
+// premultiplied alpha, as Pillow reads them.
+async function decodePixels(file, png) {
+  return (png && (await decodeAsStored(file))) ?? decodeOnCanvas(file);
+}
+
+// Chromium's 2D canvas holds premultiplied pixels, which loses most of the colour of a
+// nearly transparent pixel, whatever createImageBitmap was asked; a frame of WebCodecs'
+// ImageDecoder holds the PNG's own bytes. Null where there is no such decoder or frame.
+async function decodeAsStored(file) {
+  if (typeof ImageDecoder === "undefined" || !(await ImageDecoder.isTypeSupported("image/png"))) {
+    return null;
+  }
+  const decoder = new ImageDecoder({
+    data: await file.arrayBuffer(),
+    type: "image/png",
+    colorSpaceConversion: "none",
+    premultiplyAlpha: "none",
+  });
+  try {
+    const { image: frame } = await decoder.decode();
+    try {
+      const order = FRAME_CHANNELS[frame.format];
+      if (!order) return null;
+      const width = frame.displayWidth;
+      const height = frame.displayHeight;
+      const rect = { x: 0, y: 0, width, height };
+      const bytes = new Uint8Array(frame.allocationSize({ rect }));
+      // Copied in the frame's own layout: Chromium converts to another through premultiplied
+      // alpha, with the canvas's loss.
+      const [{ offset, stride }] = await frame.copyTo(bytes, { rect });
+      const rgba = new Uint8ClampedArray(width * height * 4);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const from = offset + y * stride + x * 4;
+          const to = (y * width + x) * 4;
+          for (let channel = 0; channel < 4; channel++) {
+            const source = order[channel];
+            rgba[to + channel] = source < 0 ? 255 : bytes[from + source];
+          }
+        }
+      }
+      return { rgba, width, height };
+    } finally {
+      frame.close();
+    }
+  } finally {
+    decoder.close();
+  }
+}
+
+async function decodeOnCanvas(file) {
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const { width, height } = bitmap;
+  try {
+    // Too large to be worth drawing; the caller refuses it by its size.
+    if (width * height > MAX_IMAGE_PIXELS) return { rgba: null, width, height };
+    const canvas = new OffscreenCanvas(width, height);
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(bitmap, 0, 0);
+    return { rgba: context.getImageData(0, 0, width, height).data, width, height };
+  } finally {
+    bitmap.close();
+  }
+}
+
+function firstLine(text) {
+  const line = String(text ?? "").trim().split("\n")[0];
+  return line || "no message";
+}
+
 function showFileProblem(name, message) {
+  // Nothing to re-answer on a model change: the page now shows this file's problem.
+  lastDigitJob = null;
   clearAnswer();
   document.body.dataset.answerState = "error";
   setNotice(elements.answerNotice, "warn", `${escapeHtml(name)}: ${escapeHtml(message)}.`);
@@ -478,7 +642,7 @@ function start() {
   models.manifestLoaded = loadManifest().then((manifest) => {
     models.manifest = manifest;
     fillModelChoice(requested);
-    if (!modelEntry(models.chosen)) throw new MissingModelError(models.chosen);
+    if (!modelEntry(models.chosen)) throw new MissingModelError(modelPath(models.chosen));
   });
   models.manifestLoaded.then(
     () => showModelState(models.chosen),

@@ -21,7 +21,8 @@ export const MAX_NOISE_FLOOR = 0.5;
 export const SIGNIFICANT_INK = 0.25;
 // Larger pictures are block-averaged down to at most this many pixels per side first.
 export const WORKING_SIZE = 1024;
-// Files with more pixels are refused before their pixels are read (50 megapixels).
+// Files with more pixels are refused (50 megapixels): a PNG from its header, before its
+// pixels are decoded.
 export const MAX_IMAGE_PIXELS = 50_000_000;
 
 /** A picture with no digit in it; the message says why, for the person who drew it. */
@@ -32,31 +33,60 @@ export class BlankImageError extends Error {
   }
 }
 
+/** Why a picture of width x height pixels is refused, word for word as Python says it. */
+export function tooLargeMessage(width, height) {
+  return (
+    `image is ${width}x${height} (${oneDecimal((width * height) / 1e6)} megapixels); ` +
+    `expected at most ${Math.floor(MAX_IMAGE_PIXELS / 1_000_000)} megapixels`
+  );
+}
+
+// Python's f"{value:.1f}". toFixed rounds a tie up, Python to the even digit; a double can
+// only be a tie at one decimal when it ends in .25 or .75, and only .25 rounds differently.
+function oneDecimal(value) {
+  const quarters = value * 4;
+  if (Number.isInteger(quarters) && quarters % 4 === 1) return `${Math.floor(value)}.2`;
+  return value.toFixed(1);
+}
+
 /**
  * The grayscale picture (0..255, row-major Float64Array) that digits_predict.images.load_image
  * makes of an image before to_mnist_form, from its decoded RGBA bytes: {gray, width, height}.
  *
- * Opaque pictures take Pillow's convert("L") integer luma, so an L or RGB PNG gives exactly
- * the values Python reads. Pictures with transparency are composited onto the background
- * that contrasts with their drawn pixels. Pictures wider or taller than WORKING_SIZE are
- * shrunk by averaging blocks first, like Pillow's reduce().
+ * `hasAlpha` says whether Pillow opens the file with transparency (an alpha channel or a
+ * transparent colour, as in an RGBA or LA PNG or a PNG with a tRNS chunk). Python sends
+ * every such picture, opaque or not, through its float alpha compositing onto the
+ * background that contrasts with the drawn pixels; any other picture takes Pillow's
+ * convert("L") integer luma. So does this function, which then gives an L, RGB or RGBA PNG
+ * exactly the values Python reads. Without `hasAlpha` (the drawing pad, or a file whose
+ * header was not read) any pixel that is not fully opaque counts as transparency.
+ * Pictures wider or taller than WORKING_SIZE are first shrunk by averaging blocks, as
+ * Pillow's reduce() does and in the same order: before the luma for an opaque picture,
+ * before the compositing for a transparent one.
  */
-export function pictureFromRGBA(rgba, width, height) {
+export function pictureFromRGBA(rgba, width, height, hasAlpha) {
   const count = width * height;
   if (!(width > 0 && height > 0) || rgba.length !== count * 4) {
     throw new RangeError(`expected ${count * 4} RGBA bytes for ${width}x${height}, got ${rgba.length}`);
   }
-  let opaque = true;
-  for (let i = 3; i < rgba.length; i += 4) {
-    if (rgba[i] !== 255) {
-      opaque = false;
-      break;
-    }
-  }
-  const gray = opaque ? lumaLevels(rgba, count) : flattenAlpha(rgba, count);
+  const transparent = hasAlpha ?? !everyPixelOpaque(rgba);
   const factor = Math.ceil(Math.max(width, height) / WORKING_SIZE);
-  if (factor <= 1) return { gray, width, height };
-  return reduceBlocks(gray, width, height, factor, opaque);
+  if (!transparent) {
+    const gray = lumaLevels(rgba, count);
+    if (factor <= 1) return { gray, width, height };
+    return reduceLevels(gray, width, height, factor);
+  }
+  const reduced = factor > 1 ? reduceRGBA(rgba, width, height, factor) : { rgba, width, height };
+  return {
+    gray: flattenAlpha(reduced.rgba, reduced.width * reduced.height),
+    width: reduced.width,
+    height: reduced.height,
+  };
+}
+
+function everyPixelOpaque(rgba) {
+  for (let i = 3; i < rgba.length; i += 4) if (rgba[i] !== 255) return false;
+  return true;
 }
 
 // Pillow's ITU-R 601-2 luma in 16-bit fixed point, rounded to whole levels.
@@ -69,8 +99,9 @@ function lumaLevels(rgba, count) {
   return gray;
 }
 
-// Composite onto white for dark drawn pixels and onto black for bright ones, so that the
-// digit stays visible whichever ink a transparent picture was drawn with.
+// Python's _flatten_alpha: the float luma composited onto white for dark drawn pixels and
+// onto black for bright ones, so that the digit stays visible whichever ink a transparent
+// picture was drawn with.
 function flattenAlpha(rgba, count) {
   const gray = new Float64Array(count);
   let totalOpacity = 0;
@@ -94,34 +125,76 @@ function flattenAlpha(rgba, count) {
   return gray;
 }
 
-// Average factor x factor blocks (the last row and column of blocks may be partial). On
-// whole levels this is Pillow's 8-bit reduce() to the bit, fixed-point rounding included;
-// a transparent picture is averaged after compositing, where Pillow averages its
-// premultiplied channels first: the two differ by rounding only.
-function reduceBlocks(gray, width, height, factor, levels) {
+// The blocks of Pillow's reduce(): factor x factor, the last row and column of them partial
+// when the side is not a multiple of the factor.
+function forEachBlock(width, height, factor, visit) {
   const outWidth = Math.ceil(width / factor);
   const outHeight = Math.ceil(height / factor);
-  const out = new Float64Array(outWidth * outHeight);
   for (let by = 0; by < outHeight; by++) {
     const y0 = by * factor;
     const y1 = Math.min(y0 + factor, height);
     for (let bx = 0; bx < outWidth; bx++) {
       const x0 = bx * factor;
-      const x1 = Math.min(x0 + factor, width);
-      let sum = 0;
-      for (let y = y0; y < y1; y++) {
-        for (let x = x0; x < x1; x++) sum += gray[y * width + x];
-      }
-      const n = (y1 - y0) * (x1 - x0);
-      if (levels) {
-        const multiplier = Math.floor(2 ** 32 / (256 * n));
-        out[by * outWidth + bx] = Math.floor(((sum + Math.floor(n / 2)) * multiplier) / 2 ** 24);
-      } else {
-        out[by * outWidth + bx] = sum / n;
-      }
+      visit(by * outWidth + bx, x0, y0, Math.min(x0 + factor, width), y1);
     }
   }
+  return { outWidth, outHeight };
+}
+
+// The mean of n 8-bit values from their sum, in Pillow's fixed-point arithmetic, to the bit.
+function blockMean(sum, n) {
+  const multiplier = Math.floor(2 ** 32 / (256 * n));
+  return Math.floor(((sum + Math.floor(n / 2)) * multiplier) / 2 ** 24);
+}
+
+// Pillow's reduce() of an 8-bit (L) picture.
+function reduceLevels(gray, width, height, factor) {
+  const out = new Float64Array(Math.ceil(width / factor) * Math.ceil(height / factor));
+  const { outWidth, outHeight } = forEachBlock(width, height, factor, (index, x0, y0, x1, y1) => {
+    let sum = 0;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) sum += gray[y * width + x];
+    }
+    out[index] = blockMean(sum, (y1 - y0) * (x1 - x0));
+  });
   return { gray: out, width: outWidth, height: outHeight };
+}
+
+// Pillow's reduce() of an RGBA picture, which goes through premultiplied RGBa so that the
+// colour of transparent pixels does not bleed into their neighbours: RGBA to RGBa rounds
+// (Pillow's MULDIV255), each channel is reduced as an L picture, and RGBa to RGBA truncates.
+function reduceRGBA(rgba, width, height, factor) {
+  const out = new Uint8ClampedArray(Math.ceil(width / factor) * Math.ceil(height / factor) * 4);
+  const premultiplied = (value, alpha) => {
+    const product = value * alpha + 128;
+    return ((product >> 8) + product) >> 8;
+  };
+  const { outWidth, outHeight } = forEachBlock(width, height, factor, (index, x0, y0, x1, y1) => {
+    let red = 0;
+    let green = 0;
+    let blue = 0;
+    let opacity = 0;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const p = (y * width + x) * 4;
+        const alpha = rgba[p + 3];
+        red += premultiplied(rgba[p], alpha);
+        green += premultiplied(rgba[p + 1], alpha);
+        blue += premultiplied(rgba[p + 2], alpha);
+        opacity += alpha;
+      }
+    }
+    const n = (y1 - y0) * (x1 - x0);
+    const alpha = blockMean(opacity, n);
+    const q = index * 4;
+    [red, green, blue].forEach((sum, channel) => {
+      const mean = blockMean(sum, n);
+      // Uint8ClampedArray clips at 255, as Pillow's CLIP8 does.
+      out[q + channel] = alpha === 0 || alpha === 255 ? mean : Math.floor((255 * mean) / alpha);
+    });
+    out[q + 3] = alpha;
+  });
+  return { rgba: out, width: outWidth, height: outHeight };
 }
 
 /**

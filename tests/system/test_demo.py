@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import importlib
+import json
 import os
+import struct
 import subprocess
 import sys
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -31,6 +37,8 @@ from factories.network import free_port, wait_for_http
 from factories.processes import REPO_ROOT, run_module
 from factories.trained import export_args, train_tiny
 from stages import export
+from stages.handoff.onnx_convert import set_metadata
+from stages.handoff.quantization import quantize_model
 
 # How far (in levels of 255) the page's 28x28 input may be from Python's for the same
 # picture. Both resample with Pillow's Lanczos-3 weights in Pillow's order, so only float
@@ -92,6 +100,43 @@ def _served(site: Path) -> Iterator[str]:
         server.terminate()
         server.wait(timeout=10)
     assert f"demo: the page is on {url}" in log.read_text()
+
+
+def _metadata_props(model_bytes: bytes) -> dict[str, str]:
+    return {entry.key: entry.value for entry in onnx.load_from_string(model_bytes).metadata_props}
+
+
+def _with_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
+    """``model_bytes`` with ``metadata`` for its metadata_props."""
+    model = onnx.load_from_string(model_bytes)
+    set_metadata(model, metadata)
+    return model.SerializeToString()
+
+
+def _quantized(fp32: Path, out: Path, made_from: str | None = None) -> Path:
+    """The fp32 model quantized to int8 (dynamic, as the quantize stage does an MLP), with
+    the fp32 model's contract metadata and, as the fp32 model it was made from, the sha256
+    ``made_from`` (by default the fp32 model's own)."""
+    fp32_bytes = fp32.read_bytes()
+    int8_bytes = quantize_model(fp32_bytes, "dynamic", np.empty((0, 28, 28), np.float32))
+    made_from = made_from or hashlib.sha256(fp32_bytes).hexdigest()
+    metadata = {**_metadata_props(fp32_bytes), "fp32_model_sha256": made_from}
+    out.write_bytes(_with_metadata(int8_bytes, metadata))
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8(tiny) -> SimpleNamespace:
+    """The tiny model quantized: a second model that answers differently from the first."""
+    model = _quantized(tiny.model, tiny.root / "model.int8.onnx")
+    return SimpleNamespace(model=model, predictor=Predictor(model))
+
+
+@pytest.fixture
+def demo_module(monkeypatch):
+    """Imports a module of ``demo`` into this process (the project root joins the path)."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return importlib.import_module
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +324,108 @@ def test_pngs_opened_or_dropped_get_the_python_predictors_answers(page, tiny, tm
         assert page.inner_text("#source") == f"from {path.name}"
 
 
+def _rgba_pictures(digits: np.ndarray) -> dict[str, np.ndarray]:
+    """RGBA pictures of digits, which Python always composites in floats, transparent or not."""
+    rng = np.random.default_rng(11)
+    ink_colour, paper_colour = np.array([30, 90, 180]), np.array([250, 240, 200])
+
+    def ink(digit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        resized = Image.fromarray(digit).resize(size, Image.Resampling.BICUBIC)
+        return np.asarray(resized, dtype=np.float64)[..., np.newaxis] / 255.0
+
+    def painted(digit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        strength = ink(digit, size)
+        rgba = np.full((size[1], size[0], 4), 255, np.uint8)
+        rgba[..., :3] = np.round(paper_colour * (1 - strength) + ink_colour * strength)
+        return rgba
+
+    def translucent(digit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        # blue ink, partly transparent at its edges, on a transparent sheet whose hidden
+        # colours are noise
+        alpha = np.round(ink(digit, size)[..., 0] * 255).astype(np.uint8)
+        rgba = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+        rgba[..., 3] = alpha
+        rgba[alpha > 0, :3] = ink_colour
+        return rgba
+
+    return {
+        "opaque-coloured-rgba": painted(digits[0], (90, 120)),
+        "translucent-rgba": translucent(digits[1], (90, 120)),
+        # more than 1024 px tall: reduced, premultiplied, before the compositing
+        "large-translucent-rgba": translucent(digits[2], (1100, 1300)),
+    }
+
+
+def test_rgba_pngs_get_python_load_images_pixels(page, tiny, tmp_path):
+    differences = {}
+    for name, rgba in _rgba_pictures(tiny.images).items():
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(rgba, "RGBA").save(path)
+        before = _sequence(page)
+        page.set_input_files("#file", path)
+        result = _after(page, before)
+        assert result["name"] == path.name and result["input"], result["message"]
+        javascript = np.reshape(result["input"], (28, 28))
+        differences[name] = float(np.abs(javascript - load_image(path)).max())
+    assert max(differences.values()) <= PIXEL_TOLERANCE, differences
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (its CRC fixed up)."""
+    Image.new("L", (8, 8), 0).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_png_too_large_is_refused_from_its_header_as_python_refuses_it(page, tmp_path):
+    # 60 megapixels claimed, 8x8 stored: only a refusal from the header gives this message
+    huge = _png_claiming(tmp_path / "huge.png", 10_000, 6_000)
+    with pytest.raises(InputError) as python_refusal:
+        load_image(huge)
+
+    before = _sequence(page)
+    page.set_input_files("#file", huge)
+    result = _after(page, before)
+
+    assert result["failed"] and result["message"] == str(python_refusal.value)
+    assert page.inner_text("#answer-notice") == f"huge.png: {python_refusal.value}."
+    messages = page.evaluate(
+        """async (sizes) => {
+            const form = await import("./mnist_form.mjs");
+            return sizes.map(([width, height]) => form.tooLargeMessage(width, height));
+        }""",
+        [[10_000, 6_000], [10_000, 5_025], [10_000, 5_075], [2**31 - 1, 2**31 - 1]],
+    )
+    assert messages == [
+        python_images._too_large(10_000, 6_000),
+        python_images._too_large(10_000, 5_025),  # 50.25 megapixels: Python rounds to even
+        python_images._too_large(10_000, 5_075),
+        python_images._too_large(2**31 - 1, 2**31 - 1),
+    ]
+
+
+def test_any_other_failure_with_a_file_is_one_line_on_the_page(page, tiny, tmp_path):
+    path = tmp_path / "digit.png"
+    Image.fromarray(tiny.images[0]).save(path)
+    # a browser that cannot even read the file's first bytes
+    page.evaluate(
+        "() => { Blob.prototype.slice = () => { throw new TypeError('no slices here'); }; }"
+    )
+
+    before = _sequence(page)
+    page.set_input_files("#file", path)
+    result = _after(page, before)
+
+    assert result["failed"] and result["digit"] is None
+    assert result["message"] == "cannot open the image (TypeError: no slices here)"
+    assert page.inner_text("#answer-notice") == (
+        "digit.png: cannot open the image (TypeError: no slices here)."
+    )
+
+
 # --- 3. the preprocessing, JavaScript against Python ----------------------------------------
 
 
@@ -436,13 +583,22 @@ def test_a_missing_model_says_run_make_repro_first(browser, tmp_path):
 # --- a second model, the server, the build --------------------------------------------------
 
 
-def test_a_second_model_is_offered_and_chosen_by_url_or_selector(browser, tiny, site_url, tmp_path):
-    # Any model of the contract stands in for the int8 one: the page only needs a second file.
+def _probabilities_of(predictor: Predictor, result: dict) -> np.ndarray:
+    """What ``predictor`` says of the 28x28 input the page published with ``result``."""
+    image = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
+    return predictor.predict(image).probabilities[0]
+
+
+def test_a_second_model_is_offered_and_chosen_by_url_or_selector(
+    browser, tiny, int8, site_url, tmp_path
+):
     site = tmp_path / "site"
-    assert "with fp32, int8" in _build(site, "--model", tiny.model, "--int8-model", tiny.model)
+    assert "with fp32, int8" in _build(site, "--model", tiny.model, "--int8-model", int8.model)
     with _served(site) as url:
         requested = []
         page = browser.new_page()
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
         page.on("request", lambda request: requested.append(request.url))
         page.goto(url + "?model=int8")
         page.wait_for_function("document.body.dataset.modelState === 'ready'")
@@ -450,14 +606,46 @@ def test_a_second_model_is_offered_and_chosen_by_url_or_selector(browser, tiny, 
         assert page.input_value("#model-choice") == "int8"
         assert url + "models/model.int8.onnx" in requested
         assert url + "models/model.onnx" not in requested
-        int8 = _draw(page, SEVEN)
-        assert int8["model"] == "int8" and int8["digit"] is not None
+        first = _draw(page, SEVEN)
+        int8_expected = _probabilities_of(int8.predictor, first)
+        fp32_expected = _probabilities_of(tiny.predictor, first)
+        # the two models tell apart on this input, so matching one is not matching both
+        assert np.abs(int8_expected - fp32_expected).max() > 10 * PROBABILITY_TOLERANCE
+        assert first["model"] == "int8"
+        np.testing.assert_allclose(
+            first["probabilities"], int8_expected, atol=PROBABILITY_TOLERANCE
+        )
 
         before = _sequence(page)
         page.select_option("#model-choice", "fp32")
         fp32 = _after(page, before)
-        assert fp32["model"] == "fp32" and fp32["input"] == int8["input"]
+        assert fp32["model"] == "fp32" and fp32["input"] == first["input"]
+        np.testing.assert_allclose(fp32["probabilities"], fp32_expected, atol=PROBABILITY_TOLERANCE)
         assert page.url.endswith("?model=fp32")
+
+        before = _sequence(page)
+        page.select_option("#model-choice", "int8")
+        again = _after(page, before)
+        assert again["model"] == "int8"
+        np.testing.assert_allclose(
+            again["probabilities"], int8_expected, atol=PROBABILITY_TOLERANCE
+        )
+
+        # a blank file replaces the drawing: a model change has nothing to answer again
+        blank = tmp_path / "blank.png"
+        Image.new("L", (64, 64), 128).save(blank)
+        before = _sequence(page)
+        page.set_input_files("#file", blank)
+        assert _after(page, before)["blank"]
+        before = _sequence(page)
+        page.select_option("#model-choice", "fp32")
+        page.wait_for_function("document.body.dataset.modelState === 'ready'")
+        page.click("#clear")
+        cleared = _after(page, before)
+        # the cleared pad's verdict is the only result since the file's
+        assert cleared["sequence"] == before + 1 and cleared["source"] == "canvas", cleared
+        assert cleared["blank"]
+        assert not page.errors, page.errors
         page.close()
 
     page = browser.new_page()
@@ -466,6 +654,38 @@ def test_a_second_model_is_offered_and_chosen_by_url_or_selector(browser, tiny, 
     assert "holds no int8 model; showing fp32" in page.inner_text("#model-notice")
     assert page.locator("#model-picker").is_hidden()
     page.close()
+
+
+def test_a_missing_int8_file_is_named_and_loaded_once_it_is_there(browser, tiny, int8, tmp_path):
+    site = tmp_path / "site"
+    _build(site, "--model", tiny.model, "--int8-model", int8.model)
+    served = site / "models" / "model.int8.onnx"
+    kept = served.rename(tmp_path / "model.int8.onnx")  # the manifest still lists it
+    with _served(site) as url:
+        page = _open(browser, url + "?model=int8", model_state="missing")
+        notice = page.locator("#model-notice")
+        assert "models/model.int8.onnx is missing" in notice.inner_text()
+        assert "models/model.onnx" not in notice.inner_text()
+        missed = _draw(page, SEVEN)
+        assert missed["model"] == "int8" and missed["probabilities"] is None
+        assert missed["message"] == "models/model.int8.onnx is missing"
+
+        kept.rename(served)
+        before = _sequence(page)
+        page.click("#clear")
+        _after(page, before)
+        answered = _draw(page, SEVEN)
+        # the failed load was not kept: this picture loaded the model, and the page says so
+        assert answered["model"] == "int8" and answered["digit"] is not None, answered["message"]
+        np.testing.assert_allclose(
+            answered["probabilities"],
+            _probabilities_of(int8.predictor, answered),
+            atol=PROBABILITY_TOLERANCE,
+        )
+        assert page.evaluate("document.body.dataset.modelState") == "ready"
+        assert notice.is_hidden()
+        assert not page.errors, page.errors
+        page.close()
 
 
 def test_the_server_sends_module_wasm_and_model_types_and_only_the_files_needed(site, site_url):
@@ -525,3 +745,97 @@ def test_the_build_refuses_a_file_that_is_no_model_and_a_folder_it_did_not_make(
     assert refused.returncode == 1
     assert "is not a site this script built" in refused.stderr
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+@pytest.mark.parametrize("module", ["demo.serve", "demo"])
+def test_a_port_that_is_no_port_is_one_error_line(site, module, port):
+    refused = run_module(module, "--site", site, "--port", port, cwd=REPO_ROOT)
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"python -m {module}: error: argument --port: {port!r} is no port; "
+        "expected 0..65535 (0 picks a free one)"
+    )
+
+
+def test_the_server_refuses_a_port_out_of_range_as_a_site_error(site, demo_module):
+    serve = demo_module("demo.serve")
+    with pytest.raises(serve.SiteError, match=r"^70000 is no port; expected 0\.\.65535"):
+        serve.make_server(site, 70000)
+
+
+def test_a_stale_int8_model_is_left_out_with_one_warning(tiny, int8, demo_module, tmp_path, capsys):
+    demo_build = demo_module("demo.build")
+    stale = _quantized(tiny.model, tmp_path / "stale.int8.onnx", made_from="0" * 64)
+    site = tmp_path / "site"
+    said = _build(site, "--model", tiny.model, "--int8-model", stale)
+    assert said.strip().splitlines()[-1].endswith(" with fp32"), said
+    warnings = [line for line in said.splitlines() if "warning" in line]
+    assert warnings == [
+        f"demo: warning: int8 model left out: {stale} is stale: it was quantized from another "
+        f"fp32 model than {tiny.model} (fp32_model_sha256 000000000000..., not "
+        f"{hashlib.sha256(tiny.model.read_bytes()).hexdigest()[:12]}...)"
+    ]
+    assert not (site / "models" / "model.int8.onnx").exists()
+
+    # python -m demo installs the pipeline's models into a built site: an int8 model made
+    # from the fp32 model before a new one is taken out of the site
+    assert demo_build.install_models(site, {"fp32": tiny.model, "int8": int8.model}) == [
+        "fp32",
+        "int8",
+    ]
+    newer = tmp_path / "newer.onnx"
+    fp32_bytes = tiny.model.read_bytes()
+    newer.write_bytes(_with_metadata(fp32_bytes, {**_metadata_props(fp32_bytes), "note": "new"}))
+    capsys.readouterr()
+    assert demo_build.install_models(site, {"fp32": newer, "int8": int8.model}) == ["fp32"]
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"demo: warning: int8 model left out: {int8.model} is stale: ")
+    assert f"than {newer} " in warning and len(warning.splitlines()) == 1
+    assert not (site / "models" / "model.int8.onnx").exists()
+    manifest = json.loads((site / "models.json").read_text())
+    assert [entry["name"] for entry in manifest["models"]] == ["fp32"]
+
+
+def test_a_failed_copy_leaves_no_temporary_file(demo_module, tmp_path):
+    demo_build = demo_module("demo.build")
+    target = tmp_path / "models" / "model.onnx"
+    target.parent.mkdir()
+    target.write_text("the old model\n")
+    with pytest.raises(FileNotFoundError):
+        demo_build._copy_atomically(tmp_path / "absent.onnx", target)
+    assert [path.name for path in target.parent.iterdir()] == ["model.onnx"]
+    assert target.read_text() == "the old model\n"
+    demo_build._write_atomically(target, "a new one\n")
+    assert [path.name for path in target.parent.iterdir()] == ["model.onnx"]
+    assert target.read_text() == "a new one\n" and target.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_swap_that_fails_keeps_the_last_good_site(tiny, demo_module, tmp_path, monkeypatch):
+    demo_build = demo_module("demo.build")
+    site = tmp_path / "site"
+    _build(site, "--model", tiny.model)
+    (site / "good").write_text("the last good site\n")
+    backup = tmp_path / ".site.backup"
+    # what a swap interrupted between its two renames leaves: the old site set aside only
+    site.rename(backup)
+
+    real_rename = Path.rename
+
+    def failing_rename(self, target):
+        if self.name == ".site.staged":
+            raise OSError("the disk said no")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="the disk said no"):
+        demo_build.build_site(site, {"fp32": tiny.model})
+    assert (site / "good").read_text() == "the last good site\n"
+    assert not backup.exists()
+
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert demo_build.build_site(site, {"fp32": tiny.model}) == ["fp32"]
+    assert not (site / "good").exists() and (site / "models" / "model.onnx").is_file()
+    leftovers = sorted(path.name for path in tmp_path.iterdir())
+    assert leftovers == ["site"], leftovers
