@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -42,3 +43,14 @@ def free_port_pair() -> int:
                 continue
         return port
     raise AssertionError("no two adjacent free ports on 127.0.0.1")
+
+
+def listening_addresses(pids: set[int]) -> list[str]:
+    """The local address:port of every listening TCP socket of those processes."""
+    shown = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for fields in map(str.split, shown.splitlines()):
+        owners = {int(part.split("=")[1]) for part in fields[-1].split(",") if "pid=" in part}
+        if owners & pids:
+            found.append(fields[3])
+    return found

@@ -4,12 +4,9 @@ store and ``mlflow server`` with basic-auth on free loopback ports; clients log 
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,73 +14,19 @@ from pathlib import Path
 import pytest
 
 from factories.data import digit_images, write_prepared
-from factories.network import free_port
+from factories.network import listening_addresses
 from factories.params import tiny_params_file
 from factories.pipeline import rendered_mnist, tiny_pipeline_params
 from factories.processes import error_lines, stage_args
-from factories.workspace import GIT_IDENTITY, project_copy
-
-VENV_BIN = Path(sys.executable).parent
-PORT_VARIABLES = (
-    "TEAM_POSTGRES_PORT",
-    "TEAM_S3_PORT",
-    "TEAM_MLFLOW_PORT",
-    "TEAM_WEED_MASTER_PORT",
-    "TEAM_WEED_VOLUME_PORT",
-    "TEAM_WEED_FILER_PORT",
-)
-
-
-def _loopback_ports(count: int) -> list[int]:
-    """Distinct free ports whose SeaweedFS gRPC twins (port + 10000) are free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port + 10000 >= 65536 or port in ports or port + 10000 in ports:
-            continue
-        with socket.socket() as twin:
-            try:
-                twin.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
-
-
-def _run(args, cwd, env, timeout=300):
-    return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+from factories.team_stack import run as _run
+from factories.team_stack import team_stack
+from factories.workspace import project_copy
 
 
 @pytest.fixture(scope="module")
 def team():
-    # PostgreSQL runs as its own user: the project must be reachable for it, which pytest's
-    # private temporary folders are not
-    root = Path(tempfile.mkdtemp(prefix="team-"))
-    root.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "TEAM_"))}
-    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", **GIT_IDENTITY})
-    ports = _loopback_ports(len(PORT_VARIABLES))
-    env.update({name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)})
-    # a generated key may begin with "-" (token_urlsafe); every consumer must take it as a value
-    env["TEAM_S3_ACCESS_KEY"] = "-begins-with-a-dash"
-    repo = project_copy(root / "repo", env, folders=("team",))
-    try:
-        up = _run([sys.executable, "-m", "team", "up"], repo, env)
-        assert up.returncode == 0, up.stderr
-        exports = {
-            name: shlex.split(value)[0]
-            for name, value in (
-                line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
-            )
-        }
-        yield {"repo": repo, "env": env, "up": up, "exports": exports, "root": root}
-    finally:
-        down = _run([sys.executable, "-m", "team", "down"], repo, env)
-        assert down.returncode == 0, down.stderr
-        assert "running" not in _run([sys.executable, "-m", "team", "status"], repo, env).stdout
-        shutil.rmtree(root, ignore_errors=True)
+    with team_stack() as stack:
+        yield stack
 
 
 def _settings(team):
@@ -104,24 +47,13 @@ def _stack_pids(repo: Path) -> set[int]:
     return pids
 
 
-def _listeners(pids: set[int]) -> list[str]:
-    """The local address:port of every listening TCP socket of those processes."""
-    shown = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for fields in map(str.split, shown.splitlines()):
-        owners = {int(part.split("=")[1]) for part in fields[-1].split(",") if "pid=" in part}
-        if owners & pids:
-            found.append(fields[3])
-    return found
-
-
 def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
     repo, env = team["repo"], team["env"]
     status = _run([sys.executable, "-m", "team", "status"], repo, env)
     assert status.returncode == 0, status.stdout
     assert status.stdout.count(": running") == 3
     pids = {name: (repo / ".team" / "run" / f"{name}.pid").read_text() for name in ("s3", "mlflow")}
-    ours = _listeners(_stack_pids(repo))
+    ours = listening_addresses(_stack_pids(repo))
     for name in ("TEAM_POSTGRES_PORT", "TEAM_S3_PORT", "TEAM_MLFLOW_PORT"):
         assert f"127.0.0.1:{env[name]}" in ours, (name, ours)
     assert all(address.startswith("127.0.0.1:") for address in ours), ours

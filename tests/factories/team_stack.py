@@ -1,0 +1,83 @@
+"""The team stack (PostgreSQL, SeaweedFS S3, mlflow server with basic-auth) of a project
+copy, started by ``python -m team up`` on free loopback ports and stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from factories.network import free_port
+from factories.workspace import GIT_IDENTITY, project_copy
+
+VENV_BIN = Path(sys.executable).parent
+PORT_VARIABLES = (
+    "TEAM_POSTGRES_PORT",
+    "TEAM_S3_PORT",
+    "TEAM_MLFLOW_PORT",
+    "TEAM_WEED_MASTER_PORT",
+    "TEAM_WEED_VOLUME_PORT",
+    "TEAM_WEED_FILER_PORT",
+)
+
+
+def _loopback_ports(count: int) -> list[int]:
+    """Distinct free ports whose SeaweedFS gRPC twins (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + 10000 >= 65536 or port in ports or port + 10000 in ports:
+            continue
+        with socket.socket() as twin:
+            try:
+                twin.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def run(args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 300):
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@contextlib.contextmanager
+def team_stack(
+    folders: Sequence[str] = ("team",), params: dict[str, dict] | None = None
+) -> Iterator[dict]:
+    """A project copy with its stack up: ``repo``, ``env``, ``up``, ``exports``, ``root``."""
+    # PostgreSQL runs as its own user: the project must be reachable for it, which pytest's
+    # private temporary folders are not
+    root = Path(tempfile.mkdtemp(prefix="team-"))
+    root.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "TEAM_"))}
+    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}", **GIT_IDENTITY})
+    ports = _loopback_ports(len(PORT_VARIABLES))
+    env.update({name: str(port) for name, port in zip(PORT_VARIABLES, ports, strict=True)})
+    # a generated key may begin with "-" (token_urlsafe); every consumer must take it as a value
+    env["TEAM_S3_ACCESS_KEY"] = "-begins-with-a-dash"
+    repo = project_copy(root / "repo", env, folders=folders, params=params)
+    try:
+        up = run([sys.executable, "-m", "team", "up"], repo, env)
+        assert up.returncode == 0, up.stderr
+        exports = {
+            name: shlex.split(value)[0]
+            for name, value in (
+                line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+            )
+        }
+        yield {"repo": repo, "env": env, "up": up, "exports": exports, "root": root}
+    finally:
+        down = run([sys.executable, "-m", "team", "down"], repo, env)
+        assert down.returncode == 0, down.stderr
+        assert "running" not in run([sys.executable, "-m", "team", "status"], repo, env).stdout
+        shutil.rmtree(root, ignore_errors=True)
