@@ -28,7 +28,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve-setup browser postgres lock repro compare test test-all lint bench sweep \
+.PHONY: help setup serve-setup browser postgres lock repro compare test test-all lint bench sweep sweep-queue \
 	champion serve serve-mlflow triton-repo demo team-up team-down team-status ui clean
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
@@ -72,7 +72,7 @@ postgres: ## install Debian's postgresql-15 for team mode and its tests (as root
 
 lock: ## re-resolve requirements.lock (pyproject.toml) and requirements-serve.lock (serving/requirements.in)
 	@test -x $(BIN)/uv || $(MAKE) setup
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra team --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra team --extra sweep --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile serving/requirements.in --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-serve.lock
@@ -101,11 +101,16 @@ bench: setup serve-setup browser $(DEMO_NODE_MODULES) ## measure speed, memory a
 
 # a grid of DVC experiments: every combination of the comma-separated values
 SWEEP ?= -S 'train.dropout=0.2,0.3' -S 'train.hidden_units=[256],[512]'
+SWEEP_WORKERS ?= 2
 
-sweep: setup ## queue a grid of experiments (SWEEP="-S key=a,b ..."), run 2 at a time, show them
+sweep: setup ## run a grid (SWEEP="-S key=a,b ...") on Ray (RAY_ADDRESS, else local): each trial a pushed DVC experiment and an MLflow run
+	@status=0; python -m sweep $(SWEEP) --workers $(SWEEP_WORKERS) || status=$$?; \
+		$(COMPARE); exit $$status
+
+sweep-queue: setup ## the same grid on this machine alone: dvc exp run --queue, dvc queue start -j 2, show them
 	dvc queue remove --failed --success -q  # earlier sweeps' finished tasks
 	dvc exp run --queue $(SWEEP)
-	dvc queue start -j 2
+	dvc queue start -j $(SWEEP_WORKERS)
 	@while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 	dvc queue status
 	$(COMPARE)

@@ -71,6 +71,16 @@ class TrainingRun:
         retry_locked(lambda: mlflow.log_metrics(phases), "logging phase timings")
 
 
+def sweep_tags() -> dict[str, str]:
+    """A sweep's trial is a child of the sweep's run (``python -m sweep`` sets these)."""
+    sweep = os.environ.get("PIPELINE_SWEEP_NAME", "")
+    parent = os.environ.get("PIPELINE_SWEEP_PARENT_RUN_ID", "")
+    tags = {"sweep": sweep} if sweep else {}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return tags
+
+
 @contextlib.contextmanager
 def start_training_run(
     uri: str, experiment_id: str, params: Params, data_digest: str, train: Split
@@ -96,6 +106,7 @@ def start_training_run(
     # a DVC experiment's name, or "workspace" for a plain dvc repro, with the params' digest
     experiment = os.environ.get("DVC_EXP_NAME") or WORKSPACE
     tags.update({"dvc_exp_name": experiment, "params_digest": digest})
+    tags.update(sweep_tags())
     run_name = experiment if experiment != WORKSPACE else f"{WORKSPACE}-{digest}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         retry_locked(

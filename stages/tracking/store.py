@@ -134,10 +134,14 @@ def registry_lock(uri: str) -> Iterator[None]:
 
     Two queued experiments exporting together would otherwise both read the same
     champion and the slower one would win, better or not. The lock is a file lock
-    (beside a SQLite store, else in the workspace's ``.dvc/tmp/``): it orders the exports
-    of one machine, not of several machines sharing a server.
+    (beside a SQLite store, else in the workspace's ``.dvc/tmp/``, or the file
+    ``PIPELINE_REGISTRY_LOCK`` names: a sweep's trials, each in its own clone, share one):
+    it orders the exports of one machine, not of several machines sharing a server.
     """
-    if uri.startswith("sqlite:///"):
+    shared = os.environ.get("PIPELINE_REGISTRY_LOCK", "")
+    if shared:
+        path = Path(shared)
+    elif uri.startswith("sqlite:///"):
         store = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
         path = store.with_name(store.name + ".registry-lock")
     else:

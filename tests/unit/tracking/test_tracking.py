@@ -389,3 +389,55 @@ def test_the_registry_lock_of_a_server_store_is_in_the_workspace(
     monkeypatch.chdir(tmp_path)
     with store.registry_lock("http://127.0.0.1:5000"):
         assert (tmp_path / ".dvc" / "tmp" / "registry-lock").exists()
+
+
+def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
+    tmp_mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from factories.data import digit_splits
+    from factories.params import params_dict
+    from stages.common.config import parse_params
+    from stages.tracking.records import start_training_run
+    from stages.tracking.store import get_or_create_experiment
+
+    experiment_id = get_or_create_experiment("sweeping", tmp_mlflow_store)
+    client = mlflow.MlflowClient(tmp_mlflow_store)
+    parent = client.create_run(experiment_id, run_name="sweep-1").info.run_id
+    monkeypatch.setenv("DVC_EXP_NAME", "sweep-1-2")
+    monkeypatch.setenv("PIPELINE_SWEEP_NAME", "sweep-1")
+    monkeypatch.setenv("PIPELINE_SWEEP_PARENT_RUN_ID", parent)
+    params = parse_params(params_dict())
+    with start_training_run(
+        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
+    ) as run:
+        run_id = run.ref.run_id
+    tags = client.get_run(run_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent and tags["sweep"] == "sweep-1"
+    assert client.get_run(run_id).info.run_name == "sweep-1-2"
+
+    monkeypatch.delenv("PIPELINE_SWEEP_NAME")
+    monkeypatch.delenv("PIPELINE_SWEEP_PARENT_RUN_ID")
+    with start_training_run(
+        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
+    ) as run:
+        alone = client.get_run(run.ref.run_id).data.tags
+    assert "mlflow.parentRunId" not in alone and "sweep" not in alone
+
+
+def test_the_registry_lock_is_the_named_file_that_clones_of_one_machine_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    shared = tmp_path / "node" / "registry.lock"
+    shared.parent.mkdir()
+    monkeypatch.setenv("PIPELINE_REGISTRY_LOCK", str(shared))
+    monkeypatch.chdir(tmp_path)
+    with store.registry_lock("http://127.0.0.1:5000"):
+        with open(shared, "a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another clone's export waits
+    assert not (tmp_path / ".dvc").exists()
+    with open(shared, "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
