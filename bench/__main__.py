@@ -9,7 +9,9 @@
 5. the int8 model against the fp32 one (``bench.int8``): throughput, batch-1 latency, size,
    accuracy;
 6. the draw-a-digit page in headless Chromium (``bench.page_latency``): stroke end to answer;
-7. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+7. a 4-trial grid through ``dvc queue start -j 2`` and through ``python -m sweep`` on Ray
+   with 2 workers (``bench.sweep``): wall times and the per-trial overhead;
+8. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
    through the parity gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
@@ -34,6 +36,7 @@ import yaml
 
 from bench.report import render_markdown
 from bench.serving import bench_serving
+from bench.sweep import bench_sweep
 
 PROJECT = Path(__file__).resolve().parents[1]
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
@@ -83,7 +86,7 @@ def make_copy(work: Path, log: Path) -> Path:
     return project_copy(
         work / "repo",
         _env(),
-        folders=("bench",),
+        folders=("bench", "sweep"),
         wrap_command=lambda name, cmd: (
             f"python -m bench.probe --label {name} --out {work}/probe/{name}.json -- {cmd}"
         ),
@@ -379,6 +382,7 @@ UPDATABLE = {
     "serving": lambda repo, work, log: serving(repo, work, log),
     "int8": lambda repo, work, log: bench_int8(repo),
     "page": lambda repo, work, log: page_latency(repo, work),
+    "sweep": lambda repo, work, log: bench_sweep(repo, work, log, _run, _env()),
 }
 
 
@@ -448,6 +452,7 @@ def main() -> None:
     results["serving"] = serving(repo, work, log)
     results["int8"] = bench_int8(repo)
     results["page"] = page_latency(repo, work)
+    results["sweep"] = bench_sweep(repo, work, log, _run, _env())
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)

@@ -14,6 +14,7 @@ TARGETS = {
     "int8_throughput_ratio": 2.0,
     "int8_accuracy_cost": 0.003,
     "page_stroke_to_answer_ms": 50.0,
+    "sweep_ray_vs_queue_ratio": 1.15,
     "default_accuracy": 0.980,
     "best_mlp_accuracy": 0.986,
     "best_mlp_fit_seconds": 300.0,
@@ -99,6 +100,14 @@ def render_markdown(results: dict) -> str:
             f"{stroke['median']:.1f} ms (p90 {stroke['p90']:.1f} ms) | "
             f"{_at_most(stroke['median'], TARGETS['page_stroke_to_answer_ms'])} |"
         )
+    sweep = results.get("sweep")
+    if sweep:
+        lines.append(
+            f"| {sweep['trials']}-trial grid on Ray (2 workers) ≤ 1.15 × `dvc queue start -j 2` | "
+            f"{sweep['ratio']:.2f} × ({sweep['ray_wall_seconds']:.0f} s vs "
+            f"{sweep['queue_wall_seconds']:.0f} s) | "
+            f"{_at_most(sweep['ratio'], TARGETS['sweep_ray_vs_queue_ratio'])} |"
+        )
     accuracy = results.get("accuracy", {})
     checks = (
         ("default", "default_accuracy", None),
@@ -170,6 +179,8 @@ def render_markdown(results: dict) -> str:
         lines += _serving_section(serving, results.get("serving_updated"))
     if int8:
         lines += _int8_section(int8, results.get("int8_updated"))
+    if sweep:
+        lines += _sweep_section(sweep, results.get("sweep_updated"))
     if accuracy:
         lines += [
             "",
@@ -273,4 +284,36 @@ def _int8_section(int8: dict, updated: str | None) -> list[str]:
     ]
     if updated:
         lines += ["", f"Measured {updated} with `python -m bench --update int8`."]
+    return lines
+
+
+def _sweep_section(sweep: dict, updated: str | None) -> list[str]:
+    phases = sweep["ray_trial_median_seconds"]
+    overhead = sweep["ray_overhead_per_trial_seconds"]
+    lines = [
+        "",
+        "## Sweeps: Ray against the DVC queue",
+        "",
+        f"The grid `{sweep['grid']}` ({sweep['trials']} trials), first through `dvc exp run "
+        f"--queue` and `dvc queue start -j {sweep['workers']}`, then through `python -m sweep "
+        f"--workers {sweep['workers']}` on a Ray started for it on 127.0.0.1, trials pushed "
+        "to a DVC remote in a local folder, MLflow on the copy's SQLite store.",
+        "",
+        "| | wall (s) |",
+        "|---|---|",
+        f"| `dvc queue start -j {sweep['workers']}` | {sweep['queue_wall_seconds']:.1f} |",
+        f"| Ray, {sweep['workers']} workers | {sweep['ray_wall_seconds']:.1f} |",
+        "",
+        "A Ray trial, median seconds per phase:",
+        "",
+        "| clone + checkout | dvc pull | dvc exp run | dvc exp push |",
+        "|---|---|---|---|",
+        f"| {phases['clone']:.2f} | {phases['pull']:.2f} | {phases['run']:.1f} | "
+        f"{phases['push']:.2f} |",
+        "",
+        "Overhead per trial beyond its `dvc exp run` (Ray's start, Tune's scheduling, clone, "
+        f"pull, push, the refs fetched at the end): {overhead:.1f} s.",
+    ]
+    if updated:
+        lines += ["", f"Measured {updated} with `python -m bench --update sweep`."]
     return lines
