@@ -189,6 +189,11 @@ def run(argv: Sequence[str]) -> int:
     except (SweepError, StageError) as err:
         print(f"sweep: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"sweep: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "sweep: interrupted; run the same command again to go on (pushed trials are kept)",

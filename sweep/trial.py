@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.workspace import command_line
+
 # a stage's own error line ("train: error: ..."), else DVC's
 _STAGE_ERROR = re.compile(r"^[a-z_]+: (error|interrupted)\b")
 
@@ -105,8 +107,7 @@ def _trial_env(context: SweepContext, clone: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], out: object, phase: str) -> None:
-    if args[0] == "dvc":
-        args = [sys.executable, "-m", "dvc", *args[1:]]
+    args = command_line(args)
     out.write(f"$ {' '.join(args)}\n")
     out.flush()
     done = subprocess.run(

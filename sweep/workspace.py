@@ -24,12 +24,20 @@ class GitRemote:
     is_workspace: bool
 
 
+def command_line(args: list[str]) -> list[str]:
+    """``dvc …`` as this environment's dvc (PATH or not); other commands as they are."""
+    return [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else args
+
+
 def run(args: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
     """Run git or dvc in ``cwd``; on failure, one line naming ``what`` and its last error."""
-    if args[0] == "dvc":
-        args = [sys.executable, "-m", "dvc", *args[1:]]  # this environment's dvc, PATH or not
     done = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        command_line(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:
         lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]

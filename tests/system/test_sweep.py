@@ -234,3 +234,26 @@ def test_a_sweep_on_ray_pushes_each_trial_logs_it_under_the_sweep_and_resumes(
         accuracy = json.loads((repo / "reports" / "metrics.json").read_text())["accuracy"]
         assert f"test accuracy {accuracy:.4f}" in best
         assert (repo / "models" / "model.onnx").is_file()
+
+
+def test_a_report_path_that_cannot_be_written_is_one_line(clone: Path, tmp_path: Path) -> None:
+    """Every trial already pushed: the sweep writes its report and says where it could not."""
+    head = _ok(["git", "rev-parse", "HEAD"], clone).strip()
+    (clone / "reports").mkdir(exist_ok=True)
+    (clone / "reports" / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
+    _ok(["git", "add", "-f", "reports/metrics.json"], clone)
+    tree = _ok(["git", "write-tree"], clone).strip()
+    message = "sweep done: train.dropout=0.1"
+    commit = _ok(["git", "commit-tree", tree, "-p", head, "-m", message], clone).strip()
+    _ok(["git", "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/done-1", commit], clone)
+    _ok(["git", "reset", "-q"], clone)
+    env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    report = blocker / "report.json"
+    done = _sweep(clone, "-S", "train.dropout=0.1", "--name", "done", "--report", str(report),
+                  env=env)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sweep: error: {blocker}") and "Traceback" not in done.stderr, last
+    assert "best trial" not in done.stdout, "nothing claimed after the failure"
