@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.plan import Trial
 from sweep.workspace import command_line
 
 # a stage's own error line ("train: error: ..."), else DVC's
@@ -73,7 +74,7 @@ def run_experiment(
             # what the base commit's outputs the remote has (the data, at least); the rest
             # the experiment makes
             step("pull", ["dvc", "pull", "-q", "--allow-missing"])
-            message = f"sweep {context.sweep}: {' '.join(overrides)}"
+            message = Trial(name, tuple(overrides)).message(context.sweep)  # resume checks it
             sets = [arg for override in overrides for arg in ("-S", override)]
             step("run", ["dvc", "exp", "run", "-q", "-n", name, "-m", message, *sets])
             step("push", ["dvc", "exp", "push", "-q", "origin", name])
