@@ -4,7 +4,12 @@ VENV ?= .venv
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 BIN := $(abspath $(VENV))/bin
-STAMP := $(VENV)/.installed-from-lock
+# .venv holds the core (pipeline, predictor, dev tools: locks/core.lock); each extra is added
+# to it from locks/EXTRA.lock by the first target that needs it (the stamps say which are in)
+STAMP := $(VENV)/.installed-core
+TEAM_EXTRA := $(VENV)/.installed-team
+SWEEP_EXTRA := $(VENV)/.installed-sweep
+BROWSER_EXTRA := $(VENV)/.installed-browser
 # MLServer pins older fastapi/starlette/protobuf than the pipeline: serving has its own venv
 SERVE_VENV ?= .venv-serve
 SERVE_BIN := $(abspath $(SERVE_VENV))/bin
@@ -28,8 +33,9 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve-setup browser postgres lock repro compare test test-all lint bench sweep sweep-queue \
-	champion serve serve-mlflow triton-repo demo team-up team-down team-status ui clean
+.PHONY: help setup setup-team setup-sweep setup-browser serve-setup browser postgres lock repro compare \
+	test test-system test-all lint bench sweep sweep-queue champion serve serve-mlflow triton-repo \
+	demo team-up team-down team-status ui clean
 
 # dvc exp show without what every run shares, the secondary figures and the file hashes
 COMPARE = dvc exp show --no-pager --only-changed \
@@ -37,22 +43,33 @@ COMPARE = dvc exp show --no-pager --only-changed \
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+		awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(PLOTS_PAGE) ## create .venv from requirements.lock and the offline plots page from plots/'s npm lock
+setup: $(STAMP) $(PLOTS_PAGE) ## create .venv (pipeline, predictor, dev tools: locks/core.lock) and the offline plots page
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): locks/core.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	@# sync: exactly the core, so an extra installed before is dropped and its stamp too
+	$(BIN)/uv pip sync --python $(BIN)/python locks/core.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-team $(VENV)/.installed-sweep $(VENV)/.installed-browser
 	@touch $@
 
-serve-setup: $(SERVE_STAMP) ## create .venv-serve (MLServer, tritonclient) from requirements-serve.lock
+setup-team: $(TEAM_EXTRA) ## add the team extra to .venv (psycopg, boto3, dvc-s3, SeaweedFS, MLflow's auth app)
+setup-sweep: $(SWEEP_EXTRA) ## add the sweep extra to .venv (Ray Tune)
+setup-browser: $(BROWSER_EXTRA) ## add the browser extra to .venv (Playwright, which drives Debian's chromium)
 
-$(SERVE_STAMP): requirements-serve.lock pyproject.toml | $(STAMP)
+# each extra's lock is the core plus that extra, cut from one resolution: versions agree
+$(VENV)/.installed-%: locks/%.lock $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r $<
+	@touch $@
+
+serve-setup: $(SERVE_STAMP) ## create .venv-serve (MLServer, tritonclient) from locks/serve.lock
+
+$(SERVE_STAMP): locks/serve.lock pyproject.toml | $(STAMP)
 	@test -x $(SERVE_BIN)/python || $(PYTHON) -m venv $(SERVE_VENV)
-	$(BIN)/uv pip sync --python $(SERVE_BIN)/python requirements-serve.lock
+	$(BIN)/uv pip sync --python $(SERVE_BIN)/python locks/serve.lock
 	$(BIN)/uv pip install --python $(SERVE_BIN)/python --no-deps -e .
 	@touch $@
 
@@ -70,12 +87,9 @@ postgres: ## install Debian's postgresql-15 for team mode and its tests (as root
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
 	@test -x $(PG_BIN)/initdb || { echo "postgres: $(PG_BIN)/initdb missing: install postgresql-15" >&2; exit 1; }
 
-lock: ## re-resolve requirements.lock (pyproject.toml) and requirements-serve.lock (serving/requirements.in)
+lock: ## re-resolve locks/ from pyproject.toml and serving/requirements.in (UPGRADE=--upgrade moves pins)
 	@test -x $(BIN)/uv || $(MAKE) setup
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra team --extra sweep --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile serving/requirements.in --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-serve.lock
+	UV=$(BIN)/uv bash locks/compile.sh
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export, quantize)
 	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
@@ -86,24 +100,34 @@ repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate,
 compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
 	$(COMPARE)
 
-test: setup serve-setup browser postgres $(DEMO_PAGE) ## run the fast test suite: unit, integration, end-to-end, browser, team stack (no network)
-	pytest
+# pytest-xdist, a test module per worker at a time (module fixtures are built once) in the
+# order collected: the end-to-end dvc repro, the longest, starts first (docs/development.md)
+TEST_WORKERS ?= 2
+SYSTEM_NEEDS := setup serve-setup browser postgres $(TEAM_EXTRA) $(SWEEP_EXTRA) $(BROWSER_EXTRA) $(DEMO_PAGE)
 
-test-all: setup serve-setup browser postgres $(DEMO_PAGE) ## run every test, including real MNIST from PyPI and slow ones
-	pytest -m ''
+test: setup ## the fast suite: unit, integration, a tiny end-to-end dvc repro (no root, no servers, no network)
+	pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+
+test-system: $(SYSTEM_NEEDS) ## tests on real servers: browser, PostgreSQL, MLflow server, MLServer, the page (as root: apt-get)
+	pytest -m 'system and not slow and not realdata'
+
+test-all: $(SYSTEM_NEEDS) ## every tier: the fast suite, the system tier, slow tests and real MNIST from PyPI (as root)
+	pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	pytest -m 'system and not slow and not realdata'
+	pytest -m 'slow or realdata'
 
 lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
 	ruff format --check .
 	ruff check .
 
-bench: setup serve-setup browser $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
+bench: setup serve-setup browser $(BROWSER_EXTRA) $(SWEEP_EXTRA) $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
 
 # a grid of DVC experiments: every combination of the comma-separated values
 SWEEP ?= -S 'train.dropout=0.2,0.3' -S 'train.hidden_units=[256],[512]'
 SWEEP_WORKERS ?= 2
 
-sweep: setup ## run a grid (SWEEP="-S key=a,b ...") on Ray (RAY_ADDRESS, else local): each trial a pushed DVC experiment and an MLflow run
+sweep: setup $(SWEEP_EXTRA) ## run a grid (SWEEP="-S key=a,b ...") on Ray (RAY_ADDRESS, else local): each trial a pushed DVC experiment and an MLflow run
 	@status=0; python -m sweep $(SWEEP) --workers $(SWEEP_WORKERS) || status=$$?; \
 		$(COMPARE); exit $$status
 
@@ -117,7 +141,7 @@ sweep-queue: setup ## the same grid on this machine alone: dvc exp run --queue, 
 	@! dvc queue status | grep -q Failed || { echo "sweep: some experiments failed: dvc queue logs NAME" >&2; exit 1; }
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
-	python -m stages.tracking download champion champion
+	python -m tracking download champion champion
 
 serve: setup serve-setup ## serve @champion (ALIAS=...) with MLServer over the Open Inference Protocol on 127.0.0.1:8080
 	python -m serving --alias $(ALIAS) --port $(SERVE_PORT) --mlserver $(SERVE_BIN)/mlserver
@@ -137,7 +161,7 @@ $(DEMO_PAGE): $(DEMO_NODE_MODULES) demo/build.py $(wildcard demo/page/*) | $(STA
 demo: setup $(DEMO_PAGE) ## serve the draw-a-digit page (the ONNX model run in the browser) on 127.0.0.1:8000 (DEMO_PORT=...)
 	python -m demo --site $(DEMO_SITE) --port $(DEMO_PORT)
 
-team-up: setup postgres ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
+team-up: setup postgres $(TEAM_EXTRA) ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
 	@python -m team up
 	@echo 'team: to log to it: eval "$$(.venv/bin/python -m team env)"' >&2
 
@@ -148,7 +172,7 @@ team-status: ## say which team services run
 	@python -m team status
 
 ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
-	python -m stages.tracking
+	python -m tracking
 
 clean: ## remove pipeline outputs (data, models, the page's built site; reports/ back to git's); keeps .venv and the MLflow store
 	rm -rf data/raw/mnist.npz data/prepared models $(DEMO_SITE)

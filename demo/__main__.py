@@ -14,6 +14,7 @@ import yaml
 
 from demo.build import BuildError, install_models
 from demo.serve import SiteError, port_number, serve
+from kernel.cli import run_command
 
 PROJECT = Path(__file__).resolve().parents[1]
 # dvc.yaml's names of the model files, per model the page offers.
@@ -34,25 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, default=PROJECT / "demo" / "site")
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
     args = parser.parse_args(argv)
-    try:
-        if not args.site.is_dir():
-            raise SiteError(f"{args.site} is not built; run make demo, which builds it")
-        models = pipeline_models()
-        if "fp32" not in models:
-            raise BuildError(f"dvc.yaml has no var {PIPELINE_VARS['fp32']!r} naming the model")
-        installed = install_models(args.site, models)
-        if "fp32" not in installed:
-            print(
-                f"demo: warning: {models['fp32'].relative_to(PROJECT)} is missing, so the "
-                "page has no model to run: run `make repro` first",
-                file=sys.stderr,
-            )
-        serve(args.site, args.port)
-    except (BuildError, SiteError, OSError) as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        return 1
+    if not args.site.is_dir():
+        raise SiteError(f"{args.site} is not built; run make demo, which builds it")
+    models = pipeline_models()
+    if "fp32" not in models:
+        raise BuildError(f"dvc.yaml has no var {PIPELINE_VARS['fp32']!r} naming the model")
+    installed = install_models(args.site, models)
+    if "fp32" not in installed:
+        print(
+            f"demo: warning: {models['fp32'].relative_to(PROJECT)} is missing, so the "
+            "page has no model to run: run `make repro` first",
+            file=sys.stderr,
+        )
+    serve(args.site, args.port)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("demo", main, expected=(OSError,)))

@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from kernel.cli import CommandError, run_command
+
 DEMO = Path(__file__).resolve().parent
 PAGE_SOURCES = DEMO / "page"
 NODE_MODULES = DEMO / "node_modules"
@@ -46,7 +48,7 @@ FILE_MODE = 0o644
 SITE_MARK = ".demo-site"
 
 
-class BuildError(Exception):
+class BuildError(CommandError):
     """The site cannot be built as asked; the message says what to do."""
 
 
@@ -237,15 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="the fp32 ONNX model (left out if absent)")
     parser.add_argument("--int8-model", type=Path, help="the int8 ONNX model, if there is one")
     args = parser.parse_args(argv)
-    try:
-        installed = build_site(args.out, {"fp32": args.model, "int8": args.int8_model})
-    except (BuildError, OSError) as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        return 1
+    installed = build_site(args.out, {"fp32": args.model, "int8": args.int8_model})
     models = ", ".join(installed) if installed else "no model"
     print(f"demo: built {args.out} ({_size_mb(args.out):.1f} MB) with {models}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("demo", main, expected=(OSError,)))

@@ -17,6 +17,8 @@ import http.server
 import sys
 from pathlib import Path
 
+from kernel.cli import CommandError, run_command
+
 HOST = "127.0.0.1"
 LAST_PORT = 65535
 _PORT_RANGE = f"0..{LAST_PORT} (0 picks a free one)"
@@ -48,7 +50,7 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         super().log_request(code, size)
 
 
-class SiteError(Exception):
+class SiteError(CommandError):
     """The site cannot be served; the message says what to do."""
 
 
@@ -105,13 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, required=True, help="the folder demo.build wrote")
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
     args = parser.parse_args(argv)
-    try:
-        serve(args.site, args.port)
-    except SiteError as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        return 1
+    serve(args.site, args.port)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("demo", main))

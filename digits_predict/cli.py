@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from digits_predict.errors import PredictError
 from digits_predict.images import load_input
 from digits_predict.predictor import Predictor
+from kernel.cli import one_line, report_error, run_command
 
 PROG = "digits-predict"
 DEFAULT_MODEL = "models/model.onnx"
@@ -26,16 +26,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (argparse exits 2 on usage errors)."""
     args = _parser().parse_args(argv)
-    try:
-        return _run(args.model, args.inputs, as_json=args.json)
-    except BrokenPipeError:
-        # The reader (e.g. `| head`) left. Point stdout at devnull so that Python's flush at
-        # exit does not raise again (the recipe of the signal module's documentation).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        _report("interrupted")
-        return 130
+    return run_command(PROG, lambda _: _run(args.model, args.inputs, as_json=args.json))
 
 
 def _run(model_path: str, input_paths: Sequence[str], *, as_json: bool) -> int:
@@ -55,7 +46,7 @@ def _run(model_path: str, input_paths: Sequence[str], *, as_json: bool) -> int:
                 answers.append(answer)
             elif "error" not in answer:
                 print(
-                    f"{_one_line(answer['input'])}: digit {answer['digit']} "
+                    f"{one_line(answer['input'])}: digit {answer['digit']} "
                     f"(p={answer['probability']:.3f})",
                     flush=True,
                 )
@@ -116,13 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(message: str) -> None:
-    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr, flush=True)
-
-
-def _one_line(text: str) -> str:
-    # Messages quote file names and decoder text, which may hold line breaks; the
-    # one-line-per-bad-input promise must survive them.
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    report_error(PROG, message)
 
 
 def _rounded(probability: float) -> float:

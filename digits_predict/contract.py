@@ -61,6 +61,9 @@ OUTPUT_NAME = "probabilities"
 OUTPUT_DTYPE = "float32"
 NUM_CLASSES = 10
 CLASS_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
+# The most images one request to a served model may carry: past it a server answers 400
+# instead of allocating for an arbitrarily large JSON body; Triton's config says the same.
+MAX_BATCH_SIZE = 1024
 
 # The keys that describe the tensors, then the keys that say where the model came from.
 CONTRACT_KEYS = (

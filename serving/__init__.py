@@ -8,7 +8,3 @@ and protobuf than the pipeline. ``runtime`` and ``client`` live on MLServer's si
 
 Nothing is imported here: each side imports only its own modules.
 """
-
-# The most images one request may carry: past it a server answers 400 instead of
-# allocating for an arbitrarily large JSON body; Triton's config says the same.
-MAX_BATCH_SIZE = 1024

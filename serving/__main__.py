@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
-from stages.common.config import load_params
-from stages.common.errors import StageError, deferred_signals, run_stage
-from stages.common.ports import port_taken
-from stages.tracking.registry import download_version
-from stages.tracking.store import connect
+from kernel.cli import CommandError, run_command
+from kernel.params import load_params
+from kernel.ports import port_taken
+from kernel.signals import deferred_signals
+from tracking.registry import download_version
+from tracking.store import connect
 
 HOST = "127.0.0.1"
 SERVE_DIR = Path(".serve")
@@ -36,11 +37,11 @@ MLSERVER = Path(".venv-serve/bin/mlserver")
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    ports = [args.port, args.port + 1] if args.server == "mlserver" else [args.port]
-    for port in ports:
-        _refuse_taken(port)
+    _refuse_taken(args.port, "HTTP")
+    if args.server == "mlserver":
+        _refuse_taken(args.port + 1, f"gRPC (MLServer takes the port after --port {args.port})")
     if args.server == "mlserver" and not args.mlserver.is_file():
-        raise StageError(f"{args.mlserver} does not exist; run `make serve-setup` first")
+        raise CommandError(f"{args.mlserver} does not exist; run `make serve-setup` first")
     name = load_params().export.registered_model_name
     # a progress bar per file of a 16-file download says nothing the closing line does not
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -103,7 +104,7 @@ def check_signature(model_dir: Path, source: str) -> None:
     names = (signature.inputs.input_names(), signature.outputs.input_names()) if signature else None
     loader = model.flavors.get("python_function", {}).get("loader_module")
     if names != ([INPUT_NAME], [OUTPUT_NAME]) or loader != "digits_predict.pyfunc":
-        raise StageError(
+        raise CommandError(
             f"{source} was registered before the served contract (signature {INPUT_NAME} -> "
             f"{OUTPUT_NAME}, inputs checked by digits_predict.pyfunc); export a new version "
             "(`dvc repro -f export`) and serve it (ALIAS=candidate)"
@@ -139,11 +140,11 @@ def _write_json(path: Path, value: dict) -> None:
     partial.replace(path)
 
 
-def _refuse_taken(port: int) -> None:
+def _refuse_taken(port: int, role: str) -> None:
     if port_taken(HOST, port):
-        raise StageError(
-            f"{HOST}:{port} is taken by another program (a server already running?); "
-            "choose another port with --port (make serve SERVE_PORT=...)"
+        raise CommandError(
+            f"{HOST}:{port}, for {role}, is taken by another program (a server already "
+            "running?); choose another port with --port (make serve SERVE_PORT=...)"
         )
 
 
@@ -168,4 +169,4 @@ def _port(text: str) -> int:
 
 
 if __name__ == "__main__":
-    run_stage("serving", main)
+    sys.exit(run_command("serving", main))

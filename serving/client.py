@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from digits_predict.errors import PredictError
 from digits_predict.images import load_input
+from kernel.cli import report_error
 
 PROG = "serving.client"
 DEFAULT_URL = "127.0.0.1:8080"
@@ -94,15 +95,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
 
 
+# MLServer's answer to the protocol's binary tensor extension, which it does not read
+BINARY_REFUSED = "not valid UTF-8"
+
+
 def _message(err: BaseException) -> str:
     if isinstance(err, InferenceServerException):
         status = f"HTTP {err.status()}: " if err.status() else ""
-        return f"{status}{err.message()}"
+        text = f"{status}{err.message()}"
+        if BINARY_REFUSED in text:
+            text += (
+                " (the server reads JSON tensors only: send them with binary_data=False, "
+                "as DigitsClient does)"
+            )
+        return text
     return str(err)
 
 
 def _report(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    report_error(PROG, message)
 
 
 def _parser() -> argparse.ArgumentParser:

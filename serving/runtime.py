@@ -24,7 +24,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
-from serving import MAX_BATCH_SIZE
+from digits_predict.contract import MAX_BATCH_SIZE
 
 ACCEPTED_DATATYPES = ("FP32", "UINT8")
 

@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving import MAX_BATCH_SIZE
-from stages.common.config import load_params
-from stages.common.errors import StageError, run_stage
+from digits_predict.contract import MAX_BATCH_SIZE
+from kernel.cli import CommandError, run_command
+from kernel.params import load_params
 
 # ONNX TensorProto element types -> Triton's config names
 _TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32",
@@ -50,12 +50,12 @@ def _tensors(role: str, values: Sequence) -> list[str]:
         tensor = value.type.tensor_type
         dims = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
         if not dims or dims[0] != -1 or -1 in dims[1:]:
-            raise StageError(
+            raise CommandError(
                 f"graph {role} {value.name!r} has dims {dims}; expected a dynamic batch axis "
                 "first and fixed dims after it"
             )
         if tensor.elem_type not in _TRITON_TYPES:
-            raise StageError(
+            raise CommandError(
                 f"graph {role} {value.name!r} has ONNX element type {tensor.elem_type}"
             )
         entries.append(
@@ -68,7 +68,7 @@ def _tensors(role: str, values: Sequence) -> list[str]:
 def write_repository(model_path: Path, repository: Path, name: str) -> Path:
     """Write the repository's model folder; return it."""
     if not model_path.is_file():
-        raise StageError(f"{model_path} does not exist; run `make repro` first")
+        raise CommandError(f"{model_path} does not exist; run `make repro` first")
     model_bytes = model_path.read_bytes()
     config = model_config(model_bytes, name)
     repository.mkdir(parents=True, exist_ok=True)
@@ -96,4 +96,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("triton", main)
+    sys.exit(run_command("triton", main))

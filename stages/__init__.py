@@ -5,14 +5,17 @@ dvc.yaml: ``fetch``, ``preprocess``, ``train``, ``evaluate``, ``export``, ``quan
 its arguments, loads its typed params, calls a pure core and writes its outputs
 atomically. The subpackages hold what they compose, one concern each:
 
-- ``common``: typed params, the stage error and its one-line report, atomic writes, timing
 - ``dataset``: canonical MNIST and its digests, file formats, sources, splits, prepared arrays
 - ``model``: building and fitting the Keras classifier, its file, its training history,
   TensorFlow imported quietly
 - ``evaluation``: test metrics and the figures a person looks at
 - ``handoff``: ONNX conversion, the parity gate, the model card, the champion rule, the
   registration both hand-offs share, the int8 model and its gate
-- ``tracking``: the MLflow store, the run a model is trained in, its metric names, the registry
+- ``tracking``: the run a model is trained in, what each stage logs and under which names
+
+What every entry point shares (params, one-line errors, atomic writes) is the ``kernel``
+package; the MLflow store and registry are the ``tracking`` package. Nothing here imports
+an optional capability (serving, demo, team, sweep, bench).
 
 Nothing happens at import time, and TensorFlow, MLflow and onnx load only where they
 are needed (inside functions, or in ``model.build``, which is itself imported lazily),

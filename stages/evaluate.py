@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.atomic import StagedFiles
-from stages.common.config import EvaluateParams, load_params, stage_argument_parser
-from stages.common.errors import run_stage
+from kernel.atomic import StagedFiles
+from kernel.cli import run_command
+from kernel.params import EvaluateParams, load_params, stage_argument_parser
 from stages.dataset.arrays import Split, load_split, split_file
 from stages.evaluation.figures import (
     confusion_figure,
@@ -34,7 +34,7 @@ from stages.model.history import read_history
 from stages.model.keras_io import load_keras_model, predict_probabilities
 from stages.tracking.records import log_evaluation
 from stages.tracking.runs import RunRef, reopen_run
-from stages.tracking.store import connect
+from tracking.store import connect
 
 if TYPE_CHECKING:
     import keras
@@ -102,4 +102,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main)
+    sys.exit(run_command("evaluate", main))

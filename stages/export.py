@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common.atomic import StagedFiles, json_text
-from stages.common.config import ExportParams, load_params, stage_argument_parser
-from stages.common.errors import StageError, deferred_signals, run_stage
+from kernel.atomic import StagedFiles, json_text
+from kernel.cli import CommandError, run_command
+from kernel.params import ExportParams, load_params, stage_argument_parser
+from kernel.signals import deferred_signals
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
@@ -32,9 +33,9 @@ from stages.handoff.promotion import RULE, Decision, Standing, decide
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
-from stages.tracking.registry import alias_target, set_alias, tag_version, version_tags
 from stages.tracking.runs import RunRef, reopen_run
-from stages.tracking.store import registry_lock
+from tracking.registry import alias_target, set_alias, tag_version, version_tags
+from tracking.store import registry_lock
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             {k: v for k, v in report.as_dict().items() if isinstance(v, float)}, report.failures
         )
         if not report.passed:
-            raise StageError(
+            raise CommandError(
                 "parity gate failed, no ONNX model handed off: " + "; ".join(report.failures)
             )
         with registry_lock(ref.tracking_uri):
@@ -200,4 +201,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("export", main)
+    sys.exit(run_command("export", main))

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stages.common.atomic import write_npz
-from stages.common.config import FetchParams, load_params, stage_argument_parser
-from stages.common.errors import StageError, run_stage
+from kernel.atomic import write_npz
+from kernel.cli import CommandError, run_command
+from kernel.params import FetchParams, load_params, stage_argument_parser
 from stages.dataset.canonical import Mnist, verify_canonical
 from stages.dataset.sources import SOURCES, Arrays, SourceContext
 
@@ -32,14 +32,14 @@ def fetch_mnist(
         started = time.perf_counter()
         try:
             mnist = verify_canonical(sources[name](ctx))
-        except StageError as err:
+        except CommandError as err:
             seconds = time.perf_counter() - started
             log(f"fetch: source {name}: failed in {seconds:.1f} s: {err}")
             failures.append(f"{name}: {err}")
             continue
         log(f"fetch: source {name}: ok, digests verified, in {time.perf_counter() - started:.1f} s")
         return name, mnist
-    raise StageError("no source gave MNIST: " + "; ".join(failures))
+    raise CommandError("no source gave MNIST: " + "; ".join(failures))
 
 
 def source_context(params: FetchParams, show_progress: bool) -> SourceContext:
@@ -71,4 +71,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("fetch", main)
+    sys.exit(run_command("fetch", main))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common.atomic import StagedFiles
-from stages.common.config import PreprocessParams, load_params, stage_argument_parser
-from stages.common.errors import StageError, deferred_signals, run_stage
+from kernel.atomic import StagedFiles
+from kernel.cli import CommandError, run_command
+from kernel.params import PreprocessParams, load_params, stage_argument_parser
+from kernel.signals import deferred_signals
 from stages.dataset.arrays import Split, check_images_labels, load_npz, split_file
 from stages.dataset.canonical import ARRAY_NAMES, NUM_CLASSES
 from stages.dataset.splits import describe_split, split_stratified
@@ -28,7 +29,7 @@ def prepare(raw: dict[str, np.ndarray], params: PreprocessParams) -> dict[str, S
     y_train = raw["y_train"].astype(np.uint8)
     missing = [c for c, n in enumerate(np.bincount(y_train, minlength=NUM_CLASSES)) if n < 2]
     if missing:
-        raise StageError(
+        raise CommandError(
             f"train set: class(es) {missing} have fewer than 2 images; "
             "expected every digit 0..9 in both train and validation"
         )
@@ -64,4 +65,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("preprocess", main)
+    sys.exit(run_command("preprocess", main))

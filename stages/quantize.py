@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common.atomic import StagedFiles, json_text
-from stages.common.config import load_params, stage_argument_parser
-from stages.common.errors import StageError, run_stage
+from kernel.atomic import StagedFiles, json_text
+from kernel.cli import CommandError, run_command
+from kernel.params import load_params, stage_argument_parser
 from stages.dataset.arrays import load_split, split_file
 from stages.dataset.canonical import dataset_digest
 from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.tracking.records import log_int8, log_texts
-from stages.tracking.registry import versions_from_run
 from stages.tracking.runs import RunRef, reopen_run
-from stages.tracking.store import registry_lock
+from tracking.registry import versions_from_run
+from tracking.store import registry_lock
 
 
 def int8_record(gated: GatedInt8Model) -> dict:
@@ -50,7 +50,7 @@ def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
         session = onnx_session(model_bytes)
     except Exception as err:  # onnxruntime's own exception types, one per failure kind
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise StageError(
+        raise CommandError(
             f"{path}: not an ONNX model onnxruntime can load ({first}); expected the model "
             "the export stage wrote"
         ) from None
@@ -58,7 +58,7 @@ def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
     try:
         check_contract(metadata, session.get_inputs(), session.get_outputs())
     except ContractError as err:
-        raise StageError(f"{path}: {err}; expected the model the export stage wrote") from None
+        raise CommandError(f"{path}: {err}; expected the model the export stage wrote") from None
     return metadata
 
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if report.passed:
             version = hand_off_int8(gated, args, ref, name, quantize.alias, x_test, y_test)
     if not report.passed:
-        raise StageError(
+        raise CommandError(
             "int8 gate failed, no int8 model written (the fp32 model stands): "
             + "; ".join(report.failures)
         )
@@ -154,4 +154,4 @@ def hand_off_int8(
 
 
 if __name__ == "__main__":
-    run_stage("quantize", main)
+    sys.exit(run_command("quantize", main))

@@ -15,17 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.common.atomic import StagedFiles
-from stages.common.config import Params, load_params, stage_argument_parser
-from stages.common.errors import run_stage
-from stages.common.timing import PhaseTimer
+from kernel.atomic import StagedFiles
+from kernel.cli import run_command
+from kernel.params import Params, load_params, stage_argument_parser
+from kernel.timing import PhaseTimer
 from stages.dataset.arrays import Split, load_splits
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
 from stages.tracking.records import start_training_run
 from stages.tracking.runs import RunRef
-from stages.tracking.store import connect, get_or_create_experiment
+from tracking.store import connect, get_or_create_experiment
 
 
 @dataclass(frozen=True)
@@ -119,4 +119,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    sys.exit(run_command("train", main))

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import yaml
 
-from stages.common.atomic import write_json
-from stages.common.config import load_params
-from stages.common.errors import StageError
-from stages.tracking.store import tracking_uri
+from kernel.atomic import write_json
+from kernel.cli import run_command
+from kernel.params import load_params
 from sweep import engine, tracking, workspace
 from sweep.engine import Outcome
-from sweep.plan import Plan, SweepError, make_plan
+from sweep.plan import Plan, make_plan
 from sweep.trial import SweepContext
+from tracking.store import tracking_uri
 
 # what trials need from the driver's environment to log where it logs
 _FORWARDED = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
@@ -184,22 +184,12 @@ def _say(line: str) -> None:
 def run(argv: Sequence[str]) -> int:
     # stdout is the sweep's table and best line: MLflow's "View run at" lines go elsewhere
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    try:
-        return main(argv)
-    except (SweepError, StageError) as err:
-        print(f"sweep: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        if err.filename is None:
-            raise
-        print(f"sweep: error: {err.filename}: {err.strerror}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            "sweep: interrupted; run the same command again to go on (pushed trials are kept)",
-            file=sys.stderr,
-        )
-        return 130
+    return run_command(
+        "sweep",
+        main,
+        argv,
+        interrupted="interrupted; run the same command again to go on (pushed trials are kept)",
+    )
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernel.cli import CommandError
+
 PARAMS_FILE = "params.yaml"
 # an experiment's name is a git ref's last part: DVC refuses the rest
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,40}")
 
 
-class SweepError(Exception):
+class SweepError(CommandError):
     """A sweep that cannot start: one line saying what was wrong and what was expected."""
 
 

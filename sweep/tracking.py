@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from stages.tracking.runs import retry_locked
-from stages.tracking.store import connect, get_or_create_experiment
+from tracking.store import connect, get_or_create_experiment, retry_locked
 
 if TYPE_CHECKING:
     from sweep.engine import Outcome
@@ -98,7 +97,7 @@ def trial_run_id(experiment_name: str, sweep: str, name: str) -> str | None:
 
 def registry_standing(registered_name: str, run_id: str | None, champion_alias: str) -> str:
     """``v7, @champion`` or ``v7``: the version the trial's export registered."""
-    from stages.tracking.registry import alias_target, versions_from_run
+    from tracking.registry import alias_target, versions_from_run
 
     versions = versions_from_run(registered_name, run_id, "fp32") if run_id else []
     if not versions:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kernel.cli import run_command
 from team import services
 from team.settings import ADMIN, DVC_BUCKET, Settings, load
 
@@ -88,30 +89,26 @@ def status(settings: Settings) -> bool:
     return all(states.values())
 
 
+def run(argv: list[str]) -> int:
+    command = argv[0]
+    settings = load(ROOT, create=command == "up")
+    if command == "up":
+        up(settings)
+    elif command == "down":
+        down(settings)
+    elif command == "status":
+        return 0 if status(settings) else 3
+    else:
+        print(exports(settings))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv not in (["up"], ["down"], ["status"], ["env"]):
         print(USAGE, file=sys.stderr)
         return 2
-    command = argv[0]
-    try:
-        settings = load(ROOT, create=command == "up")
-        if command == "up":
-            up(settings)
-        elif command == "down":
-            down(settings)
-        elif command == "status":
-            return 0 if status(settings) else 3
-        else:
-            print(exports(settings))
-    except KeyboardInterrupt:
-        print("team: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # a service, the database, the store or dvc said no: one line
-        lines = str(err).strip().splitlines() or ["(no message)"]
-        kind = "" if isinstance(err, services.ServiceError) else f"{type(err).__name__}: "
-        print(f"team: error: {kind}{lines[0]}", file=sys.stderr)
-        return 1
-    return 0
+    # a service, the database, the store or dvc said no: every failure is one line
+    return run_command("team", run, argv, any_error=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from stages.common.ports import port_taken
+from kernel.cli import CommandError
+from kernel.ports import port_taken
 from team.settings import ADMIN, ARTIFACTS_BUCKET, DVC_BUCKET, HOST, Settings, write_private
 
 PG_BIN = Path(os.environ.get("TEAM_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -27,7 +28,7 @@ DATABASES = ("mlflow", "mlflow_auth")
 MARKERS = {"s3": b"server", "mlflow": b"mlflow"}
 
 
-class ServiceError(RuntimeError):
+class ServiceError(CommandError):
     """A service would not start or stop: one line, with the log to read."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from kernel.cli import CommandError
+
 SECRET_NAMES = (
     "TEAM_POSTGRES_PASSWORD",
     "TEAM_S3_ACCESS_KEY",
@@ -102,13 +104,13 @@ def load(root: Path, create: bool = False) -> Settings:
                 values[key] = value
     missing = [name for name in names if name not in values]
     if missing and not create:
-        raise SystemExit(f"team: {path} missing or incomplete: run `make team-up` first")
+        raise CommandError(f"{path} missing or incomplete: run `make team-up` first")
     if missing:
         if os.environ.get("TEAM_S3_ENDPOINT_URL") and not (
             os.environ.get("TEAM_S3_ACCESS_KEY") and os.environ.get("TEAM_S3_SECRET_KEY")
         ):
-            raise SystemExit(
-                "team: error: TEAM_S3_ENDPOINT_URL needs TEAM_S3_ACCESS_KEY and "
+            raise CommandError(
+                "TEAM_S3_ENDPOINT_URL needs TEAM_S3_ACCESS_KEY and "
                 "TEAM_S3_SECRET_KEY, the keys of that store"
             )
         defaults = {name: str(default) for _, name, default in PORTS}
@@ -120,7 +122,7 @@ def load(root: Path, create: bool = False) -> Settings:
     try:
         ports = {field: int(values[name]) for field, name, _ in PORTS}
     except ValueError:
-        raise SystemExit("team: error: every TEAM_*_PORT must be a port number") from None
+        raise CommandError("every TEAM_*_PORT must be a port number") from None
     if missing:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_private(path, "".join(f"{name}={values[name]}\n" for name in names))

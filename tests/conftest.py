@@ -7,6 +7,7 @@ not to this machine, so a test that would reach the internet fails instead.
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import socket
 import threading
@@ -24,6 +25,25 @@ from factories.trained import Workspace, train_tiny
 from stages.dataset import canonical
 
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker has a core of its own: TensorFlow's default thread
+    pools (a thread per core, in every worker and every stage process a test starts) would
+    make the workers fight over both cores. Set before any test imports TensorFlow."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
+_SYSTEM_TESTS = Path(__file__).parent / "system"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/system/ is of the system tier: it needs real servers."""
+    for item in items:
+        if _SYSTEM_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.system)
 
 
 def _is_local(address: object) -> bool:

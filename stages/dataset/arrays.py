@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset.canonical import IMAGE_SHAPE, NUM_CLASSES
 from stages.dataset.formats import NPZ_DAMAGE
 
@@ -22,22 +22,22 @@ def split_file(data_dir: str | Path, name: str) -> Path:
 
 
 def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load the named arrays of an ``.npz`` written by a stage; any defect is a ``StageError``."""
+    """Load the named arrays of an ``.npz`` written by a stage; any defect is a ``CommandError``."""
     path = Path(path)
     if not path.is_file():
-        raise StageError(f"{path}: not found (run the stage that writes it first: dvc repro)")
+        raise CommandError(f"{path}: not found (run the stage that writes it first: dvc repro)")
     if not zipfile.is_zipfile(path):  # np.load would also take a lone .npy array
-        raise StageError(f"{path}: not a readable .npz file (not a zip archive)")
+        raise CommandError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [name for name in names if name not in archive.files]
             if missing:
-                raise StageError(
+                raise CommandError(
                     f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(names)}"
                 )
             return {name: archive[name] for name in names}
     except NPZ_DAMAGE as err:
-        raise StageError(
+        raise CommandError(
             f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
         ) from None
 
@@ -45,19 +45,19 @@ def load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
 def check_images_labels(x: np.ndarray, y: np.ndarray, what: str) -> None:
     """Images uint8 (N, 28, 28), labels integer (N,) in 0..9, N > 0."""
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        raise StageError(
+        raise CommandError(
             f"{what}: images are {x.dtype}{list(x.shape)}, "
             f"expected uint8[N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]}]"
         )
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise StageError(f"{what}: labels are {y.dtype}{list(y.shape)}, expected integers[N]")
+        raise CommandError(f"{what}: labels are {y.dtype}{list(y.shape)}, expected integers[N]")
     if len(x) != len(y):
-        raise StageError(f"{what}: {len(x)} images but {len(y)} labels")
+        raise CommandError(f"{what}: {len(x)} images but {len(y)} labels")
     if len(y) == 0:
-        raise StageError(f"{what}: no images")
+        raise CommandError(f"{what}: no images")
     if y.min() < 0 or y.max() >= NUM_CLASSES:
         bad = y[(y < 0) | (y >= NUM_CLASSES)][0]
-        raise StageError(f"{what}: label {int(bad)} outside 0..{NUM_CLASSES - 1}")
+        raise CommandError(f"{what}: label {int(bad)} outside 0..{NUM_CLASSES - 1}")
 
 
 def load_split(path: str | Path) -> Split:

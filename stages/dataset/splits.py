@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset.arrays import Split
 from stages.dataset.canonical import NUM_CLASSES
 
@@ -23,7 +23,7 @@ def allocate_per_class(class_counts: np.ndarray, total: int) -> np.ndarray:
 def split_stratified(x: np.ndarray, y: np.ndarray, val_size: int, seed: int) -> tuple[Split, Split]:
     """Deterministic split of (x, y) into (train, val), each class in proportion."""
     if not 0 < val_size < len(y):
-        raise StageError(
+        raise CommandError(
             f"preprocess.val_size = {val_size}: expected between 1 and "
             f"{len(y) - 1} for {len(y)} training images"
         )

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digits_predict.contract import contract_metadata
-from stages.common.config import ExportParams
-from stages.common.errors import StageError
+from kernel.cli import CommandError
+from kernel.params import ExportParams
 from stages.dataset.canonical import dataset_digest
 from stages.handoff.onnx_convert import convert_to_onnx, onnx_session, run_onnx, set_metadata
 from stages.handoff.parity import ParityReport, compare_predictions
@@ -43,7 +43,7 @@ def build_checked_onnx(model: keras.Model, opset: int, metadata: dict[str, str])
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as err:
-        raise StageError(
+        raise CommandError(
             f"converted ONNX model fails onnx.checker: {str(err).splitlines()[0]}"
         ) from None
     return proto

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stages.common.config import QuantizeParams
+from kernel.params import QuantizeParams
 from stages.handoff.onnx_convert import onnx_session, run_onnx, set_metadata
 from stages.handoff.quantization import (
     calibration_sample,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from digits_predict.contract import NUM_CLASSES, OUTPUT_DTYPE
-from serving import MAX_BATCH_SIZE
-from stages.common.config import ExportParams
+from digits_predict.contract import MAX_BATCH_SIZE, NUM_CLASSES, OUTPUT_DTYPE
+from kernel.params import ExportParams
 
 
 def model_card(
@@ -35,7 +34,7 @@ the best one, which moves only when a candidate has a higher test accuracy on th
 test data (a tie keeps it). Whether this version became champion, and why, is in its
 registry tags (`promotion.*`). To fetch the champion's ONNX file:
 
-    python -m stages.tracking download {champion} deploy/   # deploy/model.onnx
+    python -m tracking download {champion} deploy/   # deploy/model.onnx
 
 For CPUs at the edge, the quantize stage makes an int8 model of this version (4x smaller,
 2-3x faster) once it passes its own gate against this one: it is the registry version

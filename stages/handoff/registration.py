@@ -14,10 +14,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from stages.common.atomic import StagedFiles
-from stages.common.errors import StageError, deferred_signals
+from kernel.atomic import StagedFiles
+from kernel.cli import CommandError
+from kernel.signals import deferred_signals
 from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
-from stages.tracking import registry
+from tracking import registry
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def after_handoff(stage: str, lost: str, step: Callable[[], T]) -> T | None:
 
     try:
         return step()
-    except (StageError, MlflowException, OSError) as err:
+    except (CommandError, MlflowException, OSError) as err:
         message = getattr(err, "message", None) or str(err)
         first = (message.strip().splitlines() or [type(err).__name__])[0]
         print(f"{stage}: warning: {lost}: {first}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 
 from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
-from stages.common.config import TrainParams
+from kernel.params import TrainParams
 
 KerasTensor = keras.KerasTensor
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.config import TrainParams
+from kernel.params import TrainParams
 from stages.dataset.arrays import Split
 from stages.model.history import HISTORY_KEYS
 

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -28,9 +28,9 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
             rows = list(csv.DictReader(handle))
         return {key: [float(row[key]) for row in rows] for key in HISTORY_KEYS}
     except FileNotFoundError:
-        raise StageError(f"{path}: history not found (run the train stage first)") from None
+        raise CommandError(f"{path}: history not found (run the train stage first)") from None
     except (KeyError, ValueError, TypeError) as err:
-        raise StageError(
+        raise CommandError(
             f"{path}: not a training history CSV ({type(err).__name__}: {err}); "
             f"expected columns epoch,{','.join(HISTORY_KEYS)}"
         ) from None

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common.atomic import FIXED_ZIP_TIME, atomic_path
-from stages.common.errors import StageError
+from kernel.atomic import FIXED_ZIP_TIME, atomic_path
+from kernel.cli import CommandError
 
 if TYPE_CHECKING:
     import keras
@@ -52,7 +52,7 @@ def write_keras_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
 def load_keras_model(path: Path) -> keras.Model:
     """Load a ``.keras`` file with Keras's safe mode (no arbitrary code from the file)."""
     if not path.is_file():
-        raise StageError(f"{path}: model not found (run the train stage first)")
+        raise CommandError(f"{path}: model not found (run the train stage first)")
     from stages.model.runtime import import_tensorflow
 
     import_tensorflow()
@@ -62,7 +62,7 @@ def load_keras_model(path: Path) -> keras.Model:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive
         first = (str(err).strip().splitlines() or [""])[0]
-        raise StageError(
+        raise CommandError(
             f"{path}: not a loadable Keras model ({type(err).__name__}: {first[:200]})"
         ) from None
 

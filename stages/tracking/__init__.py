@@ -1,6 +1,5 @@
-"""MLflow: the store (``store``), the run one model lives in (``runs``), what each stage
-records (``records``) under which names (``metric_names``), the model registry
-(``registry``), the Keras flavor (``keras_flavor``); ``python -m stages.tracking`` serves
-the UI and downloads a registered model by alias. MLflow itself is imported only inside
-functions: it costs seconds.
+"""What the pipeline's stages record in MLflow: the run one model lives in (``runs``), what
+each stage logs (``records``) under which names (``metric_names``), the Keras flavor
+(``keras_flavor``). The store and the registry they write to are the shared ``tracking``
+package. MLflow itself is imported only inside functions: it costs seconds.
 """

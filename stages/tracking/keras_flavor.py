@@ -40,7 +40,7 @@ def log_keras_model(
     import tensorflow
     from mlflow.models import Model
 
-    from stages.tracking.registry import model_signature
+    from tracking.registry import model_signature
 
     example = example.astype(np.float32)
     signature = model_signature(example, model.predict(example, verbose=0))

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.common.config import Params
+from kernel.params import Params
 from stages.dataset.arrays import Split
 from stages.tracking import metric_names
 from stages.tracking.keras_flavor import log_keras_model
-from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commit, retry_locked
+from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commit
+from tracking.store import retry_locked
 
 if TYPE_CHECKING:
     import keras

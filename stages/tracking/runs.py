@@ -9,20 +9,17 @@ import json
 import os
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from stages.common.atomic import write_json
-from stages.common.errors import StageError
-from stages.tracking.store import connect
+from kernel.atomic import write_json
+from kernel.cli import CommandError
+from tracking.store import connect
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,11 +47,13 @@ class RunRef:
                 tracking_uri=str(raw["tracking_uri"]),
             )
         except FileNotFoundError:
-            raise StageError(f"{path}: run file not found (run the train stage first)") from None
+            raise CommandError(f"{path}: run file not found (run the train stage first)") from None
         except OSError as err:  # a folder, no permission
-            raise StageError(f"{path}: cannot read the run file ({err.strerror or err})") from None
+            raise CommandError(
+                f"{path}: cannot read the run file ({err.strerror or err})"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            raise StageError(
+            raise CommandError(
                 f"{path}: not a run file ({type(err).__name__}: {err}); "
                 "expected JSON with run_id, experiment_id, tracking_uri"
             ) from None
@@ -70,7 +69,7 @@ def reopen_run(ref: RunRef) -> Iterator[ActiveRun]:
     try:
         run = mlflow.start_run(run_id=ref.run_id)
     except MlflowException as err:
-        raise StageError(
+        raise CommandError(
             f"MLflow run {ref.run_id} cannot be reopened in {ref.tracking_uri}: "
             f"{err.message.splitlines()[0]}"
         ) from None
@@ -137,21 +136,3 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def retry_locked(
-    action: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.25
-) -> T:
-    """Run ``action()``, retrying a bounded number of times while SQLite says it is locked."""
-    from mlflow.exceptions import MlflowException
-
-    wait = first_wait
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except MlflowException as err:
-            if "locked" not in str(err).lower() or attempt == attempts:
-                raise StageError(f"MLflow: {what} failed: {str(err).splitlines()[0]}") from None
-        time.sleep(wait)
-        wait = min(wait * 2, 8.0)
-    raise AssertionError("unreachable")

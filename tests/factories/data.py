@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from stages.common.atomic import write_npz
+from kernel.atomic import write_npz
 from stages.dataset.formats import IDX_FILES
 
 Split = tuple[np.ndarray, np.ndarray]

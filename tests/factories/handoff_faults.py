@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from factories.trained import Workspace
-from stages.common import atomic
-from stages.tracking import registry
+from kernel import atomic
 from stages.tracking.runs import RunRef
+from tracking import registry
 
 
 class Injected(RuntimeError):

@@ -8,7 +8,7 @@ import yaml
 
 from factories.data import SPLIT_SIZES
 from factories.processes import REPO_ROOT
-from stages.common.config import TrainParams, parse_params
+from kernel.params import TrainParams, parse_params
 
 # Small and quick, yet enough to learn the tiny digits of factories.data.
 TINY_TRAIN = {

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from factories.data import digit_mnist, write_idx_folder
+from factories.workspace import GIT_IDENTITY, project_copy
 from stages.dataset.canonical import array_digest
 
 SITECUSTOMIZE = """
@@ -64,4 +68,46 @@ def tiny_pipeline_params(root: Path, experiment_name: str) -> dict[str, dict]:
         },
         # 200 test images: one image that int8 answers differently is already 0.5 points
         "quantize": {"max_accuracy_drop": 0.01, "min_agreement": 0.98},
+    }
+
+
+def run_in_repo(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
+    """One command in the test repo, its output captured, no stdin; the caller checks it."""
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def repro_tiny_pipeline(root: Path) -> dict[str, Any]:
+    """A git + DVC copy of the project under ``root`` on rendered digits, ``dvc repro`` run
+    twice (the second must do nothing), MLflow on a SQLite store of its own."""
+    repo, store = root / "repo", root / "store"
+    store.mkdir()
+    arrays, stage_env = rendered_mnist(root, repo)
+    venv_bin = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        **stage_env,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+        **GIT_IDENTITY,
+    }
+    env.pop("DVC_EXP_NAME", None)
+    project_copy(repo, env, params=tiny_pipeline_params(root, "e2e"))
+    first = run_in_repo(["dvc", "repro"], repo, env)
+    second = run_in_repo(["dvc", "repro"], repo, env)
+    return {
+        "repo": repo,
+        "env": env,
+        "arrays": arrays,
+        "first": first,
+        "second": second,
+        "store": store,
     }

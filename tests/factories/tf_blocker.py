@@ -25,7 +25,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-BLOCKED = frozenset({"tensorflow", "keras", "tf_keras", "tf2onnx", "mlflow", "onnx", "stages"})
+# the training side, and every optional capability: the predictor needs none of them
+BLOCKED = frozenset(
+    {"tensorflow", "keras", "tf_keras", "tf2onnx", "mlflow", "onnx", "stages", "tracking"}
+    | {"serving", "demo", "team", "sweep", "bench", "pydantic", "yaml"}
+)
 BLOCKED_IMPORT_EXIT = 97
 
 TESTS_DIR = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import yaml
 from factories.processes import REPO_ROOT
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore")
-PROJECT_FOLDERS = ("stages", "digits_predict", "serving", "data", "plots")
+PROJECT_FOLDERS = ("kernel", "tracking", "stages", "digits_predict", "data", "plots")
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "pipeline",
     "GIT_AUTHOR_EMAIL": "pipeline@localhost",

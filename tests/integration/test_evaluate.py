@@ -14,8 +14,8 @@ import pytest
 
 from factories.processes import stage_args
 from factories.trained import Workspace
+from kernel.cli import CommandError
 from stages import evaluate
-from stages.common.errors import StageError
 from stages.model.history import HISTORY_KEYS, history_csv, read_history
 
 FIGURES = ("training_curves.png", "confusion_matrix.png", "misclassified.png")
@@ -117,12 +117,12 @@ def test_results_logged_to_the_training_run(evaluated: Path, tiny_trained: Works
     assert [r.info.run_id for r in evaluated_runs] == [tiny_trained.ref.run_id]  # no new run
 
 
-# --- main's failures: one clear StageError, nothing written --------------------------------------
+# --- main's failures: one clear CommandError, nothing written ------------------------------------
 
 
 def _fails(tiny_trained: Workspace, tmp_path: Path, match: str, **override: Path) -> str:
     out = tmp_path / "out"
-    with tiny_trained.store(), pytest.raises(StageError, match=match) as caught:
+    with tiny_trained.store(), pytest.raises(CommandError, match=match) as caught:
         evaluate.main(_args(tiny_trained, out, **override))
     message = str(caught.value)
     assert "\n" not in message
@@ -202,5 +202,5 @@ def test_history_round_trip(tmp_path: Path) -> None:
 def test_read_history_rejects_a_bad_csv(tmp_path: Path, text: str) -> None:
     path = tmp_path / "history.csv"
     path.write_text(text)
-    with pytest.raises(StageError, match="not a training history CSV"):
+    with pytest.raises(CommandError, match="not a training history CSV"):
         read_history(path)

@@ -12,9 +12,9 @@ from digits_predict.contract import METADATA_KEYS, check_contract
 from factories.handoff_faults import FAILING_STEPS, run_of_its_own, snapshot
 from factories.params import TINY_EXPORT
 from factories.trained import Workspace, export_args
+from kernel.cli import CommandError
+from kernel.params import ExportParams, load_params
 from stages import export
-from stages.common.config import ExportParams, load_params
-from stages.common.errors import StageError
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff import gate
 
@@ -294,7 +294,7 @@ def test_main_gate_failure_changes_no_output(
     monkeypatch.setattr(gate, "convert_to_onnx", _converting_to(perturbed))
     name = TINY_EXPORT["registered_model_name"]
     versions_before = len(client.search_model_versions(f"name = '{name}'"))
-    with tiny_trained.store(), pytest.raises(StageError, match="parity gate failed") as caught:
+    with tiny_trained.store(), pytest.raises(CommandError, match="parity gate failed") as caught:
         export.main(export_args(tiny_trained, out, run_file=run_file))
     message = str(caught.value)
     assert "\n" not in message
@@ -308,7 +308,7 @@ def test_main_gate_failure_changes_no_output(
 
 
 def test_main_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
-    with tiny_trained.store(), pytest.raises(StageError, match="run file not found"):
+    with tiny_trained.store(), pytest.raises(CommandError, match="run file not found"):
         export.main(export_args(tiny_trained, tmp_path / "out", run_file=tmp_path / "run.json"))
     assert not (tmp_path / "out").exists()
 
@@ -435,27 +435,40 @@ def test_the_first_export_becomes_champion(exported: Path, tiny_trained: Workspa
 
 
 def test_the_champion_downloads_with_one_command(
-    exported: Path, tiny_trained: Workspace, tmp_path: Path
+    exported: Path, tiny_trained: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import mlflow
     import onnx
 
-    from stages.tracking.__main__ import main as tracking_main
+    from tracking.__main__ import main as tracking_main
 
     with tiny_trained.store():
         tracking_main(["download", "champion", str(tmp_path / "deploy")])
         registered = mlflow.onnx.load_model(
             f"models:/{TINY_EXPORT['registered_model_name']}@champion"
         )
+        version = (
+            mlflow.MlflowClient()
+            .get_model_version_by_alias(TINY_EXPORT["registered_model_name"], "champion")
+            .version
+        )
+    # the line says which version deployment now holds
+    assert capsys.readouterr().err.splitlines()[-1:] == [
+        f"tracking: wrote {tmp_path / 'deploy' / 'model.onnx'}: "
+        f"{TINY_EXPORT['registered_model_name']} v{version} (@champion)"
+    ]
     downloaded = onnx.load(tmp_path / "deploy" / "model.onnx")
     assert downloaded.graph == registered.graph
     assert list(downloaded.metadata_props) == list(registered.metadata_props)
 
 
 def test_an_unknown_alias_is_one_clear_error(tiny_trained: Workspace, tmp_path: Path) -> None:
-    from stages.tracking.__main__ import main as tracking_main
+    from tracking.__main__ import main as tracking_main
 
-    with tiny_trained.store(), pytest.raises(StageError, match="models:/tiny-digits@nobody") as err:
+    with (
+        tiny_trained.store(),
+        pytest.raises(CommandError, match="models:/tiny-digits@nobody") as err,
+    ):
         tracking_main(["download", "nobody", str(tmp_path / "deploy")])
     assert "\n" not in str(err.value)
     assert not (tmp_path / "deploy").exists()
@@ -475,7 +488,7 @@ def test_a_failing_champion_decision_warns_and_keeps_the_hand_off(
     champion_before = client.get_model_version_by_alias(name, "champion").version
 
     def registry_down(*args: object) -> dict[str, str]:
-        raise StageError("MLflow store: database is locked")
+        raise CommandError("MLflow store: database is locked")
 
     monkeypatch.setattr(export, "version_tags", registry_down)
     out = tmp_path / "out"
@@ -538,7 +551,7 @@ def test_a_champion_moved_but_unrecorded_says_so(
 
     def tags_fail_for_the_record(model: str, version: str, tags: dict[str, str]) -> None:
         if "promotion.rule" in tags:
-            raise StageError("MLflow store: database is locked")
+            raise CommandError("MLflow store: database is locked")
         real_tag(model, version, tags)
 
     def always_promote(candidate, champion):

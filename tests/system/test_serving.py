@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 from digits_predict import Predictor
+from digits_predict.contract import MAX_BATCH_SIZE
 from factories.network import free_port, free_port_pair, wait_for_http
 from factories.params import TINY_EXPORT
 from factories.processes import REPO_ROOT, error_lines, run_module
 from factories.trained import export_args, train_tiny
-from serving import MAX_BATCH_SIZE
 from serving.triton import write_repository
 from stages import export
 from stages.dataset.arrays import load_split, split_file
@@ -245,6 +245,32 @@ def test_tritonclient_reports_the_servers_refusal(mlserver) -> None:
     )
 
 
+def test_stock_tritonclient_binary_tensors_get_a_422_the_client_explains(mlserver) -> None:
+    """tritonclient's default (binary tensors) is refused by MLServer 1.7; the client's
+    message says what to send instead."""
+    snippet = (
+        "import numpy as np, tritonclient.http as oip\n"
+        "from tritonclient.utils import InferenceServerException\n"
+        "from serving.client import _message\n"
+        f"client = oip.InferenceServerClient({mlserver.url!r})\n"
+        "tensor = oip.InferInput('image', [1, 28, 28], 'FP32')\n"
+        "tensor.set_data_from_numpy(np.full((1, 28, 28), 200, np.float32))\n"
+        "try:\n"
+        f"    client.infer({NAME!r}, [tensor])\n"
+        "except InferenceServerException as err:\n"
+        "    print(_message(err))\n"
+    )
+    result = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", snippet], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP 422: "), result.stdout
+    assert "not valid UTF-8" in result.stdout
+    assert result.stdout.rstrip().endswith(
+        "send them with binary_data=False, as DigitsClient does)"
+    )
+
+
 def test_the_client_names_an_unknown_model_and_exits_2(mlserver, tmp_path) -> None:
     digits = tmp_path / "one.npy"
     np.save(digits, _IMAGES[:1])
@@ -347,7 +373,28 @@ def test_serving_on_a_taken_port_says_so_before_downloading(registered, tmp_path
         )  # fmt: skip
     assert result.returncode == 1
     (line,) = error_lines(result.stderr)
-    assert line.startswith(f"serving: error: 127.0.0.1:{port} is taken by another program")
+    assert line.startswith(f"serving: error: 127.0.0.1:{port}, for HTTP, is taken by another")
+    assert not (tmp_path / "s").exists()
+
+
+def test_serving_names_the_grpc_port_when_that_one_is_taken(registered, tmp_path) -> None:
+    """MLServer takes the port after --port for gRPC: a user who chose 8079 must learn that
+    8080 is the one in the way."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        grpc_port = taken.getsockname()[1]
+        result = run_module(
+            "serving", "--port", str(grpc_port - 1), "--serve-dir", tmp_path / "s",
+            "--mlserver", sys.executable,
+            cwd=registered.ws.root, env=registered.env,
+        )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(
+        f"serving: error: 127.0.0.1:{grpc_port}, for gRPC (MLServer takes the port after "
+        f"--port {grpc_port - 1}), is taken"
+    ), line
     assert not (tmp_path / "s").exists()
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from factories.processes import REPO_ROOT
 
-PROJECT_PACKAGES = ("stages", "digits_predict", "serving")
+PROJECT_PACKAGES = ("stages", "kernel", "tracking", "digits_predict", "serving")
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 
 
@@ -161,12 +161,28 @@ def test_a_missing_dep_is_reported(tmp_path: Path) -> None:
         tmp_path,
         {
             "stages/__init__.py": "",
-            "stages/fetch.py": "from stages.common.errors import StageError\n",
-            "stages/common/__init__.py": "",
-            "stages/common/errors.py": "",
+            "stages/fetch.py": "from kernel.cli import CommandError\n",
+            "kernel/__init__.py": "",
+            "kernel/cli.py": "",
         },
     )
     deps = [root / "stages/__init__.py", root / "stages/fetch.py"]
     missing = [path for path in import_closure("stages.fetch", root) if not covered(path, deps)]
-    assert sorted(p.name for p in missing) == ["__init__.py", "errors.py"]
-    assert all(covered(p, [*deps, root / "stages/common"]) for p in missing)
+    assert sorted(p.name for p in missing) == ["__init__.py", "cli.py"]
+    assert all(covered(p, [*deps, root / "kernel"]) for p in missing)
+
+
+OPTIONAL = ("serving", "demo", "team", "sweep", "bench")
+
+
+@pytest.mark.parametrize("package", ["stages", "digits_predict", "kernel", "tracking"])
+def test_no_import_points_up_to_an_optional_capability(package: str) -> None:
+    """The pipeline, the predictor and what they share never import serving, the page, team
+    mode, sweeps or the benchmarks: those build on them, not the other way round."""
+    upward = [
+        f"{path.relative_to(REPO_ROOT)}: {name}"
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        for name in imported_names(ast.parse(path.read_text(encoding="utf-8")))
+        if name.split(".")[0] in OPTIONAL
+    ]
+    assert upward == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from factories.processes import REPO_ROOT
 
-CODE = ("stages", "digits_predict")
+CODE = ("stages", "kernel", "tracking", "digits_predict")
 
 
 def changed_code_deps(root: Path) -> dict[str, list[str]]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from factories.data import NPZ_DAMAGES, damage_npz, random_mnist
-from stages.common.atomic import write_npz
-from stages.common.errors import StageError
+from kernel.atomic import write_npz
+from kernel.cli import CommandError
 from stages.dataset.arrays import check_images_labels, load_npz, load_split
 
 
@@ -55,7 +55,7 @@ def test_load_split_rejects_bad_files(tmp_path: Path, make, message: str) -> Non
     make(path)
     if path.with_suffix(".npz.npy").exists():  # np.save appends .npy
         path.with_suffix(".npz.npy").rename(path)
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(CommandError, match=message):
         load_split(path)
 
 
@@ -67,11 +67,11 @@ def test_load_split_rejects_damaged_archives(tmp_path: Path, how: str, saver) ->
     buffer = io.BytesIO()
     saver(buffer, x=raw["x_train"], y=raw["y_train"])
     (tmp_path / "split.npz").write_bytes(damage_npz(buffer.getvalue(), how))
-    with pytest.raises(StageError, match="split.npz: not a readable .npz file"):
+    with pytest.raises(CommandError, match="split.npz: not a readable .npz file"):
         load_split(tmp_path / "split.npz")
 
 
 def test_load_npz_names_the_arrays_it_needs(tmp_path: Path) -> None:
     write_npz(tmp_path / "a.npz", {"x_train": np.zeros(1), "y_train": np.zeros(1)})
-    with pytest.raises(StageError, match=r"missing array\(s\) x_test, y_test"):
+    with pytest.raises(CommandError, match=r"missing array\(s\) x_test, y_test"):
         load_npz(tmp_path / "a.npz", ("x_train", "y_train", "x_test", "y_test"))

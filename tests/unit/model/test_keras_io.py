@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 from stages.model.keras_io import load_keras_model, save_keras_model
 
 
@@ -63,6 +63,6 @@ def test_a_damaged_file_is_one_clear_error(model, tmp_path: Path) -> None:
     path = tmp_path / "model.keras"
     save_keras_model(model, path)
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    with pytest.raises(StageError, match=r"model\.keras: not a loadable Keras model") as caught:
+    with pytest.raises(CommandError, match=r"model\.keras: not a loadable Keras model") as caught:
         load_keras_model(path)
     assert "\n" not in str(caught.value)

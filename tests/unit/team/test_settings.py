@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel.cli import CommandError
 from team import services
 from team.settings import SECRET_NAMES, load
 
@@ -37,7 +38,7 @@ def test_the_first_up_fixes_secrets_and_ports_in_a_private_file(
 
 
 def test_without_a_first_up_there_is_nothing_to_find(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="run `make team-up` first"):
+    with pytest.raises(CommandError, match="run `make team-up` first"):
         load(tmp_path)
 
 
@@ -45,7 +46,7 @@ def test_a_teams_own_endpoints_are_kept_and_need_their_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEAM_S3_ENDPOINT_URL", "https://s3.example.test")
-    with pytest.raises(SystemExit, match="needs TEAM_S3_ACCESS_KEY and TEAM_S3_SECRET_KEY"):
+    with pytest.raises(CommandError, match="needs TEAM_S3_ACCESS_KEY and TEAM_S3_SECRET_KEY"):
         load(tmp_path, create=True)
     monkeypatch.setenv("TEAM_S3_ACCESS_KEY", "AKIA")
     monkeypatch.setenv("TEAM_S3_SECRET_KEY", "secret")
@@ -67,7 +68,7 @@ def test_a_port_that_is_no_number_is_refused_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEAM_S3_PORT", "eighty")
-    with pytest.raises(SystemExit, match="must be a port number"):
+    with pytest.raises(CommandError, match="must be a port number"):
         load(tmp_path, create=True)
     assert not (tmp_path / ".team" / "settings.env").exists()
 

@@ -1,4 +1,5 @@
-"""stages.tracking: where runs go, the run file, retries on a locked store, abandoned runs."""
+"""tracking and stages.tracking: where runs go, the run file, retries on a locked store,
+abandoned runs."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from factories.network import free_port
-from stages.common.errors import StageError
-from stages.tracking import runs, store
-from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, retry_locked
-from stages.tracking.store import check_reachable, tracking_uri, workspace_root
+from kernel.cli import CommandError
+from stages.tracking import runs
+from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten
+from tracking import store
+from tracking.store import check_reachable, retry_locked, tracking_uri, workspace_root
 
 # --- workspace root and store URI ----------------------------------------------------------------
 
@@ -96,7 +98,7 @@ def test_run_ref_round_trip(tmp_path: Path) -> None:
 
 
 def test_run_ref_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="run file not found") as caught:
+    with pytest.raises(CommandError, match="run file not found") as caught:
         RunRef.read(tmp_path / "run.json")
     assert "\n" not in str(caught.value)
 
@@ -118,7 +120,7 @@ MALFORMED_RUN_FILES = [
 def test_run_ref_malformed_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "run.json"
     path.write_bytes(content)
-    with pytest.raises(StageError, match="not a run file") as caught:
+    with pytest.raises(CommandError, match="not a run file") as caught:
         RunRef.read(path)
     message = str(caught.value)
     assert "\n" not in message
@@ -128,7 +130,7 @@ def test_run_ref_malformed_file(tmp_path: Path, content: bytes) -> None:
 def test_run_ref_unreadable_path(tmp_path: Path) -> None:
     folder = tmp_path / "run.json"
     folder.mkdir()
-    with pytest.raises(StageError, match="run.json") as caught:
+    with pytest.raises(CommandError, match="run.json") as caught:
         RunRef.read(folder)
     assert "\n" not in str(caught.value)
 
@@ -174,7 +176,7 @@ class FlakyAction:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr(runs.time, "sleep", waited.append)
+    monkeypatch.setattr(store.time, "sleep", waited.append)
     return waited
 
 
@@ -194,7 +196,7 @@ def test_retry_locked_returns_the_value_after_failures(sleeps: list[float]) -> N
 def test_retry_locked_gives_up_after_a_bounded_number_of_attempts(sleeps: list[float]) -> None:
     action = FlakyAction(failures=100, error=_locked())
     with pytest.raises(
-        StageError, match="MLflow: logging params failed: .*database is locked"
+        CommandError, match="MLflow: logging params failed: .*database is locked"
     ) as caught:
         retry_locked(action, "logging params", attempts=8, first_wait=0.25)
     assert action.calls == 8
@@ -207,7 +209,7 @@ def test_retry_locked_does_not_retry_other_mlflow_errors(sleeps: list[float]) ->
     from mlflow.exceptions import MlflowException
 
     action = FlakyAction(failures=1, error=MlflowException("RESOURCE_DOES_NOT_EXIST: no run"))
-    with pytest.raises(StageError, match="no run"):
+    with pytest.raises(CommandError, match="no run"):
         retry_locked(action, "logging")
     assert action.calls == 1
     assert sleeps == []
@@ -267,7 +269,7 @@ def test_get_or_create_experiment_is_idempotent(tmp_mlflow_store: str, tmp_path:
 def test_reopen_run_of_an_unknown_run_is_one_clear_error(tmp_mlflow_store: str) -> None:
     experiment_id = store.get_or_create_experiment("reopen", tmp_mlflow_store)
     ref = RunRef(run_id="0" * 32, experiment_id=experiment_id, tracking_uri=tmp_mlflow_store)
-    with pytest.raises(StageError, match="cannot be reopened") as caught:
+    with pytest.raises(CommandError, match="cannot be reopened") as caught:
         with runs.reopen_run(ref):
             pytest.fail("the body must not run")
     assert "\n" not in str(caught.value)
@@ -284,8 +286,8 @@ def test_reopen_run_ends_failed_when_the_body_raises(tmp_mlflow_store: str) -> N
     with runs.reopen_run(ref):
         mlflow.log_metric("reopened", 1.0)
     assert client.get_run(run_id).info.status == "FINISHED"
-    with pytest.raises(StageError, match="boom"), runs.reopen_run(ref):
-        raise StageError("boom")
+    with pytest.raises(CommandError, match="boom"), runs.reopen_run(ref):
+        raise CommandError("boom")
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics["reopened"] == 1.0
@@ -297,7 +299,7 @@ def test_reopen_run_ends_failed_when_the_body_raises(tmp_mlflow_store: str) -> N
 def test_check_reachable_fails_fast_on_a_closed_port() -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with pytest.raises(StageError, match="unreachable") as caught:
+    with pytest.raises(CommandError, match="unreachable") as caught:
         check_reachable(uri, timeout=5.0)
     assert time.monotonic() - started < 5.0
     assert uri in str(caught.value)
@@ -318,7 +320,7 @@ def test_check_reachable_accepts_a_healthy_server(http_server) -> None:
 def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
     base, routes = http_server
     routes["/health"] = (b"down", None, 503)
-    with pytest.raises(StageError, match="unhealthy.*503"):
+    with pytest.raises(CommandError, match="unhealthy.*503"):
         check_reachable(base + "/", timeout=5.0)
 
 
@@ -327,7 +329,7 @@ def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
 
 def test_params_digest_names_the_params_set() -> None:
     from factories.params import params_dict
-    from stages.common.config import parse_params
+    from kernel.params import parse_params
     from stages.tracking.records import params_digest
 
     base = parse_params(params_dict())
@@ -345,9 +347,9 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
 
     from factories.data import digit_splits
     from factories.params import params_dict
-    from stages.common.config import parse_params
+    from kernel.params import parse_params
     from stages.tracking.records import params_digest, start_training_run
-    from stages.tracking.store import get_or_create_experiment
+    from tracking.store import get_or_create_experiment
 
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     params = parse_params(params_dict())
@@ -398,9 +400,9 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
 
     from factories.data import digit_splits
     from factories.params import params_dict
-    from stages.common.config import parse_params
+    from kernel.params import parse_params
     from stages.tracking.records import start_training_run
-    from stages.tracking.store import get_or_create_experiment
+    from tracking.store import get_or_create_experiment
 
     experiment_id = get_or_create_experiment("sweeping", tmp_mlflow_store)
     client = mlflow.MlflowClient(tmp_mlflow_store)

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -219,15 +219,15 @@ def _describe(error: dict[str, Any], source: str) -> str:
 
 
 def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
-    """Validate already-parsed YAML; raise ``StageError`` with one line on the first problem."""
+    """Validate already-parsed YAML; raise ``CommandError`` with one line on the first problem."""
     if not isinstance(raw, dict):
-        raise StageError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+        raise CommandError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         errors = err.errors()
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise StageError(_describe(errors[0], source) + more) from None
+        raise CommandError(_describe(errors[0], source) + more) from None
 
 
 def stage_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -243,12 +243,12 @@ def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE) -> Params:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise StageError(f"{path}: params file not found (run from the project root)") from None
+        raise CommandError(f"{path}: params file not found (run from the project root)") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise StageError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise CommandError(f"{path}: invalid YAML{where}: {problem}") from None
     return parse_params(raw, str(path))

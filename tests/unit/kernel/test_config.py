@@ -12,9 +12,9 @@ import yaml
 from factories.data import random_mnist
 from factories.params import params_dict
 from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
-from stages.common.atomic import write_npz
-from stages.common.config import Params, load_params, parse_params
-from stages.common.errors import StageError
+from kernel.atomic import write_npz
+from kernel.cli import CommandError
+from kernel.params import Params, load_params, parse_params
 
 
 def test_the_repository_params_file_loads() -> None:
@@ -270,7 +270,7 @@ def test_every_key_is_required(section: str, key: str) -> None:
     """params.yaml is the only home of the values: removing any key is an error."""
     raw = params_dict()
     del raw[section][key]
-    with pytest.raises(StageError) as caught:
+    with pytest.raises(CommandError) as caught:
         parse_params(raw)
     assert str(caught.value) == f"params.yaml: missing key {section}.{key}"
 
@@ -298,7 +298,7 @@ def test_the_choices_admit_their_own_params() -> None:
 def test_bad_params_give_one_line_naming_key_and_value(change, fragments: list[str]) -> None:
     raw = params_dict()
     change(raw)
-    with pytest.raises(StageError) as caught:
+    with pytest.raises(CommandError) as caught:
         parse_params(raw, "my-params.yaml")
     message = str(caught.value)
     assert "\n" not in message
@@ -314,23 +314,23 @@ def test_every_case_starts_from_valid_params() -> None:
 
 def test_several_problems_are_counted_on_the_one_line() -> None:
     raw = params_dict(train={"epochs": 0, "optimizer": "rmsprop"}, export={"opset": 99})
-    with pytest.raises(StageError, match=r"train\.optimizer = 'rmsprop'.*\(and 2 more problem"):
+    with pytest.raises(CommandError, match=r"train\.optimizer = 'rmsprop'.*\(and 2 more problem"):
         parse_params(raw)
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("fetch:\n  sources: [pypi\n  timeout_seconds: 10\npreprocess: {\n")
-    with pytest.raises(StageError, match=r"params\.yaml: invalid YAML at line \d+, column \d+: "):
+    with pytest.raises(CommandError, match=r"params\.yaml: invalid YAML at line \d+, column \d+: "):
         load_params(path)
     path.write_text("fetch:\n  sources: [pypi]\n\tbad: indent\n")
-    with pytest.raises(StageError, match="invalid YAML at line 3, column 1: ") as caught:
+    with pytest.raises(CommandError, match="invalid YAML at line 3, column 1: ") as caught:
         load_params(path)
     assert "\n" not in str(caught.value)
 
 
 def test_missing_params_file(tmp_path: Path) -> None:
-    with pytest.raises(StageError, match=r"nope\.yaml: params file not found"):
+    with pytest.raises(CommandError, match=r"nope\.yaml: params file not found"):
         load_params(tmp_path / "nope.yaml")
 
 
@@ -341,7 +341,7 @@ def test_missing_params_file(tmp_path: Path) -> None:
 def test_params_file_must_be_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    with pytest.raises(StageError, match=f"expected a mapping of sections, got {kind}$"):
+    with pytest.raises(CommandError, match=f"expected a mapping of sections, got {kind}$"):
         load_params(path)
 
 

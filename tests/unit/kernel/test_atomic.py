@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.common.atomic import (
+from kernel.atomic import (
     StagedFiles,
     atomic_path,
     write_bytes,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,55 +20,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from factories.browser import chromium
-from factories.network import free_port, wait_for_http
-from factories.pipeline import rendered_mnist, tiny_pipeline_params
+from factories.pipeline import repro_tiny_pipeline, run_in_repo
 from factories.processes import stage_command
 from factories.tf_blocker import run_blocked
-from factories.workspace import GIT_IDENTITY, project_copy
 
-VENV_BIN = Path(sys.executable).parent
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
-    return subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    repo, store = root / "repo", root / "store"
-    store.mkdir()
-    arrays, stage_env = rendered_mnist(root, repo)
-    env = {
-        **os.environ,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        **stage_env,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
-        **GIT_IDENTITY,
-    }
-    env.pop("DVC_EXP_NAME", None)
-    project_copy(repo, env, params=tiny_pipeline_params(root, "e2e"))
-    first = _run(["dvc", "repro"], repo, env)
-    second = _run(["dvc", "repro"], repo, env)
-    return {
-        "repo": repo,
-        "env": env,
-        "arrays": arrays,
-        "first": first,
-        "second": second,
-        "store": store,
-    }
+    return repro_tiny_pipeline(tmp_path_factory.mktemp("e2e"))
 
 
 def test_repro_runs_every_stage(pipeline):
@@ -161,10 +120,10 @@ def test_mlflow_run_holds_everything(pipeline):
 
 def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
     repo, env = pipeline["repo"], pipeline["env"]
-    shown = _run(["dvc", "metrics", "show", "--json"], repo, env)
+    shown = run_in_repo(["dvc", "metrics", "show", "--json"], repo, env)
     assert shown.returncode == 0, shown.stderr
     assert "accuracy" in shown.stdout and "max_abs_diff" in shown.stdout
-    plots = _run(["dvc", "plots", "show", "-o", str(repo.parent / "plots")], repo, env)
+    plots = run_in_repo(["dvc", "plots", "show", "-o", str(repo.parent / "plots")], repo, env)
     assert plots.returncode == 0, plots.stderr
     assert (repo.parent / "plots" / "index.html").is_file()
 
@@ -174,7 +133,7 @@ def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
     params["preprocess"]["seed"] = 7
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        status = _run(["dvc", "status", "--json"], repo, env)
+        status = run_in_repo(["dvc", "status", "--json"], repo, env)
     finally:
         params_file.write_text(original)
     assert status.returncode == 0, status.stderr
@@ -235,15 +194,15 @@ def test_a_failed_experiment_keeps_every_last_good_output(pipeline, overrides, s
     for override in overrides:
         command += ["-S", override]
     try:
-        done = _run(command, repo, env)
+        done = run_in_repo(command, repo, env)
     finally:  # -S edits the workspace's params.yaml
-        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        run_in_repo(["git", "checkout", "--", "params.yaml"], repo, env)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{stage}: error:")]
     assert errors == [error], done.stderr[-2000:]
     assert len(client.search_runs([experiment])) == runs_before, "no run may start"
     assert _outputs(repo) == before, "DVC must not have deleted, nor the stage replaced, any"
-    status = _run(["dvc", "status"], repo, env)
+    status = run_in_repo(["dvc", "status"], repo, env)
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
 
 
@@ -255,13 +214,13 @@ def test_tampered_raw_data_is_noticed_and_rejected(pipeline, tmp_path):
     tampered[len(original) // 2] ^= 0x01
     raw.write_bytes(bytes(tampered))
     try:
-        status = json.loads(_run(["dvc", "status", "--json"], repo, env).stdout)
+        status = json.loads(run_in_repo(["dvc", "status", "--json"], repo, env).stdout)
         paths = {
             "raw": raw,
             "prepared": tmp_path / "prepared",
             "data_report": tmp_path / "data.json",
         }
-        rejected = _run([sys.executable, *stage_command("preprocess", paths)[1:]], repo, env)
+        rejected = run_in_repo([sys.executable, *stage_command("preprocess", paths)[1:]], repo, env)
     finally:
         raw.write_bytes(original)
     assert {"changed outs": {"data/raw/mnist.npz": "modified"}} in status["fetch"]
@@ -329,7 +288,7 @@ def _check_experiment_run(repo: Path, name: str, epochs: int) -> None:
 def test_temp_experiment_lands_in_workspace_store(pipeline):
     """``--temp`` runs in a copy under .dvc/tmp/exps/, yet logs into <workspace>/mlflow.db."""
     repo, env = pipeline["repo"], _without_tracking_env(pipeline)
-    temp = _run(
+    temp = run_in_repo(
         ["dvc", "exp", "run", "--temp", "-n", "temp-exp", "-S", "train.epochs=2"], repo, env
     )
     assert temp.returncode == 0, temp.stdout[-2000:] + temp.stderr[-2000:]
@@ -339,11 +298,11 @@ def test_temp_experiment_lands_in_workspace_store(pipeline):
 @pytest.mark.slow
 def test_queued_experiment_lands_in_workspace_store(pipeline):
     repo, env = pipeline["repo"], _without_tracking_env(pipeline)
-    queued = _run(
+    queued = run_in_repo(
         ["dvc", "exp", "run", "--queue", "-n", "queued-exp", "-S", "train.epochs=3"], repo, env
     )
     assert queued.returncode == 0, queued.stderr
-    started = _run(["dvc", "queue", "start", "-j", "1"], repo, env)
+    started = run_in_repo(["dvc", "queue", "start", "-j", "1"], repo, env)
     assert started.returncode == 0, started.stderr
     status = _wait_for_queue(repo, env, 600)
     assert "Success" in status, status
@@ -354,11 +313,11 @@ def _wait_for_queue(repo: Path, env: dict[str, str], seconds: float) -> str:
     deadline = time.monotonic() + seconds
     status = ""
     while time.monotonic() < deadline:
-        status = _run(["dvc", "queue", "status"], repo, env).stdout
+        status = run_in_repo(["dvc", "queue", "status"], repo, env).stdout
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(3)
-    _run(["dvc", "queue", "stop"], repo, env)
+    run_in_repo(["dvc", "queue", "stop"], repo, env)
     return status
 
 
@@ -368,11 +327,11 @@ def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
     repo, env = pipeline["repo"], _without_tracking_env(pipeline)
     epochs = {f"parallel-{n}": n for n in (2, 3, 4, 5)}
     for name, count in epochs.items():
-        queued = _run(
+        queued = run_in_repo(
             ["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.epochs={count}"], repo, env
         )
         assert queued.returncode == 0, queued.stderr
-    started = _run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    started = run_in_repo(["dvc", "queue", "start", "-j", "2"], repo, env)
     assert started.returncode == 0, started.stderr
     status = _wait_for_queue(repo, env, 900)
     assert status.count("Success") >= 4 and "Failed" not in status, status
@@ -394,13 +353,17 @@ def test_four_queued_experiments_two_at_a_time_lose_nothing(pipeline):
 def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path):
     repo, env = pipeline["repo"], pipeline["env"]
     for command in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline results"]):
-        done = _run(command, repo, env)
+        done = run_in_repo(command, repo, env)
         assert done.returncode == 0, done.stderr
-    assert _run(["git", "status", "--porcelain"], repo, env).stdout == "", "all results committed"
-    ran = _run(["dvc", "exp", "run", "-n", "smaller", "-S", "train.hidden_units=[32]"], repo, env)
+    assert run_in_repo(["git", "status", "--porcelain"], repo, env).stdout == "", (
+        "all results committed"
+    )
+    ran = run_in_repo(
+        ["dvc", "exp", "run", "-n", "smaller", "-S", "train.hidden_units=[32]"], repo, env
+    )
     try:
         assert ran.returncode == 0, ran.stderr[-2000:]
-        shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+        shown = json.loads(run_in_repo(["dvc", "exp", "show", "--json"], repo, env).stdout)
         found = {}
         for baseline in shown:
             for record in [baseline, *(baseline.get("experiments") or [])]:
@@ -412,12 +375,12 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
                         found[name] = metrics["data"]["accuracy"]
         assert "smaller" in found and len(found) >= 2, shown
 
-        diff = _run(["dvc", "metrics", "diff", "HEAD", "smaller", "--json"], repo, env)
+        diff = run_in_repo(["dvc", "metrics", "diff", "HEAD", "smaller", "--json"], repo, env)
         assert diff.returncode == 0, diff.stderr
         changes = json.loads(diff.stdout)
         assert "reports/metrics.json" in changes and "accuracy" in changes["reports/metrics.json"]
 
-        plots = _run(
+        plots = run_in_repo(
             ["dvc", "plots", "diff", "HEAD", "smaller", "--json", "-o", str(tmp_path / "p")],
             repo,
             env,
@@ -434,87 +397,6 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
             for name in ("training_curves.png", "confusion_matrix.png", "misclassified.png")
         )
     finally:  # back to the committed baseline
-        _run(["dvc", "exp", "remove", "smaller"], repo, env)
-        _run(["git", "checkout", "--", "."], repo, env)
-        _run(["dvc", "checkout", "--force"], repo, env)
-
-
-FIGURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png")
-
-
-def test_the_plots_page_renders_offline_in_a_browser(pipeline, tmp_path):
-    repo, env = pipeline["repo"], pipeline["env"]
-    out = tmp_path / "plots"
-    shown = _run(["dvc", "plots", "show", "-o", str(out)], repo, env)
-    assert shown.returncode == 0, shown.stderr
-    assert "cdn.jsdelivr" not in (out / "index.html").read_text()
-
-    requests, failed, errors = [], [], []
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.on("request", lambda request: requests.append(request.url))
-        page.on("requestfailed", lambda request: failed.append(request.url))
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto((out / "index.html").as_uri())
-        page.wait_for_function(
-            "document.querySelectorAll('canvas.marks, svg.marks').length >= 3", timeout=20000
-        )
-        charts = page.locator("canvas.marks, svg.marks").count()
-        images = [img.get_attribute("src") for img in page.locator("img").all()]
-        page.screenshot(path=str(tmp_path / "plots.png"), full_page=True)
-    assert charts == 3, "training loss, training accuracy, confusion: each drawn once"
-    names = sorted(Path(src).name for src in images)
-    assert names == [f"workspace_reports_figures_{figure}" for figure in FIGURES], names
-    assert not failed and not errors, (failed, errors)
-    assert all(url.startswith(("file://", "data:")) for url in requests), requests
-    assert (tmp_path / "plots.png").stat().st_size > 10_000
-
-
-def _chart_sections(page_text: str) -> list[str]:
-    """The section titles of MLflow's chart view: a title, its chart count, "Add chart"."""
-    lines = [line.strip() for line in page_text.splitlines() if line.strip()]
-    return [
-        title
-        for title, count, button in zip(lines, lines[1:], lines[2:], strict=False)
-        if count.startswith("(") and count.endswith(")") and button == "Add chart"
-    ]
-
-
-def test_the_mlflow_ui_shows_the_run_with_its_test_results_first(pipeline, tmp_path):
-    import mlflow
-
-    repo, env = pipeline["repo"], pipeline["env"]
-    run_id = json.loads((repo / "models" / "run.json").read_text())["run_id"]
-    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
-    port = free_port()
-    log = tmp_path / "ui.log"
-    with open(log, "w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "stages.tracking", "ui"],
-            cwd=repo,
-            env={**env, "MLFLOW_UI_PORT": str(port)},
-            stdout=sink,
-            stderr=sink,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", alive=lambda: server.poll() is None)
-        address = log.read_text().splitlines()[0].rsplit(": ", 1)[1]
-        assert address == (
-            f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}"
-            "/runs?workflowType=machine_learning"
-        )
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(address)
-            page.get_by_text(run.info.run_name).first.wait_for(timeout=60000)
-            assert run.info.run_name.startswith("workspace-")
-            page.goto(address + "&compareRunsMode=CHART")
-            page.get_by_text("Add chart").first.wait_for(timeout=60000)
-            sections = _chart_sections(page.inner_text("body"))
-            page.screenshot(path=str(tmp_path / "charts.png"))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert sections[:4] == ["test", "test_by_digit", "test_int8", "test_onnx"], sections
-    assert {"train", "val", "timing"} <= set(sections), sections
+        run_in_repo(["dvc", "exp", "remove", "smaller"], repo, env)
+        run_in_repo(["git", "checkout", "--", "."], repo, env)
+        run_in_repo(["dvc", "checkout", "--force"], repo, env)

@@ -1,19 +1,31 @@
-"""run_stage's one-line report and exit codes, and signals held back by deferred_signals."""
+"""run_command's one-line report and exit statuses, and signals held back by deferred_signals."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
 import pytest
 
-from stages.common.errors import StageError, deferred_signals, run_stage
+from kernel.cli import CommandError, run_command
+from kernel.signals import deferred_signals
+
+
+@contextlib.contextmanager
+def restored_sigterm():
+    """run_command installs its SIGTERM handler; the test process gets its own back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture
 def sigterm_interrupts():
-    """SIGTERM raises KeyboardInterrupt, as run_stage arranges; the old handler comes back."""
-    from stages.common.errors import _interrupt_on_sigterm
+    """SIGTERM raises KeyboardInterrupt, as run_command arranges; the old handler comes back."""
+    from kernel.signals import _interrupt_on_sigterm
 
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     yield
@@ -67,7 +79,7 @@ def test_a_signal_sent_from_another_thread_is_held_too(sigterm_interrupts) -> No
     ("raised", "status", "line"),
     [
         (
-            StageError("data/raw/mnist.npz: not found"),
+            CommandError("data/raw/mnist.npz: not found"),
             1,
             "fetch: error: data/raw/mnist.npz: not found",
         ),
@@ -79,20 +91,68 @@ def test_a_signal_sent_from_another_thread_is_held_too(sigterm_interrupts) -> No
         ),
     ],
 )
-def test_run_stage_reports_one_line_and_exits(
+def test_run_command_reports_one_line_and_returns_the_status(
     raised: BaseException, status: int, line: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def main(argv: object) -> None:
         raise raised
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as caught:
-            run_stage("fetch", main)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert caught.value.code == status
+    with restored_sigterm():
+        assert run_command("fetch", main) == status
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("raised", "options", "line"),
+    [
+        # an error type the command names as the user's is one line, as CommandError is
+        (LookupError("no such sweep"), {"expected": (LookupError,)}, "team: error: no such sweep"),
+        # a command driving outside services: any failure is one line, its type named
+        (
+            RuntimeError("connection refused\ntraceback follows"),
+            {"any_error": True},
+            "team: error: RuntimeError: connection refused",
+        ),
+        (OSError("socket closed"), {"any_error": True}, "team: error: OSError: socket closed"),
+        # a message with a line break keeps to one line
+        (CommandError("bad name 'a\nb'"), {}, "team: error: bad name 'a\\nb'"),
+        (
+            KeyboardInterrupt(),
+            {"interrupted": "interrupted; run it again"},
+            "team: interrupted; run it again",
+        ),  # fmt: skip
+    ],
+)
+def test_what_a_command_counts_as_the_users_to_fix(
+    raised: BaseException, options: dict, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def main(argv: object) -> None:
+        raise raised
+
+    with restored_sigterm():
+        status = run_command("team", main, **options)
+    assert status == (130 if isinstance(raised, KeyboardInterrupt) else 1)
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_main_s_own_status_and_arguments_come_through() -> None:
+    seen = []
+
+    def main(argv: object) -> int:
+        seen.append(argv)
+        return 3
+
+    with restored_sigterm():
+        assert run_command("team", main, ["status"]) == 3
+    assert seen == [["status"]]
+
+
+def test_an_unexpected_error_keeps_its_traceback() -> None:
+    def main(argv: object) -> None:
+        raise LookupError("a bug")
+
+    with restored_sigterm(), pytest.raises(LookupError, match="a bug"):
+        run_command("fetch", main)
 
 
 def test_a_signal_is_held_while_other_threads_run(sigterm_interrupts) -> None:
@@ -128,9 +188,5 @@ def test_an_os_error_without_a_file_is_a_bug_and_keeps_its_traceback() -> None:
     def main(argv: object) -> None:
         raise OSError("socket closed")
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(OSError, match="socket closed"):
-            run_stage("fetch", main)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with restored_sigterm(), pytest.raises(OSError, match="socket closed"):
+        run_command("fetch", main)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stages.common.timing import PhaseTimer, seconds_since_process_start
+from kernel.timing import PhaseTimer, seconds_since_process_start
 
 
 def test_phases_are_timed_and_repeats_add_up(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 import digits_predict
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
-from stages.tracking.runs import retry_locked
+from tracking.store import retry_locked
 
 if TYPE_CHECKING:
     from mlflow.models import Model, ModelSignature
@@ -194,22 +194,22 @@ def download_version(registered_name: str, alias: str, destination: Path) -> tup
     """Download ``<registered_name>@<alias>`` (the whole MLflow model) into ``destination``.
 
     Returns the version the alias pointed at and the model's folder. An unknown model or
-    alias raises ``StageError`` with MLflow's first line.
+    alias raises ``CommandError`` with MLflow's first line.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from stages.common.errors import StageError
+    from kernel.cli import CommandError
 
     uri = f"models:/{registered_name}@{alias}"
     version = alias_target(registered_name, alias)
     if version is None:
-        raise StageError(f"{uri}: no such registered model or alias; run `make repro` first")
+        raise CommandError(f"{uri}: no such registered model or alias; run `make repro` first")
     destination.mkdir(parents=True, exist_ok=True)
     try:
         fetched = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{registered_name}/{version}", dst_path=str(destination)
         )
     except MlflowException as err:
-        raise StageError(f"{uri}: {err.message.splitlines()[0]}") from None
+        raise CommandError(f"{uri}: {err.message.splitlines()[0]}") from None
     return version, Path(fetched)

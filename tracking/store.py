@@ -13,16 +13,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-from stages.common.errors import StageError
+from kernel.cli import CommandError
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 _EXPERIMENT_COPY_MARK = (".dvc", "tmp", "exps")
+T = TypeVar("T")
 
 
 def workspace_root(start: Path | None = None) -> Path:
@@ -72,19 +75,21 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     base = uri.rstrip("/")
     status = _http_status(base + "/health", timeout, uri)
     if status >= 400:
-        raise StageError(f"MLflow tracking server {uri} unhealthy: {base}/health answered {status}")
+        raise CommandError(
+            f"MLflow tracking server {uri} unhealthy: {base}/health answered {status}"
+        )
     status = _http_status(
         base + "/api/2.0/mlflow/experiments/search?max_results=1", timeout, uri, _credentials()
     )
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
     if status == 401:
         given = f"user {user!r} with that password" if user else "no credentials"
-        raise StageError(
+        raise CommandError(
             f"MLflow tracking server {uri} refused {given} (401 Unauthorized); expected a team "
             "member's MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
     if status == 403:
-        raise StageError(f"MLflow tracking server {uri}: user {user!r} may not read (403)")
+        raise CommandError(f"MLflow tracking server {uri}: user {user!r} may not read (403)")
 
 
 def _credentials() -> dict[str, str]:
@@ -110,7 +115,7 @@ def _http_status(url: str, timeout: float, uri: str, headers: dict[str, str] | N
         return err.code
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise StageError(
+        raise CommandError(
             f"MLflow tracking server {uri} unreachable ({reason}); start it, "
             "or unset MLFLOW_TRACKING_URI to use the local store"
         ) from None
@@ -173,7 +178,7 @@ def _create_sqlite_store_once(uri: str) -> None:
         try:
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
         except MlflowException as err:
-            raise StageError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+            raise CommandError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -202,4 +207,22 @@ def get_or_create_experiment(name: str, uri: str) -> str:
                 raise
             return experiment.experiment_id
     except MlflowException as err:
-        raise StageError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+        raise CommandError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+
+
+def retry_locked(
+    action: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.25
+) -> T:
+    """Run ``action()``, retrying a bounded number of times while SQLite says it is locked."""
+    from mlflow.exceptions import MlflowException
+
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except MlflowException as err:
+            if "locked" not in str(err).lower() or attempt == attempts:
+                raise CommandError(f"MLflow: {what} failed: {str(err).splitlines()[0]}") from None
+        time.sleep(wait)
+        wait = min(wait * 2, 8.0)
+    raise AssertionError("unreachable")

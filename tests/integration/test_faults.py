@@ -17,12 +17,11 @@ import pytest
 from factories.data import damage_npz, npz_bytes, sha256
 from factories.network import free_port
 from factories.processes import stage_args
+from kernel.atomic import write_npz
+from kernel.cli import CommandError
 from stages import fetch, preprocess
-from stages.common.atomic import write_npz
-from stages.common.errors import StageError
 from stages.dataset import sources
-from stages.tracking.runs import retry_locked
-from stages.tracking.store import check_reachable
+from tracking.store import check_reachable, retry_locked
 
 
 def _fetch(params: Path, out: Path) -> None:
@@ -42,7 +41,7 @@ def test_cut_download_writes_nothing_and_the_rerun_succeeds(
     out = tmp_path / "raw" / "mnist.npz"
 
     routes["/mnist.npz"] = (body[: len(body) // 2], len(body), 200)  # the connection drops
-    with pytest.raises(StageError, match="no source gave MNIST: keras_url: .*cut short"):
+    with pytest.raises(CommandError, match="no source gave MNIST: keras_url: .*cut short"):
         _fetch(params, out)
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
@@ -64,7 +63,7 @@ def test_every_source_unreachable_lists_each(params_file, tmp_path, monkeypatch)
                 "timeout_seconds": 2,
             }
         )
-        with pytest.raises(StageError) as raised:
+        with pytest.raises(CommandError) as raised:
             _fetch(params, tmp_path / "raw" / "mnist.npz")
     message = str(raised.value)
     assert "\n" not in message
@@ -100,7 +99,7 @@ def test_preprocess_rejects_a_damaged_raw_file(tiny_mnist, params_file, tmp_path
     write_npz(raw, tiny_mnist)
     raw.write_bytes(damage(raw.read_bytes()))
     out = tmp_path / "prepared"
-    with pytest.raises(StageError, match=r"mnist\.npz: not a readable \.npz"):
+    with pytest.raises(CommandError, match=r"mnist\.npz: not a readable \.npz"):
         params = params_file(preprocess={"val_size": 10})
         paths = {"raw": raw, "prepared": out, "data_report": tmp_path / "data.json"}
         preprocess.main(["--params", str(params), *stage_args("preprocess", paths)])
@@ -111,7 +110,7 @@ def test_tracking_server_answering_errors_is_reported(http_server):
     base, routes = http_server
     routes["/health"] = (b"boom", None, 500)
     started = time.monotonic()
-    with pytest.raises(StageError, match="unhealthy: .*/health answered 500"):
+    with pytest.raises(CommandError, match="unhealthy: .*/health answered 500"):
         check_reachable(base)
     assert time.monotonic() - started < 5
 
@@ -153,7 +152,7 @@ def test_store_locked_for_good_gives_a_clear_error_within_a_bound(tmp_path):
     client, run_id, holder = _locked_store(tmp_path)
     started = time.monotonic()
     try:
-        with pytest.raises(StageError, match="logging a metric failed: .*locked") as raised:
+        with pytest.raises(CommandError, match="logging a metric failed: .*locked") as raised:
             retry_locked(
                 lambda: client.log_metric(run_id, "loss", 1.0, step=0),
                 "logging a metric",

@@ -1,1 +1,0 @@
-"""What every stage uses: typed params, ``StageError`` and ``run_stage``, atomic writes, timing."""
