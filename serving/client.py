@@ -95,15 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
 
 
-# MLServer's answer to the protocol's binary tensor extension, which it does not read
-BINARY_REFUSED = "not valid UTF-8"
+# MLServer's answers to the protocol's binary tensor extension, which it does not read: the
+# raw bytes after the JSON header fail its JSON parser one way or the other
+BINARY_REFUSED = ("not valid UTF-8", "JSON decode error")
 
 
 def _message(err: BaseException) -> str:
     if isinstance(err, InferenceServerException):
         status = f"HTTP {err.status()}: " if err.status() else ""
         text = f"{status}{err.message()}"
-        if BINARY_REFUSED in text:
+        if str(err.status()) == "422" and any(marker in text for marker in BINARY_REFUSED):
             text += (
                 " (the server reads JSON tensors only: send them with binary_data=False, "
                 "as DigitsClient does)"

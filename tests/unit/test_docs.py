@@ -1,0 +1,115 @@
+"""README.md and docs/: every relative link leads to a file, every ``make X`` is a target.
+
+The README is the front page and links onward, so a page that moves, a link with a typo or a
+target renamed in the Makefile would send a reader nowhere; the README also stays short.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from factories.processes import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
+PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+MAX_README_LINES = 250
+
+# [text](target) and ![alt](target), with an optional "title" after the target
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+EXTERNAL = ("http://", "https://", "mailto:")
+FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.M | re.S)
+CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+TARGET_NAME = r"[A-Za-z0-9_.-]+"
+MAKE = re.compile(rf"\bmake +({TARGET_NAME})")
+# "make" is an English verb too: a tool's printed output may say "make it ..."
+NOT_TARGETS = frozenset({"it", "a", "an", "the", "sure"})
+MAKEFILE_RULE = re.compile(rf"^({TARGET_NAME}):(?!=)", re.M)
+
+
+def page_id(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+def without_code(text: str) -> str:
+    """The Markdown with fenced blocks, indented blocks and code spans blanked out."""
+    text = FENCE.sub("", text)
+    text = "\n".join("" if line.startswith(("    ", "\t")) else line for line in text.split("\n"))
+    return CODE_SPAN.sub("", text)
+
+
+def relative_links(text: str) -> list[str]:
+    """Link targets that name a file or folder of the repository (prose only, not code)."""
+    targets = []
+    for target in LINK.findall(without_code(text)):
+        if target.startswith(EXTERNAL) or target.startswith("#"):
+            continue
+        targets.append(target.split("#", 1)[0])
+    return targets
+
+
+def make_targets(text: str) -> set[str]:
+    """Every target named as ``make X``: in prose, code blocks and code spans.
+
+    A code span that is a make command may name several targets
+    (``make champion triton-repo TRITON_MODEL=...``): each word before the first
+    variable assignment counts.
+    """
+    named = {name for name in MAKE.findall(text) if name not in NOT_TARGETS}
+    for _, span in CODE_SPAN.findall(FENCE.sub("", text)):
+        words = span.split()
+        if words[:1] != ["make"]:
+            continue
+        for word in words[1:]:
+            if not re.fullmatch(TARGET_NAME, word):
+                break
+            named.add(word)
+    return named
+
+
+def makefile_targets() -> set[str]:
+    """The Makefile's explicit targets: no pattern rules, no special targets like .PHONY."""
+    text = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    return {
+        name for name in MAKEFILE_RULE.findall(text) if "%" not in name and not name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_relative_link_leads_to_a_file_or_folder(page: Path) -> None:
+    missing = [
+        target
+        for target in relative_links(page.read_text(encoding="utf-8"))
+        if not (page.parent / target).exists()
+    ]
+    assert not missing, f"{page_id(page)}: links to nothing: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_make_target_named_is_a_target_of_the_makefile(page: Path) -> None:
+    unknown = sorted(make_targets(page.read_text(encoding="utf-8")) - makefile_targets())
+    assert not unknown, (
+        f"{page_id(page)}: names make target(s) the Makefile does not have: "
+        + ", ".join(f"make {name}" for name in unknown)
+    )
+
+
+def test_the_readme_is_a_front_page_of_at_most_250_lines() -> None:
+    lines = len(README.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_README_LINES, (
+        f"{page_id(README)}: {lines} lines, more than {MAX_README_LINES}: move a section "
+        "to docs/ and link it"
+    )
+
+
+def test_the_checks_find_what_they_look_for() -> None:
+    text = (
+        "See [a](docs/a.md#part), [b](https://example.org), [c](#here), ![d](img.png).\n"
+        "Run `make champion triton-repo TRITON_MODEL=x` or make repro; make it so.\n"
+        "```\n[not a link](nowhere.md)\n```\n"
+    )
+    assert relative_links(text) == ["docs/a.md", "img.png"]
+    assert make_targets(text) == {"champion", "triton-repo", "repro"}
+    assert {"repro", "test", "help"} <= makefile_targets()
