@@ -37,9 +37,8 @@ export PYTHONHASHSEED := 0
 	test test-system test-all lint bench sweep sweep-queue champion serve serve-mlflow triton-repo \
 	demo team-up team-down team-status ui clean
 
-# dvc exp show without what every run shares, the secondary figures and the file hashes
-COMPARE = dvc exp show --no-pager --only-changed \
-  --drop 'Created|State|Executor|macro_precision|macro_recall|keras_accuracy|onnx_accuracy|mean_abs_diff|fp32_accuracy|accuracy_drop|_bytes|size_ratio|calibration_images|/'
+# dvc exp show in 120 columns: the headline test figures and the params that differ
+COMPARE = python -m tracking.experiments
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -50,8 +49,9 @@ setup: $(STAMP) $(PLOTS_PAGE) ## create .venv (pipeline, predictor, dev tools: l
 $(STAMP): locks/core.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	@# sync: exactly the core, so an extra installed before is dropped and its stamp too
-	$(BIN)/uv pip sync --python $(BIN)/python locks/core.lock
+	@# sync: exactly the core, so an extra installed before is dropped and its stamp too;
+	@# compiled now, so no first import (TensorFlow's: seconds) pays for it later
+	$(BIN)/uv pip sync --compile-bytecode --python $(BIN)/python locks/core.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-team $(VENV)/.installed-sweep $(VENV)/.installed-browser
 	@touch $@
@@ -62,14 +62,14 @@ setup-browser: $(BROWSER_EXTRA) ## add the browser extra to .venv (Playwright, w
 
 # each extra's lock is the core plus that extra, cut from one resolution: versions agree
 $(VENV)/.installed-%: locks/%.lock $(STAMP)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r $<
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r $<
 	@touch $@
 
 serve-setup: $(SERVE_STAMP) ## create .venv-serve (MLServer, tritonclient) from locks/serve.lock
 
 $(SERVE_STAMP): locks/serve.lock pyproject.toml | $(STAMP)
 	@test -x $(SERVE_BIN)/python || $(PYTHON) -m venv $(SERVE_VENV)
-	$(BIN)/uv pip sync --python $(SERVE_BIN)/python locks/serve.lock
+	$(BIN)/uv pip sync --compile-bytecode --python $(SERVE_BIN)/python locks/serve.lock
 	$(BIN)/uv pip install --python $(SERVE_BIN)/python --no-deps -e .
 	@touch $@
 

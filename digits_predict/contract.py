@@ -77,7 +77,9 @@ CONTRACT_KEYS = (
     "output_name",
     "class_labels",
 )
-PROVENANCE_KEYS = ("mlflow_run_id", "data_digest", "git_commit", "test_accuracy")
+# Digests, not names: the same training gives the same file on every machine and store. The
+# MLflow run that made the model is the one tagged model_sha256 = model_digest.
+PROVENANCE_KEYS = ("model_digest", "data_digest", "test_accuracy")
 METADATA_KEYS = CONTRACT_KEYS + PROVENANCE_KEYS
 
 # onnxruntime names element types "tensor(float)"; the contract names them like numpy.
@@ -112,9 +114,8 @@ class TensorSpec(NamedTuple):
 
 def contract_metadata(
     *,
-    mlflow_run_id: str,
+    model_digest: str,
     data_digest: str,
-    git_commit: str,
     test_accuracy: float,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -122,11 +123,7 @@ def contract_metadata(
 
     ``extra`` adds keys of the caller's own; it may not redefine a contract or provenance key.
     """
-    provenance = {
-        "mlflow_run_id": mlflow_run_id,
-        "data_digest": data_digest,
-        "git_commit": git_commit,
-    }
+    provenance = {"model_digest": model_digest, "data_digest": data_digest}
     for key, value in provenance.items():
         if not isinstance(value, str) or not value:
             raise ContractError(f"{key} must be a non-empty string, got {value!r}")

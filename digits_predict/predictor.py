@@ -88,7 +88,9 @@ class Predictor:
 
     @property
     def provenance(self) -> dict[str, str]:
-        """Where the model came from: MLflow run id, data digest, git commit, test accuracy."""
+        """Where the model came from: the digests of the trained model's file and of its data
+        (the MLflow run that made it is tagged ``model_sha256`` = ``model_digest``), and its
+        test accuracy."""
         return {key: self._metadata[key] for key in PROVENANCE_KEYS}
 
     def predict(self, images: object) -> Prediction:

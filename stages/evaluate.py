@@ -33,8 +33,7 @@ from stages.evaluation.metrics import (
 from stages.model.history import read_history
 from stages.model.keras_io import load_keras_model, predict_probabilities
 from stages.tracking.records import log_evaluation
-from stages.tracking.runs import RunRef, reopen_run
-from tracking.store import connect
+from stages.tracking.runs import locate_run, reopen_run
 
 if TYPE_CHECKING:
     import keras
@@ -77,10 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--figures-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     params = load_params(args.params).evaluate
-    ref = RunRef.read(args.run_file)
     history = read_history(args.history)
     test = load_split(split_file(args.data_dir, "test"))
-    connect(ref.tracking_uri)  # a dead server fails here, before the model is loaded
+    ref = locate_run(args.run_file)  # a dead server or a missing run fails here, before the model
     evaluation = evaluate_model(load_keras_model(args.model), test, history, params)
     report = evaluation.report
 

@@ -33,7 +33,7 @@ from stages.handoff.promotion import RULE, Decision, Standing, decide
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
-from stages.tracking.runs import RunRef, reopen_run
+from stages.tracking.runs import file_sha256, locate_run, reopen_run
 from tracking.registry import alias_target, set_alias, tag_version, version_tags
 from tracking.store import registry_lock
 
@@ -68,7 +68,7 @@ def hand_off(
     card: dict[str, str] = {}
 
     def write_files(version: str, staged: StagedFiles) -> None:
-        card["text"] = model_card(gated.metadata, parity, params, version)
+        card["text"] = model_card(gated.metadata, parity, params)
         staged.write_bytes(files.onnx_model, gated.model_bytes)
         staged.write_json(files.parity, parity)
         staged.write_text(files.card, card["text"])
@@ -150,17 +150,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--card-out", required=True, type=Path)
     args = parser.parse_args(argv)
     params = load_params(args.params).export
-    ref = RunRef.read(args.run_file)
+    ref = locate_run(args.run_file)
     x_test, y_test = load_split(split_file(args.data_dir, "test"))
     model = load_keras_model(args.model)
     files = HandoffFiles(onnx_model=args.onnx_out, parity=args.parity_out, card=args.card_out)
 
     with reopen_run(ref) as run:
         tags = run.data.tags
+        # digests only: the file's bytes must not name this clone's run, store or commit
         provenance = {
-            "mlflow_run_id": ref.run_id,
+            "model_digest": file_sha256(args.model),
             "data_digest": tags.get("data_digest", "unknown"),
-            "git_commit": tags.get("git_commit", "unknown"),
         }
         gated = gate_onnx_model(model, x_test, y_test, params, provenance)
         report = gated.report

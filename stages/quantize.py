@@ -28,7 +28,7 @@ from stages.dataset.canonical import dataset_digest
 from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.tracking.records import log_int8, log_texts
-from stages.tracking.runs import RunRef, reopen_run
+from stages.tracking.runs import RunRef, locate_run, reopen_run
 from tracking.registry import versions_from_run
 from tracking.store import registry_lock
 
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     quantize, name = params.quantize, params.export.registered_model_name
-    ref = RunRef.read(args.run_file)
+    ref = locate_run(args.run_file)
     fp32_bytes = args.onnx_model.read_bytes()
     metadata = fp32_metadata(fp32_bytes, args.onnx_model)
     x_train, _ = load_split(split_file(args.data_dir, "train"))

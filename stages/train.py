@@ -24,7 +24,7 @@ from stages.dataset.canonical import dataset_digest
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
 from stages.tracking.records import start_training_run
-from stages.tracking.runs import RunRef
+from stages.tracking.runs import RunFile, RunRef, file_sha256
 from tracking.store import connect, get_or_create_experiment
 
 
@@ -93,13 +93,17 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
         staged = open_run.enter_context(StagedFiles())
         history = history_csv(result.history)
         with timer.phase("save_outputs"):
-            write_keras_model(result.model, staged.path_for(outputs.model, ".keras"))
+            model_file = staged.path_for(outputs.model, ".keras")
+            write_keras_model(result.model, model_file)
             staged.write_text(outputs.history, history)
+            model_sha256 = file_sha256(model_file)
+        run.tag_model_digest(model_sha256)
         with timer.phase("mlflow_log_model"):
             run.log_result(result)
             run.log_model(result.model, splits["test"][0][:5], {outputs.history.name: history})
         run.log_phases({**timer.seconds, "fit": result.fit_seconds})
-        staged.write_json(outputs.run_file, run.ref.as_dict())
+        run_file = RunFile(params.train.experiment_name, model_sha256)
+        staged.write_json(outputs.run_file, run_file.as_dict())
         staged.commit()
     print(f"train: seconds by phase: {timer.summary()}", file=sys.stderr)
     return run.ref

@@ -118,9 +118,7 @@ def main(argv: Sequence[str]) -> int:
     if best is None:
         _say("no trial finished: no best trial")
         return 1
-    run_id = str(best.metrics.get("mlflow_run_id") or "") or tracking.trial_run_id(
-        params.train.experiment_name, plan.name, best.name
-    )
+    run_id = tracking.trial_run_id(params.train.experiment_name, plan.name, best.name)
     export = params.export
     standing = tracking.registry_standing(
         export.registered_model_name, run_id, export.champion_alias
@@ -142,7 +140,7 @@ def _earlier_outcomes(root: Path, remote: workspace.GitRemote, plan: Plan) -> di
     for trial in done:
         message, metrics = workspace.experiment_record(root, plan.base_commit, trial.name)
         workspace.check_same_trial(trial, plan.name, message)
-        figures = {"test_accuracy": float(metrics["accuracy"]), "mlflow_run_id": ""}
+        figures = {"test_accuracy": float(metrics["accuracy"])}
         found[trial.name] = Outcome(trial.name, trial.overrides, figures, earlier=True)
     return found
 

@@ -79,14 +79,12 @@ def run_experiment(
             step("run", ["dvc", "exp", "run", "-q", "-n", name, "-m", message, *sets])
             step("push", ["dvc", "exp", "push", "-q", "origin", name])
             metrics = json.loads((clone / "reports" / "metrics.json").read_text())
-            run_id = json.loads((clone / "models" / "run.json").read_text())["run_id"]
     finally:
         shutil.rmtree(clone, ignore_errors=True)
     return {
         "test_accuracy": float(metrics["accuracy"]),
         **{f"test_{key}": float(value) for key, value in metrics.items() if key != "accuracy"},
         **{f"{phase}_seconds": value for phase, value in seconds.items()},
-        "mlflow_run_id": run_id,
         "experiment": name,
     }
 

@@ -58,7 +58,7 @@ def gate_onnx_model(
 ) -> GatedModel:
     """Convert ``model`` and compare onnxruntime with Keras on every image.
 
-    ``provenance`` gives ``mlflow_run_id``, ``data_digest`` and ``git_commit``; the Keras
+    ``provenance`` gives ``model_digest`` and ``data_digest``; the Keras
     test accuracy is added here. The caller decides what a failed report means.
     """
     keras_probs = predict_probabilities(model, images)

@@ -9,7 +9,7 @@ from kernel.params import ExportParams
 
 
 def model_card(
-    metadata: dict[str, str], parity: dict, params: ExportParams, registry_version: str
+    metadata: dict[str, str], parity: dict, params: ExportParams
 ) -> str:
     """The card as Markdown: provenance, the input contract, parity, and how to use the model."""
     labels = ", ".join(json.loads(metadata["class_labels"]))
@@ -20,11 +20,16 @@ def model_card(
 
 | | |
 |---|---|
-| MLflow run | `{metadata["mlflow_run_id"]}` |
-| Registered model | `{name}` version {registry_version}, alias `@{params.alias}` |
-| Git commit | `{metadata["git_commit"]}` |
+| Model digest (sha256 of the trained `.keras` file) | `{metadata["model_digest"]}` |
 | Data digest (sha256 of the prepared splits) | `{metadata["data_digest"]}` |
+| Registered model | `{name}`, handed off as `@{params.alias}` |
 | Test accuracy | {float(metadata["test_accuracy"]):.4%} on {parity["samples"]} MNIST test images |
+
+The MLflow run that trained this model is the one tagged `model_sha256` with the model
+digest (in the UI, search runs for `tags.model_sha256 = '{metadata["model_digest"]}'`);
+its registered versions, with their numbers, aliases and promotion tags, are those made
+from that run. The card names no run id, version number or commit, so that the same
+training writes the same card in every clone.
 
 ## 1. Which model to deploy
 
@@ -38,7 +43,7 @@ registry tags (`promotion.*`). To fetch the champion's ONNX file:
 
 For CPUs at the edge, the quantize stage makes an int8 model of this version (4x smaller,
 2-3x faster) once it passes its own gate against this one: it is the registry version
-tagged `precision=int8` and `fp32_version={registry_version}`, aliased as `quantize.alias`
+tagged `precision=int8` and `fp32_version` (this version's number), aliased as `quantize.alias`
 says (`@int8` by default), with the same input contract.
 
 ## 2. Input contract

@@ -23,7 +23,13 @@ from kernel.params import Params
 from stages.dataset.arrays import Split
 from stages.tracking import metric_names
 from stages.tracking.keras_flavor import log_keras_model
-from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten, git_commit
+from stages.tracking.runs import (
+    MODEL_DIGEST_TAG,
+    RunRef,
+    fail_abandoned_runs,
+    flatten,
+    git_commit,
+)
 from tracking.store import retry_locked
 
 if TYPE_CHECKING:
@@ -64,6 +70,13 @@ class TrainingRun:
         """The Keras model with its signature, and small text artifacts (the history CSV)."""
         log_keras_model(model, example)
         log_texts(texts)
+
+    def tag_model_digest(self, digest: str) -> None:
+        """The digest of the model file's bytes: how the later stages find this run."""
+        client, run_id = self.client, self.ref.run_id
+        retry_locked(
+            lambda: client.set_tag(run_id, MODEL_DIGEST_TAG, digest), "tagging the model digest"
+        )
 
     def log_phases(self, seconds: Mapping[str, float]) -> None:
         import mlflow

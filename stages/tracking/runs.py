@@ -1,10 +1,11 @@
 """One MLflow run per trained model: the run file that carries it through train → evaluate →
-export, reopening it, closing abandoned ones, and writes that wait out a locked SQLite store.
+export → quantize, finding and reopening the run, closing abandoned ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -16,19 +17,36 @@ from typing import TYPE_CHECKING
 
 from kernel.atomic import write_json
 from kernel.cli import CommandError
-from tracking.store import connect
+from tracking.store import connect, retry_locked
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
 
 
+# The tag that ties a run to the model it trained: the sha256 of the .keras file's bytes.
+MODEL_DIGEST_TAG = "model_sha256"
+
+
 @dataclass(frozen=True)
 class RunRef:
-    """What evaluate and export need to reopen the run train started."""
+    """The run train started, as the stages after it find it in the store."""
 
     run_id: str
     experiment_id: str
     tracking_uri: str
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """What train leaves for evaluate, export and quantize to find its run by (models/run.json).
+
+    Only what the model's own inputs decide: its experiment and the digest of its bytes.
+    A run id, a store path or a time would make the file, and dvc.lock with it, differ from
+    one clone to the next; the run is looked up by its ``model_sha256`` tag instead.
+    """
+
+    experiment_name: str
+    model_sha256: str
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -37,14 +55,13 @@ class RunRef:
         write_json(path, self.as_dict())
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> RunRef:
+    def read(cls, path: str | os.PathLike[str]) -> RunFile:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return cls(
-                run_id=str(raw["run_id"]),
-                experiment_id=str(raw["experiment_id"]),
-                tracking_uri=str(raw["tracking_uri"]),
+                experiment_name=str(raw["experiment_name"]),
+                model_sha256=str(raw["model_sha256"]),
             )
         except FileNotFoundError:
             raise CommandError(f"{path}: run file not found (run the train stage first)") from None
@@ -55,8 +72,54 @@ class RunRef:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise CommandError(
                 f"{path}: not a run file ({type(err).__name__}: {err}); "
-                "expected JSON with run_id, experiment_id, tracking_uri"
+                "expected JSON with experiment_name, model_sha256"
             ) from None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def locate_run(path: str | os.PathLike[str], uri: str | None = None) -> RunRef:
+    """The newest run of the run file's experiment tagged with its model's digest.
+
+    The store is ``uri``, else the project's (``MLFLOW_TRACKING_URI`` or ``mlflow.db``).
+    Two runs hold the same digest only when they trained the same bytes from the same
+    inputs; the newest is the one the last train left.
+    """
+    import mlflow
+
+    wanted = RunFile.read(path)
+    uri = connect(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = retry_locked(
+        lambda: client.get_experiment_by_name(wanted.experiment_name), "finding the experiment"
+    )
+    found = []
+    if experiment is not None:
+        found = retry_locked(
+            lambda: client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.{MODEL_DIGEST_TAG} = '{wanted.model_sha256}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            ),
+            "finding the run",
+        )
+    if not found:
+        raise CommandError(
+            f"{path}: no run of experiment {wanted.experiment_name!r} in {uri} trained the "
+            f"model with sha256 {wanted.model_sha256[:12]}...; train it here "
+            "(dvc repro -f train) or point MLFLOW_TRACKING_URI at the store that did"
+        )
+    return RunRef(
+        run_id=found[0].info.run_id, experiment_id=experiment.experiment_id, tracking_uri=uri
+    )
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from factories.mlflow_store import run_of_model
 from factories.pipeline import repro_tiny_pipeline, run_in_repo
 from factories.processes import stage_command
 from factories.tf_blocker import run_blocked
@@ -94,10 +95,9 @@ def test_mlflow_run_holds_everything(pipeline):
     import mlflow
 
     repo, env = pipeline["repo"], pipeline["env"]
-    ref = json.loads((repo / "models/run.json").read_text())
-    assert ref["tracking_uri"] == env["MLFLOW_TRACKING_URI"]
-    client = mlflow.MlflowClient(ref["tracking_uri"])
-    run = client.get_run(ref["run_id"])
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = run_of_model(client, repo / "models/run.json")
+    ref = {"run_id": run.info.run_id}
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "8"
     assert run.data.params["train.hidden_units"] == "[128]"
@@ -396,7 +396,76 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
             f"reports/figures/{name}"
             for name in ("training_curves.png", "confusion_matrix.png", "misclassified.png")
         )
+        # make compare, on the baseline and two experiments: in 120 columns, the headline
+        # figures and both params that differ, none of the secondary figures or file hashes
+        ran = run_in_repo(
+            ["dvc", "exp", "run", "-n", "slower", "-S", "train.learning_rate=0.001"], repo, env
+        )
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        shown = run_in_repo(
+            [sys.executable, "-m", "tracking.experiments"], repo, {**env, "COLUMNS": "200"}
+        )
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 120, shown.stdout
+        header = " ".join(lines[:4])
+        for column in ("Experiment", "accuracy", "loss", "macro_f1", "hidden_units", "learning_r"):
+            assert column in header, shown.stdout
+        for hidden in ("max_abs_diff", "reports/", "keras_accuracy", "Created", "epochs"):
+            assert hidden not in shown.stdout, shown.stdout
+        assert "smaller" in shown.stdout and "slower" in shown.stdout
     finally:  # back to the committed baseline
-        run_in_repo(["dvc", "exp", "remove", "smaller"], repo, env)
+        run_in_repo(["dvc", "exp", "remove", "smaller", "slower"], repo, env)
         run_in_repo(["git", "checkout", "--", "."], repo, env)
         run_in_repo(["dvc", "checkout", "--force"], repo, env)
+
+
+def _committed(repo, env) -> None:
+    """Whatever the pipeline left uncommitted (dvc.lock, reports), committed."""
+    if run_in_repo(["git", "status", "--porcelain"], repo, env).stdout:
+        for command in (["git", "add", "-A"], ["git", "commit", "-qm", "the pipeline's results"]):
+            done = run_in_repo(command, repo, env)
+            assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow  # a second whole pipeline run, in a clone
+def test_a_clone_with_a_store_of_its_own_reproduces_the_committed_lock(pipeline, tmp_path):
+    """Nothing a store, a run or a clone's path decides reaches a tracked file: a clone of
+    the committed results, with its own MLflow store, writes the same dvc.lock byte for byte
+    and leaves git status clean. Then the recovery the docs give after a failed experiment
+    puts params.yaml and the outputs back."""
+    repo, env = pipeline["repo"], pipeline["env"]
+    assert pipeline["first"].returncode == 0, pipeline["first"].stderr[-3000:]
+    _committed(repo, env)
+    clone, store = tmp_path / "clone", tmp_path / "store"
+    store.mkdir()
+    cloned = run_in_repo(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert cloned.returncode == 0, cloned.stderr
+    clone_env = {
+        **env,
+        "PYTHONPATH": env["PYTHONPATH"].replace(str(repo), str(clone)),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
+    }
+    ran = run_in_repo(["dvc", "repro"], clone, clone_env)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert (clone / "dvc.lock").read_bytes() == (repo / "dvc.lock").read_bytes()
+    assert run_in_repo(["git", "status", "--porcelain"], clone, clone_env).stdout == ""
+
+    committed_params = (clone / "params.yaml").read_bytes()
+    failed = run_in_repo(["dvc", "exp", "run", "-S", "train.epochs=abc"], clone, clone_env)
+    assert failed.returncode != 0
+    assert "train.epochs" in failed.stderr
+    # docs/troubleshooting.md: back to the commit after a failed or unwanted experiment
+    for command in (["git", "checkout", "--", "params.yaml"], ["dvc", "checkout", "--force"]):
+        done = run_in_repo(command, clone, clone_env)
+        assert done.returncode == 0, done.stderr
+    assert (clone / "params.yaml").read_bytes() == committed_params
+    status = run_in_repo(["dvc", "status", "--json"], clone, clone_env)
+    assert json.loads(status.stdout) == {}, status.stdout
+    assert run_in_repo(["git", "status", "--porcelain"], clone, clone_env).stdout == ""
+    probe = (
+        "from digits_predict import Predictor; import numpy as np; "
+        "print(Predictor('models/model.onnx').predict(np.zeros((28, 28)) + 255).digits.shape)"
+    )
+    loaded = run_in_repo([sys.executable, "-c", probe], clone, clone_env)
+    assert loaded.stdout.strip() == "(1,)", loaded.stderr

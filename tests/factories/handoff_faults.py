@@ -7,6 +7,7 @@ alias as they were.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from factories.trained import Workspace
 from kernel import atomic
-from stages.tracking.runs import RunRef
+from stages.tracking.runs import MODEL_DIGEST_TAG, RunFile, file_sha256
 from tracking import registry
 
 
@@ -85,11 +86,15 @@ def run_of_its_own(ws: Workspace, folder: Path) -> tuple[str, Path]:
     import mlflow
 
     client = mlflow.MlflowClient(ws.uri)
-    run_id = client.create_run(ws.ref.experiment_id).info.run_id
-    client.set_tag(run_id, "data_digest", "d" * 64)
+    # a digest of its own: the stages find this run through its run file, and the session's
+    # run file still finds the run train left
+    digest = hashlib.sha256(f"{file_sha256(ws.model)} {folder}".encode()).hexdigest()
+    tags = {"data_digest": "d" * 64, MODEL_DIGEST_TAG: digest}
+    run_id = client.create_run(ws.ref.experiment_id, tags=tags).info.run_id
     client.set_terminated(run_id, status="FINISHED")
     run_file = folder / "run.json"
-    RunRef(run_id=run_id, experiment_id=ws.ref.experiment_id, tracking_uri=ws.uri).write(run_file)
+    experiment = client.get_experiment(ws.ref.experiment_id).name
+    RunFile(experiment_name=experiment, model_sha256=digest).write(run_file)
     return run_id, run_file
 
 

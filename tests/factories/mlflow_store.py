@@ -8,10 +8,12 @@ the working directory); MLflow's process-wide tracking URI is reset afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +63,17 @@ def sigterm_kept() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_of_model(client: Any, run_file: Path) -> Any:
+    """The newest run tagged with the model digest that ``run_file`` (models/run.json) holds,
+    as the stages find it, read with ``client`` (an ``mlflow.MlflowClient``)."""
+    wanted = json.loads(run_file.read_text())
+    experiment = client.get_experiment_by_name(wanted["experiment_name"])
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.model_sha256 = '{wanted['model_sha256']}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return run

@@ -22,9 +22,8 @@ PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 VERTICAL_DIGIT, HORIZONTAL_DIGIT = 1, 7
 
 PROVENANCE = {
-    "mlflow_run_id": "0123456789abcdef",
+    "model_digest": "0123456789abcdef" * 4,
     "data_digest": "sha256:feedface",
-    "git_commit": "deadbeef",
     "test_accuracy": 0.9812,
 }
 

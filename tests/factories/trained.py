@@ -14,7 +14,7 @@ from factories.mlflow_store import sigterm_kept, sqlite_uri, using_store
 from factories.params import tiny_params_file
 from factories.processes import pipeline_vars, stage_args
 from factories.workspace import GIT_IDENTITY
-from stages.tracking.runs import RunRef
+from stages.tracking.runs import RunRef, locate_run
 
 DVC_EXP_NAME = "tiny-exp"
 
@@ -57,9 +57,10 @@ def train_tiny(root: Path, template_db: Path) -> Workspace:
     tiny_params_file(root / "params.yaml")
     shutil.copyfile(template_db, root / "mlflow.db")
     uri = sqlite_uri(root)
+    where = pipeline_vars()
     with using_store(root, uri, DVC_EXP_NAME=DVC_EXP_NAME), sigterm_kept():
         train.main(stage_args("train"))
-    where = pipeline_vars()
+        ref = locate_run(root / where["run_file"], uri)
     absolute = {
         field: root / where[var]
         for field, var in (
@@ -73,7 +74,7 @@ def train_tiny(root: Path, template_db: Path) -> Workspace:
         root=root,
         uri=uri,
         params=root / "params.yaml",
-        ref=RunRef.read(absolute["run_file"]),
+        ref=ref,
         splits=splits,
         **absolute,
     )

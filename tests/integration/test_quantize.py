@@ -56,7 +56,7 @@ def test_the_int8_model_passes_its_gate_and_keeps_the_contract(handed_off) -> No
     assert int8.metadata["fp32_model_sha256"] == hashlib.sha256(fp32_bytes).hexdigest()
     assert int8.metadata["precision"] == "int8"
     assert int8.metadata["quantization"].startswith("onnxruntime dynamic quantization")
-    assert int8.provenance["mlflow_run_id"] == fp32.provenance["mlflow_run_id"]
+    assert int8.provenance["model_digest"] == fp32.provenance["model_digest"]
 
 
 def test_the_int8_model_is_its_own_version_beside_the_fp32_one(handed_off) -> None:

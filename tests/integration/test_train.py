@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
 from stages.tracking import metric_names
 from stages.tracking.records import params_digest
-from stages.tracking.runs import RunRef
+from stages.tracking.runs import locate_run
 
 # --- main, end to end on the session's tiny training ---------------------------------------------
 
@@ -52,11 +53,12 @@ def test_main_writes_model_history_and_run_file(tiny_trained: Workspace) -> None
     assert [int(row["epoch"]) for row in rows] == list(range(1, epochs_run + 1))
     assert list(rows[0]) == ["epoch", *HISTORY_KEYS]
 
+    # the run file holds what the model decides; the run is found by the model's digest
     raw = json.loads(tiny_trained.run_file.read_text())
-    assert set(raw) == {"run_id", "experiment_id", "tracking_uri"}
-    assert raw["tracking_uri"] == tiny_trained.uri
-    assert raw["experiment_id"] == run.info.experiment_id
-    assert RunRef.read(tiny_trained.run_file).run_id == run.info.run_id
+    digest = hashlib.sha256(tiny_trained.model.read_bytes()).hexdigest()
+    assert raw == {"experiment_name": TINY_TRAIN["experiment_name"], "model_sha256": digest}
+    assert run.data.tags["model_sha256"] == digest
+    assert locate_run(tiny_trained.run_file, tiny_trained.uri).run_id == run.info.run_id
     leftovers = [path.name for path in tiny_trained.root.rglob(".*.tmp*")]
     assert leftovers == []
 

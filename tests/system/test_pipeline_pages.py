@@ -3,7 +3,6 @@ real browser (Debian's chromium, driven by Playwright), on the tiny end-to-end p
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from factories.browser import chromium
+from factories.mlflow_store import run_of_model
 from factories.network import free_port, wait_for_http
 from factories.pipeline import repro_tiny_pipeline, run_in_repo
 
@@ -78,8 +78,7 @@ def test_the_mlflow_ui_shows_the_run_with_its_test_results_first(pipeline, tmp_p
     import mlflow
 
     repo, env = pipeline["repo"], pipeline["env"]
-    run_id = json.loads((repo / "models" / "run.json").read_text())["run_id"]
-    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
+    run = run_of_model(mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]), repo / "models/run.json")
     port = free_port()
     log = tmp_path / "ui.log"
     with open(log, "w") as sink:

@@ -119,20 +119,19 @@ def test_a_client_the_server_refuses_gets_one_401_line_before_training(
 
 
 def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(team, tmp_path):
-    import json
-
     import mlflow
+
+    from factories.mlflow_store import run_of_model
 
     exports = team["exports"]
     member = {k: exports[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     done, out = _train(team, tmp_path, **member)
     assert done.returncode == 0, done.stderr[-3000:]
-    run_id = json.loads((out / "run.json").read_text())["run_id"]
-
     os.environ.update(member)
     try:
         client = mlflow.MlflowClient(exports["MLFLOW_TRACKING_URI"])
-        run = client.get_run(run_id)
+        run = run_of_model(client, out / "run.json")
+        run_id = run.info.run_id
         logged = {entry.path for entry in client.list_artifacts(run_id)}
     finally:
         for key in member:

@@ -85,8 +85,8 @@ def test_contract_metadata_accepts_numpy_accuracy_and_keeps_extra_keys() -> None
         ({"test_accuracy": math.nan}, "test_accuracy must be a number in"),
         ({"test_accuracy": True}, "test_accuracy must be a number in"),
         ({"test_accuracy": "0.9"}, "test_accuracy must be a number in"),
-        ({"mlflow_run_id": ""}, "mlflow_run_id must be a non-empty string"),
-        ({"git_commit": None}, "git_commit must be a non-empty string"),
+        ({"model_digest": ""}, "model_digest must be a non-empty string"),
+        ({"data_digest": None}, "data_digest must be a non-empty string"),
         ({"extra": {"input_name": "x"}}, "would overwrite a contract key"),
         ({"extra": {"seed": 42}}, "extra metadata must map str to str"),
     ],
@@ -118,7 +118,7 @@ def _without(key: str) -> dict[str, str]:
 BAD_METADATA = [
     ({}, "carries no contract metadata"),
     (_without("class_labels"), "lacks key.*class_labels"),
-    (_without("git_commit"), "lacks key.*git_commit"),
+    (_without("model_digest"), "lacks key.*model_digest"),
     (good_metadata(contract_version="2"), "contract_version is '2'"),
     (good_metadata(input_name="pixels"), "input_name is 'pixels'; the contract says 'image'"),
     (good_metadata(input_dtype="uint8"), "input_dtype is 'uint8'"),
@@ -184,7 +184,11 @@ def _load(tmp_path: Path, **model_options: object) -> Predictor:
 def test_predictor_loads_a_model_that_keeps_the_contract(tmp_path: Path) -> None:
     predictor = _load(tmp_path)
     assert dict(predictor.metadata) == good_metadata()
-    assert predictor.provenance["mlflow_run_id"] == PROVENANCE["mlflow_run_id"]
+    assert predictor.provenance == {
+        "model_digest": PROVENANCE["model_digest"],
+        "data_digest": PROVENANCE["data_digest"],
+        "test_accuracy": repr(PROVENANCE["test_accuracy"]),
+    }
     assert predictor.path == tmp_path / "model.onnx"
     with pytest.raises(TypeError):
         predictor.metadata["input_name"] = "x"  # type: ignore[index]

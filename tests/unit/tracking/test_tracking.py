@@ -16,7 +16,14 @@ import pytest
 from factories.network import free_port
 from kernel.cli import CommandError
 from stages.tracking import runs
-from stages.tracking.runs import RunRef, fail_abandoned_runs, flatten
+from stages.tracking.runs import (
+    MODEL_DIGEST_TAG,
+    RunFile,
+    RunRef,
+    fail_abandoned_runs,
+    flatten,
+    locate_run,
+)
 from tracking import store
 from tracking.store import check_reachable, retry_locked, tracking_uri, workspace_root
 
@@ -85,28 +92,32 @@ def test_artifacts_of_a_local_store_go_beside_it(tmp_path: Path) -> None:
 # --- the run file --------------------------------------------------------------------------------
 
 
-def test_run_ref_round_trip(tmp_path: Path) -> None:
-    ref = RunRef(run_id="abc123", experiment_id="7", tracking_uri="sqlite:////x/mlflow.db")
+def test_the_run_file_holds_only_what_the_model_decides(tmp_path: Path) -> None:
+    run_file = RunFile(experiment_name="mnist-mlp", model_sha256="a" * 64)
     path = tmp_path / "models" / "run.json"
-    ref.write(path)
-    assert RunRef.read(path) == ref
+    run_file.write(path)
+    assert RunFile.read(path) == run_file
+    # no run id, store path or time: the same training writes the same bytes everywhere
     assert json.loads(path.read_text()) == {
-        "run_id": "abc123",
-        "experiment_id": "7",
-        "tracking_uri": "sqlite:////x/mlflow.db",
+        "experiment_name": "mnist-mlp",
+        "model_sha256": "a" * 64,
     }
 
 
-def test_run_ref_missing_file(tmp_path: Path) -> None:
+def test_run_file_missing(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="run file not found") as caught:
-        RunRef.read(tmp_path / "run.json")
+        RunFile.read(tmp_path / "run.json")
     assert "\n" not in str(caught.value)
 
 
 MALFORMED_RUN_FILES = [
     ("not-json", b"run_id: abc\n"),
     ("empty", b""),
-    ("missing-key", json.dumps({"run_id": "abc", "experiment_id": "1"}).encode()),
+    ("missing-key", json.dumps({"experiment_name": "abc"}).encode()),
+    (
+        "the-old-form",
+        json.dumps({"run_id": "a", "experiment_id": "1", "tracking_uri": "x"}).encode(),
+    ),
     ("a-list", b"[1, 2, 3]"),
     ("a-string", b'"abc"'),
     ("null", b"null"),
@@ -117,22 +128,67 @@ MALFORMED_RUN_FILES = [
 @pytest.mark.parametrize(
     "content", [c for _, c in MALFORMED_RUN_FILES], ids=[name for name, _ in MALFORMED_RUN_FILES]
 )
-def test_run_ref_malformed_file(tmp_path: Path, content: bytes) -> None:
+def test_run_file_malformed(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "run.json"
     path.write_bytes(content)
     with pytest.raises(CommandError, match="not a run file") as caught:
-        RunRef.read(path)
+        RunFile.read(path)
     message = str(caught.value)
     assert "\n" not in message
     assert str(path) in message
+    assert "expected JSON with experiment_name, model_sha256" in message
 
 
-def test_run_ref_unreadable_path(tmp_path: Path) -> None:
+def test_run_file_unreadable_path(tmp_path: Path) -> None:
     folder = tmp_path / "run.json"
     folder.mkdir()
     with pytest.raises(CommandError, match="run.json") as caught:
-        RunRef.read(folder)
+        RunFile.read(folder)
     assert "\n" not in str(caught.value)
+
+
+def _tagged_run(uri: str, experiment_id: str, digest: str) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(experiment_id, tags={MODEL_DIGEST_TAG: digest}).info.run_id
+    client.set_terminated(run_id)
+    return run_id
+
+
+def test_the_run_is_found_by_its_model_digest_newest_first(
+    tmp_mlflow_store: str, tmp_path: Path
+) -> None:
+    from tracking.store import get_or_create_experiment
+
+    experiment_id = get_or_create_experiment("digests", tmp_mlflow_store)
+    _tagged_run(tmp_mlflow_store, experiment_id, "b" * 64)  # another model
+    _tagged_run(tmp_mlflow_store, experiment_id, "a" * 64)  # the same model, trained before
+    newest = _tagged_run(tmp_mlflow_store, experiment_id, "a" * 64)
+    path = tmp_path / "run.json"
+    RunFile("digests", "a" * 64).write(path)
+    assert locate_run(path, tmp_mlflow_store) == RunRef(newest, experiment_id, tmp_mlflow_store)
+
+
+@pytest.mark.parametrize(
+    ("run_file", "why"),
+    [
+        (RunFile("digests", "c" * 64), "no run of experiment 'digests'"),
+        (RunFile("no-such-experiment", "a" * 64), "no run of experiment 'no-such-experiment'"),
+    ],
+)
+def test_a_run_file_no_run_answers_is_one_line_saying_what_to_do(
+    tmp_mlflow_store: str, tmp_path: Path, run_file: RunFile, why: str
+) -> None:
+    from tracking.store import get_or_create_experiment
+
+    _tagged_run(tmp_mlflow_store, get_or_create_experiment("digests", tmp_mlflow_store), "a" * 64)
+    path = tmp_path / "run.json"
+    run_file.write(path)
+    with pytest.raises(CommandError, match=why) as caught:
+        locate_run(path, tmp_mlflow_store)
+    message = str(caught.value)
+    assert "\n" not in message and "dvc repro -f train" in message
 
 
 # --- flatten -------------------------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""``python -m tracking.experiments`` (``make compare``): the DVC experiments side by side,
+trimmed to what tells them apart.
+
+``dvc exp show --only-changed`` in 120 columns, keeping only the headline test figures
+(accuracy, loss, macro F1, the int8 model's accuracy) and the params, of which
+``--only-changed`` leaves those that differ. Everything else (secondary figures, gate
+settings, file hashes, the time) is dropped, whatever its file, so a new metric or file
+cannot push the params off the screen.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+WIDTH = 120
+HEADLINE = ("accuracy", "loss", "macro_f1", "int8_accuracy")
+PARAM_SECTIONS = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
+
+
+def drop_pattern() -> str:
+    """DVC's ``--drop`` regex (matched at a column name's start): every column but the
+    experiment's name, the headline figures and the params."""
+    kept = ["Experiment$", *(f"{name}$" for name in HEADLINE)]
+    kept.append(rf"({'|'.join(PARAM_SECTIONS)})\.")
+    return f"(?!{'|'.join(kept)})"
+
+
+def command(extra: Sequence[str] = ()) -> list[str]:
+    """The ``dvc exp show`` command line (``extra``: more of its options, e.g. ``-A``)."""
+    dvc = [sys.executable, "-m", "dvc"]  # this environment's, on PATH or not
+    return [*dvc, "exp", "show", "--no-pager", "--only-changed", "--drop", drop_pattern(), *extra]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    env = {**os.environ, "COLUMNS": os.environ.get("COMPARE_COLUMNS", str(WIDTH))}
+    return subprocess.run(command(args), env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
