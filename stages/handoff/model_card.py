@@ -8,9 +8,7 @@ from digits_predict.contract import MAX_BATCH_SIZE, NUM_CLASSES, OUTPUT_DTYPE
 from kernel.params import ExportParams
 
 
-def model_card(
-    metadata: dict[str, str], parity: dict, params: ExportParams
-) -> str:
+def model_card(metadata: dict[str, str], parity: dict, params: ExportParams) -> str:
     """The card as Markdown: provenance, the input contract, parity, and how to use the model."""
     labels = ", ".join(json.loads(metadata["class_labels"]))
     name, champion = params.registered_model_name, params.champion_alias
