@@ -119,8 +119,12 @@ def bench_pipeline(repo: Path, work: Path, log: Path) -> dict:
 def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
     import mlflow
 
-    ref = json.loads(run_file.read_text())
-    run = mlflow.MlflowClient(ref["tracking_uri"]).get_run(ref["run_id"])
+    from stages.tracking.runs import locate_run
+    from tracking.store import tracking_uri
+
+    # every repeat trains the same bytes: the newest run with their digest is the last one
+    ref = locate_run(run_file, tracking_uri(repo))
+    run = mlflow.MlflowClient(ref.tracking_uri).get_run(ref.run_id)
     return {
         key.removeprefix("timing/").removesuffix("_seconds"): value
         for key, value in run.data.metrics.items()
