@@ -396,6 +396,7 @@ def test_champion_moves_only_to_a_better_candidate(
     exported: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import dataclasses
 
@@ -428,6 +429,17 @@ def test_champion_moves_only_to_a_better_candidate(
     assert float(tags["promotion.champion_accuracy"]) == champion_accuracy
     assert float(tags["promotion.candidate_accuracy"]) == champion_accuracy + change
     assert "higher than the champion's" in tags["promotion.rule"]
+    # the one line export says (docs/handoff.md quotes one)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "@champion" in line]
+    old, new = champion_before.version, candidate.version
+    if moves:
+        assert line.startswith(f"export: @champion moves to v{new}: test accuracy "), line
+    else:
+        verb = "ties" if change == 0 else "is below"
+        assert line == (
+            f"export: @champion stays, v{new} is not promoted: test accuracy "
+            f"{champion_accuracy + change:.4%} {verb} champion v{old}'s {champion_accuracy:.4%}"
+        )
 
 
 def test_the_first_export_becomes_champion(exported: Path, tiny_trained: Workspace) -> None:
