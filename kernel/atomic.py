@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -74,12 +75,16 @@ def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # Each member is written whole, its size known up front: a member streamed with
+    # force_zip64 gets headers that differ between Python 3.11 patch releases (3.11.4
+    # changed them), so the same arrays would hash differently from machine to machine.
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(info, member.getvalue())
 
 
 class StagedFiles:

@@ -172,3 +172,23 @@ def test_staged_files_keep_the_last_content_staged_for_a_target(tmp_path: Path) 
         staged.write_text(tmp_path / "a.txt", "second")
         staged.commit()
     assert _contents(tmp_path) == {"a.txt": b"second"}
+
+
+def test_npz_members_carry_plain_zip_headers(tmp_path: Path) -> None:
+    """Each member is written with its size known, so its local header is the plain one
+    (version 2.0, real sizes): a streamed zip64 header differs between Python 3.11 patch
+    releases, and the same arrays would hash differently on another machine."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "arrays.npz"
+    write_npz(path, {"x": np.arange(5000, dtype=np.uint8).reshape(50, 100), "y": np.zeros(3)})
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            header = data[info.header_offset : info.header_offset + 30]
+            version, compressed, size = (
+                struct.unpack("<H", header[4:6])[0],
+                *struct.unpack("<II", header[18:26]),
+            )
+            assert (version, compressed, size) == (20, info.compress_size, info.file_size)
