@@ -74,6 +74,10 @@ def write_npz(target: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
         _save_npz(tmp, arrays)
 
 
+# zlib's fastest level: half the time of its default on MNIST's pixels, for 12 % more bytes
+NPZ_COMPRESS_LEVEL = 1
+
+
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     # Each member is written whole, its size known up front: a member streamed with
     # force_zip64 gets headers that differ between Python 3.11 patch releases (3.11.4
@@ -84,7 +88,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             member = io.BytesIO()
             np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            archive.writestr(info, member.getvalue())
+            archive.writestr(info, member.getvalue(), compresslevel=NPZ_COMPRESS_LEVEL)
 
 
 class StagedFiles:

@@ -9,9 +9,12 @@ driving outside services does.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from kernel.signals import interrupt_on_sigterm
 
@@ -78,3 +81,24 @@ def _os_error_text(err: OSError) -> str:
     if err.filename is None:
         return f"{type(err).__name__}: {err.strerror or err}"
     return f"{err.filename}: {err.strerror}"
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status``, as the interpreter would, minus its teardown.
+
+    Threads are shut down and ``atexit`` handlers run (MLflow's, logging's, temporary
+    folders'), the standard streams are flushed, then the process exits without
+    freeing each module: a process that loaded TensorFlow and MLflow otherwise spends
+    one to two seconds of every stage run on that alone. Only for a command whose files
+    are all written and closed, as the stages' are when ``run_command`` returns.
+    """
+    shutdown_threads = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
+    if shutdown_threads is not None:
+        shutdown_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to say
+            pass
+    os._exit(status)

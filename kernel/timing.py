@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -38,3 +39,18 @@ def seconds_since_process_start() -> float:
         return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+# A file to which each stage appends one JSON line when its real work starts:
+# {"stage": ..., "fixed_seconds": process start to that moment}. Set by ``make bench``.
+WORK_STARTED_LOG = "PIPELINE_WORK_STARTED_LOG"
+
+
+def note_work_started(stage: str) -> None:
+    """Record this stage's fixed cost (interpreter, imports, params, store) when it is asked for."""
+    target = os.environ.get(WORK_STARTED_LOG)
+    if not target:
+        return
+    line = json.dumps({"stage": stage, "fixed_seconds": seconds_since_process_start()})
+    with open(target, "a", encoding="utf-8") as log:
+        log.write(line + "\n")

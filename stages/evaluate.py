@@ -1,5 +1,11 @@
 """Stage ``evaluate``: test-set metrics, the confusion plot and figures, logged to the run.
 
+It scores the handed-off ONNX model with onnxruntime, after export's parity gate has
+shown that it answers as the Keras model does on every test image: the figures are
+those of the model deployment gets, and the stage never pays for loading TensorFlow.
+The model must be the one the run file names (its ``model_digest`` is the sha256 of
+that run's ``.keras`` file).
+
 Writes ``metrics.json`` (the headline figures: DVC metrics), ``classes.json`` (per-class
 scores and the confusion matrix), ``confusion.csv`` (a DVC confusion plot)
 and PNG figures, and logs all of them to the MLflow run that train started.
@@ -16,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kernel.atomic import StagedFiles
-from kernel.cli import run_command
+from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import EvaluateParams, load_params, stage_argument_parser
+from kernel.timing import note_work_started
 from stages.dataset.arrays import Split, load_split, split_file
 from stages.evaluation.figures import (
     confusion_figure,
@@ -30,13 +37,13 @@ from stages.evaluation.metrics import (
     confusion_csv,
     split_report,
 )
+from stages.handoff.handed_off import HandedOffModel, load_handed_off_model
+from stages.handoff.onnx_runtime import run_onnx
 from stages.model.history import read_history
-from stages.model.keras_io import load_keras_model, predict_probabilities
 from stages.tracking.records import log_evaluation
-from stages.tracking.runs import locate_run, reopen_run
+from stages.tracking.runs import RunFile, locate_run, reopen_run
 
 if TYPE_CHECKING:
-    import keras
     from matplotlib.figure import Figure
 
 
@@ -48,11 +55,11 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: keras.Model, test: Split, history: dict[str, list[float]], params: EvaluateParams
+    model: HandedOffModel, test: Split, history: dict[str, list[float]], params: EvaluateParams
 ) -> Evaluation:
     """Score the model on the test split and draw the figures; writes and logs nothing."""
     x_test, y_test = test
-    probabilities = predict_probabilities(model, x_test)
+    probabilities = run_onnx(model.session, x_test)
     report = classification_report(y_test, probabilities)
     figures = {
         "training_curves.png": training_curves(history),
@@ -64,9 +71,22 @@ def evaluate_model(
     return Evaluation(report, confusion_csv(y_test, probabilities.argmax(axis=1)), figures)
 
 
+def model_of_the_run(path: Path, run_file: Path) -> HandedOffModel:
+    """The ONNX model at ``path``, refused unless it was exported from the run file's model."""
+    model = load_handed_off_model(path)
+    trained = RunFile.read(run_file).model_sha256
+    exported_from = model.metadata.get("model_digest", "")
+    if exported_from != trained:
+        raise CommandError(
+            f"{path} was exported from the model with sha256 {exported_from[:12]}..., not from "
+            f"{run_file}'s {trained[:12]}...; run the export stage first (dvc repro export)"
+        )
+    return model
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--model", required=True, type=Path, help="the handed-off ONNX model")
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--history", required=True, type=Path)
     parser.add_argument("--run-file", required=True, type=Path)
@@ -78,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params).evaluate
     history = read_history(args.history)
     test = load_split(split_file(args.data_dir, "test"))
-    ref = locate_run(args.run_file)  # a dead server or a missing run fails here, before the model
-    evaluation = evaluate_model(load_keras_model(args.model), test, history, params)
+    model = model_of_the_run(args.model, args.run_file)
+    ref = locate_run(args.run_file)  # a dead server or a missing run fails here, before the work
+    note_work_started("evaluate")
+    evaluation = evaluate_model(model, test, history, params)
     report = evaluation.report
 
     # the run gets everything first; the files then replace the previous ones together
@@ -100,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("evaluate", main))
+    exit_process(run_command("evaluate", main))

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from kernel.atomic import StagedFiles, json_text
-from kernel.cli import CommandError, run_command
+from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import ExportParams, load_params, stage_argument_parser
 from kernel.signals import deferred_signals
+from kernel.timing import note_work_started
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
-from stages.handoff.onnx_convert import PROVIDERS
+from stages.handoff.onnx_runtime import PROVIDERS
 from stages.handoff.promotion import RULE, Decision, Standing, decide
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "model_digest": file_sha256(args.model),
             "data_digest": tags.get("data_digest", "unknown"),
         }
+        note_work_started("export")
         gated = gate_onnx_model(model, x_test, y_test, params, provenance)
         report = gated.report
         log_parity(
@@ -201,4 +203,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("export", main))
+    exit_process(run_command("export", main))

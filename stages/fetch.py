@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kernel.atomic import write_npz
-from kernel.cli import CommandError, run_command
+from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import FetchParams, load_params, stage_argument_parser
+from kernel.timing import note_work_started
 from stages.dataset.canonical import Mnist, verify_canonical
 from stages.dataset.sources import SOURCES, Arrays, SourceContext
 
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params).fetch
     ctx = source_context(params, show_progress=sys.stderr.isatty())
     started = time.perf_counter()
+    note_work_started("fetch")
     source, mnist = fetch_mnist(
         params.sources, ctx, log=lambda line: print(line, file=sys.stderr, flush=True)
     )
@@ -71,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("fetch", main))
+    exit_process(run_command("fetch", main))

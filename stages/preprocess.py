@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from kernel.atomic import StagedFiles
-from kernel.cli import CommandError, run_command
+from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import PreprocessParams, load_params, stage_argument_parser
 from kernel.signals import deferred_signals
+from kernel.timing import note_work_started
 from stages.dataset.arrays import Split, check_images_labels, load_npz, split_file
 from stages.dataset.canonical import ARRAY_NAMES, NUM_CLASSES
 from stages.dataset.splits import describe_split, split_stratified
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).preprocess
     started = time.perf_counter()
+    note_work_started("preprocess")
     splits = prepare(load_npz(args.raw, ARRAY_NAMES), params)
     out = Path(args.out_dir)
     # the three splits and their report replace the previous ones together, or not at all
@@ -65,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("preprocess", main))
+    exit_process(run_command("preprocess", main))

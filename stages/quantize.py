@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from kernel.atomic import StagedFiles, json_text
-from kernel.cli import CommandError, run_command
+from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import load_params, stage_argument_parser
+from kernel.timing import note_work_started
 from stages.dataset.arrays import load_split, split_file
 from stages.dataset.canonical import dataset_digest
+from stages.handoff.handed_off import load_handed_off_model
 from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.tracking.records import log_int8, log_texts
@@ -38,28 +40,6 @@ def int8_record(gated: GatedInt8Model) -> dict:
     import onnxruntime
 
     return {**gated.report.as_dict(), "onnxruntime_version": onnxruntime.__version__}
-
-
-def fp32_metadata(model_bytes: bytes, path: Path) -> dict[str, str]:
-    """The fp32 model's contract and provenance, checked as ``digits_predict`` checks them."""
-    from digits_predict.contract import check_contract
-    from digits_predict.errors import ContractError
-    from stages.handoff.onnx_convert import onnx_session
-
-    try:
-        session = onnx_session(model_bytes)
-    except Exception as err:  # onnxruntime's own exception types, one per failure kind
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CommandError(
-            f"{path}: not an ONNX model onnxruntime can load ({first}); expected the model "
-            "the export stage wrote"
-        ) from None
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    try:
-        check_contract(metadata, session.get_inputs(), session.get_outputs())
-    except ContractError as err:
-        raise CommandError(f"{path}: {err}; expected the model the export stage wrote") from None
-    return metadata
 
 
 def int8_version_tags(
@@ -89,14 +69,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     quantize, name = params.quantize, params.export.registered_model_name
     ref = locate_run(args.run_file)
-    fp32_bytes = args.onnx_model.read_bytes()
-    metadata = fp32_metadata(fp32_bytes, args.onnx_model)
+    fp32 = load_handed_off_model(args.onnx_model)
+    fp32_bytes, metadata = fp32.model_bytes, fp32.metadata
     x_train, _ = load_split(split_file(args.data_dir, "train"))
     x_test, y_test = load_split(split_file(args.data_dir, "test"))
 
     # The run holds a handed-off fp32 model: a failed int8 gate is recorded on it (tag and
     # figures) but does not mark it FAILED; the stage fails once the run is closed.
     with reopen_run(ref):
+        note_work_started("quantize")
         gated = gate_int8_model(fp32_bytes, metadata, x_train, x_test, y_test, quantize)
         report = gated.report
         log_int8(report.figures(), report.failures)
@@ -154,4 +135,4 @@ def hand_off_int8(
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("quantize", main))
+    exit_process(run_command("quantize", main))

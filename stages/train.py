@@ -4,7 +4,7 @@ Writes the Keras model, the per-epoch history (a DVC plot) and the run file that
 ``evaluate`` and ``export`` reopen. The tracking store is checked before
 TensorFlow is even imported, so a dead server costs seconds, not a training.
 The fitting itself is ``model.fit.train_model``; what the run records is
-``tracking.records``; this module orders them and times each phase.
+``tracking.training_run``; this module orders them and times each phase.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernel.atomic import StagedFiles
-from kernel.cli import run_command
+from kernel.cli import exit_process, run_command
 from kernel.params import Params, load_params, stage_argument_parser
-from kernel.timing import PhaseTimer
+from kernel.timing import PhaseTimer, note_work_started
 from stages.dataset.arrays import Split, load_splits
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
-from stages.tracking.records import start_training_run
 from stages.tracking.runs import RunFile, RunRef, file_sha256
+from stages.tracking.training_run import start_training_run
 from tracking.store import connect, get_or_create_experiment
 
 
@@ -81,6 +81,7 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
                 start_training_run(uri, experiment_id, params, digest, splits["train"])
             )
         _announce(params, splits, run.ref)
+        note_work_started("train")
         with timer.phase("build_and_fit"):
             result = train_model(
                 params.train,
@@ -123,4 +124,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("train", main))
+    exit_process(run_command("train", main))

@@ -15,7 +15,8 @@ from digits_predict.contract import contract_metadata
 from kernel.cli import CommandError
 from kernel.params import ExportParams
 from stages.dataset.canonical import dataset_digest
-from stages.handoff.onnx_convert import convert_to_onnx, onnx_session, run_onnx, set_metadata
+from stages.handoff.onnx_convert import convert_to_onnx
+from stages.handoff.onnx_runtime import onnx_session, run_onnx, set_metadata
 from stages.handoff.parity import ParityReport, compare_predictions
 from stages.model.keras_io import predict_probabilities
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kernel.params import QuantizeParams
-from stages.handoff.onnx_convert import onnx_session, run_onnx, set_metadata
+from stages.handoff.onnx_runtime import onnx_session, run_onnx, set_metadata
 from stages.handoff.quantization import (
     calibration_sample,
     choose_method,

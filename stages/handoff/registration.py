@@ -17,7 +17,7 @@ import numpy as np
 from kernel.atomic import StagedFiles
 from kernel.cli import CommandError
 from kernel.signals import deferred_signals
-from stages.handoff.onnx_convert import PROVIDERS, onnx_session, run_onnx
+from stages.handoff.onnx_runtime import PROVIDERS, onnx_session, run_onnx
 from tracking import registry
 
 T = TypeVar("T")

@@ -93,6 +93,25 @@ def export_args(ws: Workspace, out: Path, run_file: Path | None = None) -> list[
     return ["--params", str(ws.params), *stage_args("export", paths)]
 
 
+def gated_onnx(ws: Workspace, path: Path) -> Path:
+    """The ONNX model export would hand off for ``ws``'s model, written to ``path`` without
+    a registry version: what evaluate reads, made by export's own gate."""
+    from kernel.params import load_params
+    from stages.handoff.gate import gate_onnx_model
+    from stages.model.keras_io import load_keras_model
+    from stages.tracking.runs import file_sha256
+
+    x_test, y_test = ws.splits["test"]
+    provenance = {"model_digest": file_sha256(ws.model), "data_digest": "tiny"}
+    gated = gate_onnx_model(
+        load_keras_model(ws.model), x_test, y_test, load_params(ws.params).export, provenance
+    )
+    assert gated.report.passed, gated.report.failures
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gated.model_bytes)
+    return path
+
+
 def quantize_args(
     ws: Workspace,
     exported: Path,

@@ -1,4 +1,5 @@
-"""Stage evaluate: metrics, the confusion plot and figures of the tiny model, logged to its run."""
+"""Stage evaluate: metrics, the confusion plot and figures of the tiny model's ONNX hand-off,
+logged to its run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from factories.processes import stage_args
-from factories.trained import Workspace
+from factories.trained import Workspace, gated_onnx
 from kernel.cli import CommandError
 from stages import evaluate
 from stages.model.history import HISTORY_KEYS, history_csv, read_history
@@ -22,10 +23,16 @@ FIGURES = ("training_curves.png", "confusion_matrix.png", "misclassified.png")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _args(ws: Workspace, out: Path, **override: Path) -> list[str]:
+@pytest.fixture(scope="module")
+def onnx_model(tiny_trained: Workspace) -> Path:
+    """The tiny model as export hands it off (no registry version: only the file)."""
+    return gated_onnx(tiny_trained, tiny_trained.root / "evaluate-input" / "model.onnx")
+
+
+def _args(ws: Workspace, out: Path, handed_off: Path, **override: Path) -> list[str]:
     """dvc.yaml's arguments of the stage, with this test's files (``override`` by var name)."""
     paths = {
-        "model": ws.model,
+        "onnx_model": handed_off,
         "prepared": ws.data_dir,
         "history": ws.history,
         "run_file": ws.run_file,
@@ -39,11 +46,11 @@ def _args(ws: Workspace, out: Path, **override: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_trained: Workspace) -> Path:
+def evaluated(tiny_trained: Workspace, onnx_model: Path) -> Path:
     """``evaluate.main`` once on the session's tiny model; its outputs' folder."""
     out = tiny_trained.root / "reports"
     with tiny_trained.store():
-        evaluate.main(_args(tiny_trained, out))
+        evaluate.main(_args(tiny_trained, out, onnx_model))
     return out
 
 
@@ -67,7 +74,8 @@ def test_metrics_and_class_table(evaluated: Path, tiny_trained: Workspace) -> No
     assert np.trace(matrix) / n == pytest.approx(report["accuracy"])
 
 
-def test_confusion_csv_matches_the_model(evaluated: Path, tiny_trained: Workspace) -> None:
+def test_confusion_csv_matches_the_keras_model(evaluated: Path, tiny_trained: Workspace) -> None:
+    """Scored from ONNX, the predictions are the Keras model's, as the parity gate promised."""
     from stages.model.keras_io import load_keras_model, predict_probabilities
 
     x_test, y_test = tiny_trained.splits["test"]
@@ -120,57 +128,102 @@ def test_results_logged_to_the_training_run(evaluated: Path, tiny_trained: Works
 # --- main's failures: one clear CommandError, nothing written ------------------------------------
 
 
-def _fails(tiny_trained: Workspace, tmp_path: Path, match: str, **override: Path) -> str:
+def _fails(
+    tiny_trained: Workspace, tmp_path: Path, handed_off: Path, match: str, **override: Path
+) -> str:
     out = tmp_path / "out"
     with tiny_trained.store(), pytest.raises(CommandError, match=match) as caught:
-        evaluate.main(_args(tiny_trained, out, **override))
+        evaluate.main(_args(tiny_trained, out, handed_off, **override))
     message = str(caught.value)
     assert "\n" not in message
     assert not out.exists()
     return message
 
 
-def test_missing_run_file(tiny_trained: Workspace, tmp_path: Path) -> None:
-    message = _fails(tiny_trained, tmp_path, "run file not found", run_file=tmp_path / "run.json")
-    assert str(tmp_path / "run.json") in message
+def test_missing_run_file(tiny_trained: Workspace, tmp_path: Path, onnx_model: Path) -> None:
+    missing = tmp_path / "run.json"
+    message = _fails(tiny_trained, tmp_path, onnx_model, "run file not found", run_file=missing)
+    assert str(missing) in message
 
 
-def test_missing_history(tiny_trained: Workspace, tmp_path: Path) -> None:
-    _fails(tiny_trained, tmp_path, "history not found", history=tmp_path / "history.csv")
+def test_missing_history(tiny_trained: Workspace, tmp_path: Path, onnx_model: Path) -> None:
+    missing = tmp_path / "history.csv"
+    _fails(tiny_trained, tmp_path, onnx_model, "history not found", history=missing)
 
 
-def test_history_without_its_columns(tiny_trained: Workspace, tmp_path: Path) -> None:
+def test_history_without_its_columns(
+    tiny_trained: Workspace, tmp_path: Path, onnx_model: Path
+) -> None:
     bad = tmp_path / "history.csv"
     bad.write_text("epoch,loss\n0,0.5\n")
-    _fails(tiny_trained, tmp_path, "not a training history CSV", history=bad)
+    _fails(tiny_trained, tmp_path, onnx_model, "not a training history CSV", history=bad)
 
 
-def test_missing_model(tiny_trained: Workspace, tmp_path: Path) -> None:
-    _fails(tiny_trained, tmp_path, "model not found", model=tmp_path / "model.keras")
+def test_missing_model(tiny_trained: Workspace, tmp_path: Path, onnx_model: Path) -> None:
+    missing = tmp_path / "model.onnx"
+    message = _fails(tiny_trained, tmp_path, onnx_model, "no ONNX model", onnx_model=missing)
+    assert "run the export stage first" in message
 
 
-def _truncated(tiny_trained: Workspace) -> bytes:
-    data = tiny_trained.model.read_bytes()
+def _truncated(onnx_model: Path) -> bytes:
+    data = onnx_model.read_bytes()
     return data[: len(data) // 2]
 
 
-def _not_a_keras_zip(_: Workspace) -> bytes:
+def _keras_file(_: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("readme.txt", "not a model")
+        archive.writestr("config.json", "{}")
     return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
     "damage",
-    [lambda _: os.urandom(4096), _truncated, _not_a_keras_zip, lambda _: b""],
-    ids=["random-bytes", "truncated-zip", "zip-without-model", "empty"],
+    [lambda _: os.urandom(4096), _truncated, _keras_file, lambda _: b""],
+    ids=["random-bytes", "truncated", "a-keras-zip", "empty"],
 )
-def test_corrupt_model(tiny_trained: Workspace, tmp_path: Path, damage) -> None:
-    model = tmp_path / "model.keras"
-    model.write_bytes(damage(tiny_trained))
-    message = _fails(tiny_trained, tmp_path, "not a loadable Keras model", model=model)
+def test_corrupt_model(tiny_trained: Workspace, tmp_path: Path, onnx_model: Path, damage) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(damage(onnx_model))
+    message = _fails(
+        tiny_trained,
+        tmp_path,
+        onnx_model,
+        "not an ONNX model onnxruntime can load",
+        onnx_model=model,
+    )
     assert str(model) in message
+
+
+def test_a_model_without_the_contract(
+    tiny_trained: Workspace, tmp_path: Path, onnx_model: Path
+) -> None:
+    import onnx
+
+    proto = onnx.load_from_string(onnx_model.read_bytes())
+    del proto.metadata_props[:]
+    model = tmp_path / "model.onnx"
+    model.write_bytes(proto.SerializeToString())
+    message = _fails(
+        tiny_trained, tmp_path, onnx_model, "expected the model the export stage", onnx_model=model
+    )
+    assert str(model) in message
+
+
+def test_a_model_exported_from_another_training(
+    tiny_trained: Workspace, tmp_path: Path, onnx_model: Path
+) -> None:
+    """An ONNX file left by an older export is not scored as this run's model."""
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps({"experiment_name": "mnist", "model_sha256": "ab" * 32}))
+    message = _fails(
+        tiny_trained,
+        tmp_path,
+        onnx_model,
+        "was exported from the model with sha256",
+        run_file=run_file,
+    )
+    assert "abababababab..." in message and "dvc repro export" in message
 
 
 # --- pure helpers --------------------------------------------------------------------------------

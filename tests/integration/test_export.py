@@ -105,7 +105,7 @@ def _dims(value) -> list:
 def test_onnx_graph_and_contract(proto) -> None:
     import onnx
 
-    from stages.handoff.onnx_convert import onnx_session
+    from stages.handoff.onnx_runtime import onnx_session
 
     (image,) = proto.graph.input
     (probabilities,) = proto.graph.output
@@ -184,7 +184,7 @@ def test_main_writes_a_model_that_predicts_like_keras(
 ) -> None:
     import onnx
 
-    from stages.handoff.onnx_convert import onnx_session, run_onnx
+    from stages.handoff.onnx_runtime import onnx_session, run_onnx
 
     data = (exported / "model.onnx").read_bytes()
     model = onnx.load_from_string(data)

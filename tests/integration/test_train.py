@@ -26,8 +26,8 @@ from kernel.params import load_params
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
 from stages.tracking import metric_names
-from stages.tracking.records import params_digest
 from stages.tracking.runs import locate_run
+from stages.tracking.training_run import params_digest
 
 # --- main, end to end on the session's tiny training ---------------------------------------------
 

@@ -37,7 +37,7 @@ from factories.network import free_port, wait_for_http
 from factories.processes import REPO_ROOT, run_module
 from factories.trained import export_args, train_tiny
 from stages import export
-from stages.handoff.onnx_convert import set_metadata
+from stages.handoff.onnx_runtime import set_metadata
 from stages.handoff.quantization import quantize_model
 
 # How far (in levels of 255) the page's 28x28 input may be from Python's for the same

@@ -108,15 +108,31 @@ def test_every_code_dep_of_a_stage_is_imported_by_it(stage: str) -> None:
 HEAVY = {"tensorflow", "keras", "tf2onnx", "mlflow", "onnx", "onnxruntime", "matplotlib"}
 
 
+def top_level_packages_reached(module: str) -> set[str]:
+    """Every top-level package the module's import closure names, lazy imports included."""
+    return {
+        name.split(".")[0]
+        for path in import_closure(module)
+        for name in imported_names(ast.parse(path.read_text(encoding="utf-8")))
+    }
+
+
 @pytest.mark.parametrize("stage", ["fetch", "preprocess"])
 def test_data_stages_never_import_tensorflow_mlflow_or_onnx(stage: str) -> None:
     """Not even lazily, inside a function: each costs seconds per stage run."""
-    reached = {
-        name.split(".")[0]
-        for path in import_closure(f"stages.{stage}")
-        for name in imported_names(ast.parse(path.read_text(encoding="utf-8")))
-    }
+    reached = top_level_packages_reached(f"stages.{stage}")
     assert not reached & HEAVY, f"{stage} reaches {sorted(reached & HEAVY)}"
+
+
+TENSORFLOW = {"tensorflow", "keras", "tf2onnx", "tf_keras"}
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "quantize"])
+def test_stages_after_the_handoff_never_import_tensorflow(stage: str) -> None:
+    """They run the handed-off ONNX model: loading TensorFlow would cost seconds per run."""
+    reached = top_level_packages_reached(f"stages.{stage}")
+    assert {"onnxruntime", "mlflow"} <= reached, "the checker does not see what the stage uses"
+    assert not reached & TENSORFLOW, f"{stage} reaches {sorted(reached & TENSORFLOW)}"
 
 
 # --- the checker itself, on a tiny project of its own ---------------------------------------------

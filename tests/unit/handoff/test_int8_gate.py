@@ -12,7 +12,7 @@ from factories.onnx_models import random_weights, tiny_model
 from factories.params import params_dict
 from kernel.params import parse_params
 from stages.handoff.int8_gate import compare_int8
-from stages.handoff.onnx_convert import onnx_session, run_onnx
+from stages.handoff.onnx_runtime import onnx_session, run_onnx
 from stages.handoff.quantization import calibration_sample, choose_method, quantize_model
 
 # 1,000 test images: one image is 0.1 points of accuracy

@@ -190,3 +190,37 @@ def test_an_os_error_without_a_file_is_a_bug_and_keeps_its_traceback() -> None:
 
     with restored_sigterm(), pytest.raises(OSError, match="socket closed"):
         run_command("fetch", main)
+
+
+EXITING = """
+import atexit, concurrent.futures, pathlib, sys, time
+from kernel.cli import exit_process
+out = pathlib.Path(sys.argv[1])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+def slow_write():
+    time.sleep(0.5)
+    (out / "worker").write_text("done")
+concurrent.futures.ThreadPoolExecutor(1).submit(slow_write)
+sys.stdout.write("buffered, no newline")
+exit_process(3)
+"""
+
+
+def test_exit_process_finishes_threads_and_atexit_and_flushes(tmp_path) -> None:
+    """What the interpreter's own exit does, the teardown of every module aside."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-c", EXITING, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    assert result.returncode == 3
+    assert result.stdout == "buffered, no newline"
+    assert (tmp_path / "worker").read_text() == "done"  # the pending task was not cut off
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert result.stderr == ""

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from kernel.timing import PhaseTimer, seconds_since_process_start
+from kernel.timing import (
+    WORK_STARTED_LOG,
+    PhaseTimer,
+    note_work_started,
+    seconds_since_process_start,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_phases_are_timed_and_repeats_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,3 +48,35 @@ def test_startup_is_the_age_of_this_process() -> None:
     age = seconds_since_process_start()
     assert 0.0 < age < 24 * 3600  # pytest has been running for some time, not for days
     assert PhaseTimer().seconds["startup"] >= age
+
+
+def test_a_stage_notes_its_fixed_cost_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "started.jsonl"
+    monkeypatch.delenv(WORK_STARTED_LOG, raising=False)
+    note_work_started("train")
+    assert not log.exists()
+    monkeypatch.setenv(WORK_STARTED_LOG, str(log))
+    note_work_started("train")
+    note_work_started("export")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["stage"] for line in lines] == ["train", "export"]
+    age = seconds_since_process_start()
+    assert all(0.0 < line["fixed_seconds"] <= age for line in lines)
+
+
+def test_the_fixed_cost_of_a_fresh_process_counts_its_imports(tmp_path: Path) -> None:
+    """From the interpreter's start: a second of sleeping before the note is in it."""
+    log = tmp_path / "started.jsonl"
+    code = "import time; time.sleep(1.0)\nfrom kernel.timing import note_work_started\n"
+    code += "note_work_started('fetch')\n"
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, WORK_STARTED_LOG: str(log), "PYTHONPATH": str(REPO_ROOT)},
+        check=True,
+        timeout=60,
+    )
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["stage"] == "fetch"
+    assert 1.0 <= line["fixed_seconds"] < 30.0

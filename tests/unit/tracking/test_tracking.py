@@ -386,7 +386,7 @@ def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
 def test_params_digest_names_the_params_set() -> None:
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.records import params_digest
+    from stages.tracking.training_run import params_digest
 
     base = parse_params(params_dict())
     same = parse_params(params_dict())
@@ -404,7 +404,7 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
     from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.records import params_digest, start_training_run
+    from stages.tracking.training_run import params_digest, start_training_run
     from tracking.store import get_or_create_experiment
 
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
@@ -457,7 +457,7 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
     from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.records import start_training_run
+    from stages.tracking.training_run import start_training_run
     from tracking.store import get_or_create_experiment
 
     experiment_id = get_or_create_experiment("sweeping", tmp_mlflow_store)
