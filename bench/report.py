@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+# the 4-trial Ray sweep's wall time before stages shed TensorFlow and MLflow costs
+SWEEP_BEFORE_SECONDS = 216.0
+
 TARGETS = {
-    "cold_repro_seconds": 120.0,
-    "noop_repro_seconds": 5.0,
+    "cold_repro_ratio": 1.3,
+    "exp_run_ratio": 1.25,
+    "noop_repro_seconds": 2.0,
+    "sweep_ray_seconds": 0.7 * SWEEP_BEFORE_SECONDS,
     "stage_peak_rss_mb": 1536.0,
     "train_overhead_ratio": 1.15,
     "onnx_vs_keras_throughput": 5.0,
@@ -15,11 +20,11 @@ TARGETS = {
     "int8_accuracy_cost": 0.003,
     "page_stroke_to_answer_ms": 50.0,
     "sweep_ray_vs_queue_ratio": 1.15,
-    "default_accuracy": 0.980,
-    "best_mlp_accuracy": 0.986,
+    "default_accuracy": 0.983,
+    "best_mlp_accuracy": 0.993,
     "best_mlp_fit_seconds": 300.0,
-    "cnn_accuracy": 0.993,
-    "cnn_fit_seconds": 600.0,
+    "cnn_accuracy": 0.996,
+    "cnn_fit_seconds": 300.0,
 }
 
 
@@ -61,14 +66,20 @@ def render_markdown(results: dict) -> str:
         "",
         "| Target | Measured | Verdict |",
         "|---|---|---|",
-        f"| cold `dvc repro` ≤ 120 s | {pipeline['cold_repro_seconds']:.0f} s | "
-        f"{_at_most(pipeline['cold_repro_seconds'], TARGETS['cold_repro_seconds'])} |",
-        f"| no-op `dvc repro` ≤ 5 s | {pipeline['noop_repro_seconds']:.1f} s | "
+        f"| forced cold `dvc repro`, every stage, ≤ 1.3 × the script | "
+        f"{pipeline['cold_repro_ratio']:.2f} × ({pipeline['cold_repro_seconds']:.1f} s vs "
+        f"{pipeline['script_seconds']:.1f} s) | "
+        f"{_at_most(pipeline['cold_repro_ratio'], TARGETS['cold_repro_ratio'])} |",
+        f"| `dvc exp run -S train.dropout=0.25` ≤ 1.25 × the script | "
+        f"{pipeline['exp_run_ratio']:.2f} × ({pipeline['exp_run_seconds']:.1f} s vs "
+        f"{pipeline['script_seconds']:.1f} s) | "
+        f"{_at_most(pipeline['exp_run_ratio'], TARGETS['exp_run_ratio'])} |",
+        f"| no-op `dvc repro` ≤ 2 s | {pipeline['noop_repro_seconds']:.1f} s | "
         f"{_at_most(pipeline['noop_repro_seconds'], TARGETS['noop_repro_seconds'])} |",
         f"| every stage's peak RSS ≤ 1.5 GB | {peak:.0f} MB (largest) | "
         f"{_at_most(peak, TARGETS['stage_peak_rss_mb'])} |",
-        f"| train stage ≤ 1.15 × plain `model.fit` script | {overhead['ratio']:.2f} × "
-        f"({overhead['stage_seconds']:.1f} s vs {overhead['plain_fit_seconds']:.1f} s) | "
+        f"| train stage ≤ 1.15 × the script's fit alone | {overhead['ratio']:.2f} × "
+        f"({overhead['stage_seconds']:.1f} s vs {overhead['script_fit_seconds']:.1f} s) | "
         f"{_at_most(overhead['ratio'], TARGETS['train_overhead_ratio'])} |",
         f"| onnxruntime throughput ≥ 5 × Keras `predict` | {throughput_ratio:.1f} × | "
         f"{_at_least(throughput_ratio, TARGETS['onnx_vs_keras_throughput'])} |",
@@ -102,11 +113,18 @@ def render_markdown(results: dict) -> str:
         )
     sweep = results.get("sweep")
     if sweep:
-        lines.append(
-            f"| {sweep['trials']}-trial grid on Ray (2 workers) ≤ 1.15 × `dvc queue start -j 2` | "
-            f"{sweep['ratio']:.2f} × ({sweep['ray_wall_seconds']:.0f} s vs "
-            f"{sweep['queue_wall_seconds']:.0f} s) | "
-            f"{_at_most(sweep['ratio'], TARGETS['sweep_ray_vs_queue_ratio'])} |"
+        lines.extend(
+            (
+                f"| {sweep['trials']}-trial grid on Ray (2 workers) ≤ 1.15 × "
+                f"`dvc queue start -j 2` | "
+                f"{sweep['ratio']:.2f} × ({sweep['ray_wall_seconds']:.0f} s vs "
+                f"{sweep['queue_wall_seconds']:.0f} s) | "
+                f"{_at_most(sweep['ratio'], TARGETS['sweep_ray_vs_queue_ratio'])} |",
+                f"| the same grid on Ray ≤ 0.7 × its {SWEEP_BEFORE_SECONDS:.0f} s before | "
+                f"{sweep['ray_wall_seconds'] / SWEEP_BEFORE_SECONDS:.2f} × "
+                f"({sweep['ray_wall_seconds']:.0f} s) | "
+                f"{_at_most(sweep['ray_wall_seconds'], TARGETS['sweep_ray_seconds'])} |",
+            )
         )
     accuracy = results.get("accuracy", {})
     checks = (
@@ -128,27 +146,16 @@ def render_markdown(results: dict) -> str:
             f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |"
         )
 
+    lines += _pipeline_section(pipeline)
     lines += [
-        "",
-        "## Pipeline: cold `dvc repro` per stage",
-        "",
-        "| Stage | Wall (s) | Peak RSS (MB) |",
-        "|---|---|---|",
-    ]
-    for name, stage in pipeline["stages"].items():
-        lines.append(f"| {name} | {stage['wall_seconds']:.1f} | {stage['peak_rss_mb']:.0f} |")
-    noop = pipeline["noop_repro_seconds"]
-    lines += [
-        "",
-        f"Cold `dvc repro` {pipeline['cold_repro_seconds']:.1f} s (data from PyPI, "
-        f"pip's download included); no-op `dvc repro` {noop:.2f} s.",
         "",
         "## Training overhead",
         "",
-        f"The train stage against `bench/plain_fit.py` (the same model, data, batch size and "
+        f"The train stage against the fit alone of `bench/script.py --fit-only` (the same "
+        "model, data, batch size and "
         f"{overhead['epochs']} epochs with validation, no tracking), interleaved, "
-        f"{overhead['repeats']} runs each: stage {overhead['stage_seconds']:.1f} s, plain "
-        f"{overhead['plain_fit_seconds']:.1f} s, ratio {overhead['ratio']:.2f}.",
+        f"{overhead['repeats']} runs each: stage {overhead['stage_seconds']:.1f} s, script "
+        f"{overhead['script_fit_seconds']:.1f} s, ratio {overhead['ratio']:.2f}.",
         "",
         "Where the stage's time went (last run, seconds):",
         "",
@@ -206,6 +213,50 @@ def render_markdown(results: dict) -> str:
                 "`python -m bench --update-presets --presets NAME`.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _pipeline_section(pipeline: dict) -> list[str]:
+    runs = pipeline["runs"]
+    lines = [
+        "",
+        "## The pipeline against the script it replaces",
+        "",
+        f"`bench/script.py` is the work a person does by hand: load `mnist.npz`, hold out the "
+        f"validation images, fit the default MLP with validation for the {pipeline['epochs']} "
+        "epochs the pipeline ran (`model.fit` with its defaults), evaluate, save the `.keras` "
+        "file, convert it with tf2onnx and check onnxruntime against Keras on the 10,000 test "
+        "images; no tracking. Run interleaved with a forced `dvc repro` of every stage (data "
+        "from a local copy, so the network is not timed) and `dvc exp run -S "
+        f"train.dropout=0.25` (train, export, evaluate, quantize), {pipeline['repeats']} times "
+        "each, in one session on the same data; the medians are compared.",
+        "",
+        "| | runs (s) | median (s) | × script |",
+        "|---|---|---|---|",
+        f"| script | {_runs(runs['script'])} | {pipeline['script_seconds']:.1f} | 1.00 |",
+        f"| `dvc repro --force` | {_runs(runs['cold_repro'])} | "
+        f"{pipeline['cold_repro_seconds']:.1f} | {pipeline['cold_repro_ratio']:.2f} |",
+        f"| `dvc exp run -S train.dropout=0.25` | {_runs(runs['exp_run'])} | "
+        f"{pipeline['exp_run_seconds']:.1f} | {pipeline['exp_run_ratio']:.2f} |",
+        "",
+        "Each stage of the forced repro (medians): its wall time, and its fixed cost, from "
+        "process start to its first useful work (interpreter, imports, params, the MLflow "
+        "store; for train and export, TensorFlow).",
+        "",
+        "| Stage | Wall (s) | Fixed cost (s) | Peak RSS (MB) |",
+        "|---|---|---|---|",
+    ]
+    for name, stage in pipeline["stages"].items():
+        fixed = stage.get("fixed_seconds")
+        lines.append(
+            f"| {name} | {stage['wall_seconds']:.1f} | "
+            f"{'n/a' if fixed is None else f'{fixed:.1f}'} | {stage['peak_rss_mb']:.0f} |"
+        )
+    lines += ["", f"No-op `dvc repro`: {pipeline['noop_repro_seconds']:.2f} s (median of 3)."]
+    return lines
+
+
+def _runs(values: list[float]) -> str:
+    return ", ".join(f"{value:.1f}" for value in values)
 
 
 def _serving_section(serving: dict, updated: str | None) -> list[str]:
