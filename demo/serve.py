@@ -6,18 +6,36 @@ Browsers refuse an ES module that is not served as JavaScript, and onnxruntime-w
 compiles its WebAssembly as it streams in only when it comes as ``application/wasm``.
 Python's ``http.server`` guesses types from the machine's ``/etc/mime.types``, which may
 lack both, so they are fixed here.
+
+Anyone on the machine can reach the port, so the server keeps within limits: a connection
+that has not sent its whole request (line and headers) ``REQUEST_TIMEOUT`` seconds after
+the server began waiting for it is closed (an idle one quietly), at most ``MAX_CONNECTIONS``
+are handled at once (one more gets a 503), a folder is never listed (404), and a request
+whose path is malformed (a NUL or other control character, a bad percent escape, bytes
+that are not UTF-8, more than ``MAX_TARGET_LENGTH`` characters) gets a one-line 400.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import functools
 import http.server
+import io
+import math
+import os
+import re
+import socket
 import sys
+import threading
+import time
+import urllib.parse
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
-from kernel.cli import CommandError, run_command
+from kernel.cli import CommandError, one_line, run_command
 
 HOST = "127.0.0.1"
 LAST_PORT = 65535
@@ -32,12 +50,111 @@ CONTENT_TYPES = {
     ".onnx": "application/octet-stream",
     ".png": "image/png",
 }
+# Seconds a connection has to send a whole request, its line and headers, from when the
+# server starts waiting for it (on connecting, or after the previous answer); also the most
+# any one read or write may stall. A browser sends its request at once; a connection left
+# idle, or dribbling a request a byte at a time, is closed after this and frees its thread.
+REQUEST_TIMEOUT = 5.0
+# Connections handled at once, a thread each; any more are answered 503 and closed at once.
+# A browser opens about 6 per server.
+MAX_CONNECTIONS = 64
+# The longest request target (path and query) answered; the site's paths are under 40.
+MAX_TARGET_LENGTH = 1024
+# A "%" that does not start an escape of two hex digits.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BUSY_BODY = b"503 Service Unavailable: too many connections at once; try again\n"
+_BUSY_REPLY = (
+    b"HTTP/1.0 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n"
+    b"Cache-Control: no-cache\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + _BUSY_BODY
+)
+
+
+def path_problem(target: str) -> str | None:
+    """Why the request target ``target`` (as the request line has it) names no file, or None.
+
+    Its path part must be ASCII, percent escapes of two hex digits each, UTF-8 once decoded,
+    and free of control characters (a NUL would reach ``open`` as an embedded null byte).
+    """
+    if len(target) > MAX_TARGET_LENGTH:
+        return f"the path is longer than {MAX_TARGET_LENGTH} characters"
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if not path.isascii():
+        return "the path holds a character that is not percent-encoded ASCII"
+    if _BAD_ESCAPE.search(path):
+        return "the path holds a % that is not followed by two hex digits"
+    try:
+        decoded = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return "the path is not UTF-8 once percent-decoded"
+    if any(character < " " or character == "\x7f" for character in decoded):
+        return "the path holds a NUL or another control character"
+    return None
+
+
+class _RequestReader(io.RawIOBase):
+    """A connection's bytes, no read waiting past the deadline of the request being read."""
+
+    def __init__(self, connection: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._timeout = timeout
+        self.deadline = math.inf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request was not complete in time")
+        self._connection.settimeout(min(remaining, self._timeout))
+        try:
+            return self._connection.recv_into(buffer)
+        finally:
+            self._connection.settimeout(self._timeout)
 
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Static files of one folder; no caching without revalidation, so a new model shows up."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **CONTENT_TYPES}
+    # each read and write of the connection (socketserver sets it on the socket)
+    timeout = REQUEST_TIMEOUT
+    # an error is one line of text, not a page of HTML
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+    error_content_type = "text/plain; charset=utf-8"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain reader socketserver made; the request's own instead
+        self._reader = _RequestReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = time.monotonic() + self.timeout
+        try:
+            self.rfile.peek(1)
+        except TimeoutError:
+            # nothing came: an idle connection (a browser's spare one, say) closes quietly
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = path_problem(self.path)
+        if problem is not None:
+            self.send_error(HTTPStatus.BAD_REQUEST, explain=problem)
+            return False
+        return True
+
+    def list_directory(self, path: str | os.PathLike[str]) -> None:
+        # a folder without index.html is not shown: what the site holds is not for browsing
+        self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+        return None
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-cache")
@@ -50,11 +167,64 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         super().log_request(code, size)
 
 
+class SiteServer(http.server.ThreadingHTTPServer):
+    """The standard library's threading server, handling at most ``MAX_CONNECTIONS`` at once
+    and reporting a request that failed in one line instead of a traceback."""
+
+    # A burst of connections waits in the kernel's queue (the most Python's listen() picks
+    # by itself), not dropped: with socketserver's 5, 300 at once took 49 s to connect.
+    request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(
+        self, request: socket.socket, client_address: tuple[str, int]
+    ) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return  # the client hung up (a page closed while a file was on its way)
+        host, port = client_address[:2]
+        print(
+            f"demo: warning: a request from {host}:{port} failed: "
+            f"{one_line(f'{type(error).__name__}: {error}')}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _refuse(request: socket.socket) -> None:
+    """Answer 503 on a connection beyond the limit, without waiting for anything."""
+    request.setblocking(False)
+    with contextlib.suppress(OSError):
+        request.send(_BUSY_REPLY)
+    with contextlib.suppress(OSError):
+        request.recv(65536)  # what the client sent already: closing with it unread resets
+
+
 class SiteError(CommandError):
     """The site cannot be served; the message says what to do."""
 
 
-def make_server(site: Path, port: int, host: str = HOST) -> http.server.ThreadingHTTPServer:
+def make_server(site: Path, port: int, host: str = HOST) -> SiteServer:
     """A server for ``site`` on ``host:port`` (0 picks a free port), not yet serving."""
     if not (site / "index.html").is_file():
         raise SiteError(
@@ -62,7 +232,7 @@ def make_server(site: Path, port: int, host: str = HOST) -> http.server.Threadin
         )
     handler = functools.partial(SiteHandler, directory=str(site))
     try:
-        return http.server.ThreadingHTTPServer((host, port), handler)
+        return SiteServer((host, port), handler)
     except OverflowError:
         # The socket's answer to a port outside 0..65535 is OverflowError, not OSError; callers
         # other than main (the bench) pass their port unchecked.

@@ -13,12 +13,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
 import importlib
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -79,8 +82,9 @@ def _build(out: Path, *model_args: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _served(site: Path) -> Iterator[str]:
-    """``python -m demo.serve`` on a free loopback port, stopped afterwards; yields its URL."""
+def _server(site: Path) -> Iterator[SimpleNamespace]:
+    """``python -m demo.serve`` on a free loopback port, stopped afterwards; yields its URL,
+    its port, its process and the file its stdout and stderr go to."""
     port = free_port()
     log = site.with_name(f"{site.name}-serve.log")
     with open(log, "w") as sink:
@@ -95,11 +99,18 @@ def _served(site: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, timeout=30, alive=lambda: server.poll() is None, poll=0.1)
-        yield url
+        yield SimpleNamespace(url=url, port=port, process=server, log=log)
     finally:
         server.terminate()
         server.wait(timeout=10)
     assert f"demo: the page is on {url}" in log.read_text()
+
+
+@contextlib.contextmanager
+def _served(site: Path) -> Iterator[str]:
+    """``python -m demo.serve`` on a free loopback port, stopped afterwards; yields its URL."""
+    with _server(site) as server:
+        yield server.url
 
 
 def _metadata_props(model_bytes: bytes) -> dict[str, str]:
@@ -148,9 +159,14 @@ def site(tiny, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def site_url(site) -> Iterator[str]:
-    with _served(site) as url:
-        yield url
+def served(site) -> Iterator[SimpleNamespace]:
+    with _server(site) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site_url(served) -> str:
+    return served.url
 
 
 @pytest.fixture(scope="module")
@@ -711,6 +727,96 @@ def test_the_server_sends_module_wasm_and_model_types_and_only_the_files_needed(
         "vendor/ort.wasm.bundle.min.mjs",
     ]
     assert sum(path.stat().st_size for path in site.rglob("*")) < 20_000_000
+
+
+IDLE_CONNECTIONS = 300  # what an attacker on the machine opened: a thread each, for ever
+
+
+def _get(port: int, path: str) -> tuple[int, str, bytes]:
+    """``GET path`` sent as it is (no quoting): the status, Content-Type and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def _threads(process: subprocess.Popen) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/task"))
+
+
+def _until_closed(sock: socket.socket, deadline: float) -> bytes | None:
+    """What the server sends on ``sock`` until it closes it; None if still open at ``deadline``."""
+    received = b""
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return None
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def test_idle_connections_are_closed_and_give_their_threads_back(served, demo_module):
+    serve = demo_module("demo.serve")
+    baseline = _threads(served.process)
+    address = ("127.0.0.1", served.port)
+    connections = [socket.create_connection(address, timeout=30) for _ in range(IDLE_CONNECTIONS)]
+    try:
+        time.sleep(0.5)  # the server has taken them all
+        peak = _threads(served.process)
+        wait = serve.REQUEST_TIMEOUT + 5
+        deadline = time.monotonic() + wait
+        answers = [_until_closed(sock, deadline) for sock in connections]
+        while _threads(served.process) > baseline + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = _threads(served.process)
+    finally:
+        for sock in connections:
+            sock.close()
+
+    still_open = sum(answer is None for answer in answers)
+    assert still_open == 0, (
+        f"{still_open} of {IDLE_CONNECTIONS} idle connections open after {wait} s; the server "
+        f"had {baseline} threads before, {peak} with them open, {after} at the end"
+    )
+    # each closed without a word after the timeout, or at once with a 503 when over the limit
+    quiet = sum(answer == b"" for answer in answers)
+    turned_away = [answer for answer in answers if answer]
+    assert all(answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n") for answer in turned_away)
+    assert quiet <= serve.MAX_CONNECTIONS < IDLE_CONNECTIONS
+    assert peak <= baseline + serve.MAX_CONNECTIONS + 1, (baseline, peak)
+    assert after <= baseline + 1, (baseline, peak, after)
+    assert _get(served.port, "/")[0] == 200
+
+
+def test_a_folder_is_not_listed_and_the_root_is_the_page(site, served):
+    for folder in ("/models/", "/vendor/"):
+        status, content_type, body = _get(served.port, folder)
+        assert status == 404, folder
+        assert content_type == "text/plain; charset=utf-8"
+        assert body == b"404 File not found: Nothing matches the given URI\n"
+    status, content_type, body = _get(served.port, "/")
+    assert (status, content_type) == (200, "text/html; charset=utf-8")
+    assert body == (site / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize("path", ["/%00", "/index.html%00", "/%zz"])
+def test_a_nul_or_a_bad_escape_in_the_path_is_a_400_of_one_line_not_a_traceback(served, path):
+    logged = served.log.stat().st_size
+
+    status, content_type, body = _get(served.port, path)
+
+    assert (status, content_type) == (400, "text/plain; charset=utf-8")
+    assert body.startswith(b"400 Bad Request: the path ") and body.count(b"\n") == 1, body
+    said = served.log.read_bytes()[logged:].decode()
+    assert f'"GET {path} HTTP/1.1" 400' in said and "Traceback" not in said, said
 
 
 def test_a_taken_port_or_an_unbuilt_site_is_one_line(site, site_url, tmp_path):
