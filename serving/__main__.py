@@ -7,7 +7,9 @@ Downloads ``models:/<registered model>@<alias>`` from the project's store into
 
 - ``mlserver`` (default): MLServer from ``.venv-serve`` with ``serving.runtime``, speaking
   the Open Inference Protocol (``/v2/health/ready``, ``/v2/models/<name>``,
-  ``/v2/models/<name>/infer``); its gRPC twin listens on the next port.
+  ``/v2/models/<name>/infer``); its gRPC twin listens on the next port. It starts through
+  ``serving.mlserver_app``, which caps request bodies, checks the Host and turns the
+  model-repository API off (see ``serving.guard``).
 - ``mlflow``: ``mlflow models serve`` from this environment (``/invocations``), with this
   environment's ``bin`` on PATH, where MLflow looks for ``uvicorn``.
 """
@@ -33,6 +35,9 @@ from tracking.store import connect
 HOST = "127.0.0.1"
 SERVE_DIR = Path(".serve")
 MLSERVER = Path(".venv-serve/bin/mlserver")
+# 1024 FP32 images take 3.2 MB in a protobuf message; 4 MiB is gRPC's own default for what
+# it receives, written here so the limit is stated, and it now bounds what it sends too
+GRPC_MAX_MESSAGE_BYTES = 4 * 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -58,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
             flush=True,
         )
-        command = [str(args.mlserver), "start", str(serve_dir)]
+        # `mlserver start` with our request checks, run by the serve venv's own python
+        python = args.mlserver.parent / "python"
+        command = [str(python), "-m", "serving.mlserver_app", str(serve_dir)]
         os.execve(command[0], command, os.environ)
     print(
         f"serving: {source} with mlflow models serve on http://{HOST}:{args.port}/invocations",
@@ -112,11 +119,15 @@ def check_signature(model_dir: Path, source: str) -> None:
 
 
 def write_mlserver_settings(serve_dir: Path, name: str, version: str, port: int) -> None:
-    """MLServer's server and model settings: loopback only, no metrics server, our runtime."""
+    """MLServer's server and model settings: loopback only, no metrics server, our runtime.
+
+    Its request-body cap and the other checks are ``serving.guard``'s: no setting has them.
+    """
     server = {
         "host": HOST,
         "http_port": port,
         "grpc_port": port + 1,
+        "grpc_max_message_length": GRPC_MAX_MESSAGE_BYTES,
         "metrics_endpoint": None,
         "debug": False,
         # inference in the server process: a worker pool only adds a hop for a model this small

@@ -8,12 +8,15 @@ them there as separate processes, the way a client on another machine would.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,6 +31,7 @@ from factories.network import free_port, free_port_pair, wait_for_http
 from factories.params import TINY_EXPORT
 from factories.processes import REPO_ROOT, error_lines, run_module
 from factories.trained import export_args, train_tiny
+from serving.guard import MAX_BODY_BYTES, MiB
 from serving.triton import write_repository
 from stages import export
 from stages.dataset.arrays import load_split, split_file
@@ -292,6 +296,260 @@ def test_the_client_names_an_unknown_model_and_exits_2(mlserver, tmp_path) -> No
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
     assert line.startswith("serving.client: error: ") and "no-such-model" in line
+
+
+def _send(
+    mlserver, path: str, body: bytes | None = None, headers: dict | None = None, chunked=False
+) -> tuple[int, dict]:
+    """One request as an attacker sends it: any Host, Origin or size, the body in 1 MiB pieces
+    (chunked, or after a Content-Length), the answer read whether or not the server took it all.
+    """
+    host, port = mlserver.url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        connection.putrequest("POST" if body is not None else "GET", path, skip_host=True)
+        headers = {"Host": mlserver.url, "Content-Type": "application/json", **(headers or {})}
+        if body is not None:
+            headers["Transfer-Encoding" if chunked else "Content-Length"] = (
+                "chunked" if chunked else str(len(body))
+            )
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        view = memoryview(body or b"")
+        try:
+            for start in range(0, len(view), MiB):
+                piece = view[start : start + MiB]
+                connection.send(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early and closed: its answer is still to be read
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+class _PeakRSS:
+    """The server's resident memory at rest, and its peak (``VmHWM``) since entering."""
+
+    def __init__(self, pid: int) -> None:
+        self.status = Path(f"/proc/{pid}/status")
+        self.clear_refs = Path(f"/proc/{pid}/clear_refs")
+
+    def _field(self, name: str) -> float:
+        for line in self.status.read_text().splitlines():
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(f"no {name} in {self.status}")
+
+    def __enter__(self) -> _PeakRSS:
+        self.clear_refs.write_text("5")  # the peak starts again from the current size
+        self.before = self._field("VmRSS")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.growth = self._field("VmHWM") - self.before
+
+
+def _assert_serving(mlserver) -> None:
+    status, reply = _post(f"{mlserver.base}/v2/models/{NAME}/infer", _request(_IMAGES))
+    assert status == 200, reply
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_cap_gets_413_and_the_server_does_not_grow(mlserver, framing) -> None:
+    """50 MiB once took MLServer ~1 GiB up (20x the body); now it is refused unread."""
+    body = b"[" * (50 * MiB)
+    with _PeakRSS(mlserver.server.pid) as rss:
+        started = time.monotonic()
+        status, reply = _send(
+            mlserver, f"/v2/models/{NAME}/infer", body, chunked=framing == "chunked"
+        )
+        took = time.monotonic() - started
+    assert status == 413, reply
+    assert re.fullmatch(
+        r"(a request body of 52,428,800 bytes|a chunked request body) is larger than this "
+        r"server's limit of 16,777,216 bytes \(16 MiB\); send fewer images per request",
+        reply["error"],
+    )
+    print(f"{framing}: 413 in {took:.2f} s, peak RSS growth {rss.growth:.0f} MiB")
+    assert rss.growth < 64, f"the server grew {rss.growth:.0f} MiB for a refused body"
+    _assert_serving(mlserver)
+
+
+def _padded(payload: dict, size: int) -> bytes:
+    """The request as JSON, padded with whitespace (valid JSON) to exactly ``size`` bytes."""
+    text = json.dumps(payload).encode()
+    assert len(text) <= size
+    return text[:-1] + b" " * (size - len(text)) + text[-1:]
+
+
+def test_the_largest_batch_in_a_body_at_the_cap_is_answered(mlserver) -> None:
+    """1024 images, each pixel a full-precision float32, as JSON: under the cap, and answered."""
+    images = np.random.default_rng(0).uniform(2, 255, (MAX_BATCH_SIZE, 28, 28)).astype(np.float32)
+    body = _padded(_request(images), MAX_BODY_BYTES)
+    with _PeakRSS(mlserver.server.pid) as rss:
+        status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body)
+    assert status == 200, reply
+    assert reply["outputs"][0]["shape"] == [MAX_BATCH_SIZE, 10]
+    print(f"a valid batch at the cap: peak RSS growth {rss.growth:.0f} MiB")
+    assert rss.growth < 400
+    status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body + b" ")
+    assert status == 413, reply
+
+
+def _filled(item: bytes) -> bytes:
+    """A request whose data is ``item`` repeated to fill the cap."""
+    head = b'{"inputs": [{"name": "image", "shape": [1, 28, 28], "datatype": "FP32", "data": ['
+    count = (MAX_BODY_BYTES - len(head) - 4) // (len(item) + 1)
+    return head + b",".join([item] * count) + b"]}]}"
+
+
+# the most Python objects per byte of JSON that MLServer's parser would make within the cap:
+# lists (64 bytes each for 3 bytes of JSON), objects and strings are refused by their count
+# before the parse; numbers are parsed and refused by the runtime
+ADVERSARIAL_BODIES = {
+    "empty lists": (_filled(b"[]"), r"holds 5,592,\d{3} JSON lists, objects and strings, more"),
+    "empty objects": (_filled(b"{}"), r"holds 5,592,\d{3} JSON lists, objects and strings"),
+    "strings": (_filled(b'"ab"'), r"holds 3,355,\d{3} JSON lists, objects and strings"),
+    "floats": (_filled(b"1.5"), r"has 4194\d{3} values for shape \[1, 28, 28\]"),
+    "small integers": (_filled(b"1"), r"has 838\d{4} values for shape \[1, 28, 28\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(ADVERSARIAL_BODIES))
+def test_a_body_at_the_cap_costs_a_few_hundred_mib_at_most(mlserver, case) -> None:
+    body, message = ADVERSARIAL_BODIES[case]
+    assert MAX_BODY_BYTES - 8 <= len(body) <= MAX_BODY_BYTES
+    with _PeakRSS(mlserver.server.pid) as rss:
+        status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body)
+    print(f"{case}, {len(body) / MiB:.1f} MiB: peak RSS growth {rss.growth:.0f} MiB")
+    assert status == 400 and re.search(message, reply["error"]), reply
+    assert rss.growth < 384
+    _assert_serving(mlserver)
+
+
+def test_bodies_sent_at_once_are_parsed_a_few_at_a_time(mlserver) -> None:
+    """Eight clients at the cap at once cost about what one does: the bodies wait unread
+    while two (``MAX_CONCURRENT_BODIES``) are read and answered. Without that wait, each
+    would hold its 16 MiB and more."""
+    body, _ = ADVERSARIAL_BODIES["floats"]
+    statuses = []
+
+    def client() -> None:
+        statuses.append(_send(mlserver, f"/v2/models/{NAME}/infer", body)[0])
+
+    with _PeakRSS(mlserver.server.pid) as rss:
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+    print(f"8 bodies of 16 MiB at once: peak RSS growth {rss.growth:.0f} MiB")
+    assert statuses == [400] * 8
+    assert rss.growth < 384
+    _assert_serving(mlserver)
+
+
+def test_a_cross_origin_unload_does_nothing_and_the_model_answers(mlserver) -> None:
+    """A web page's form post: text/plain from another origin, no preflight."""
+    for path in (f"/v2/repository/models/{NAME}/unload", f"/v2/repository/models/{NAME}/load"):
+        for headers in (
+            {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+            {},  # a local client, same Host and no Origin: refused all the same
+        ):
+            status, reply = _send(mlserver, path, b"", headers)
+            assert status in (403, 404), reply
+            assert "\n" not in reply["error"]
+    status, reply = _send(mlserver, "/v2/repository/index", b"{}")
+    assert status == 404 and "restart `make serve`" in reply["error"], reply
+    with urllib.request.urlopen(f"{mlserver.base}/v2/models/{NAME}/ready", timeout=10) as ready:
+        assert ready.status == 200
+    _assert_serving(mlserver)
+
+
+def test_a_page_of_another_origin_cannot_run_inference(mlserver) -> None:
+    body = json.dumps(_request(_IMAGES)).encode()
+    status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body, {"Origin": "null"})
+    assert status == 403 and reply["error"].startswith("requests from web pages of other")
+    same_origin = {"Origin": f"http://{mlserver.url}"}
+    assert _send(mlserver, f"/v2/models/{NAME}/infer", body, same_origin)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "localhost", "127.0.0.2:{port}"]
+)
+def test_a_foreign_host_header_is_refused(mlserver, host) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1."""
+    port = mlserver.url.split(":")[1]
+    for path, body in ((f"/v2/models/{NAME}", None), (f"/v2/models/{NAME}/infer", b"{}")):
+        status, reply = _send(mlserver, path, body, {"Host": host.format(port=port)})
+        assert status == 400, reply
+        assert reply["error"].startswith(f"Host '{host.format(port=port)}' is not this server's")
+
+
+@pytest.mark.parametrize("name", ["localhost", "[::1]", "LOCALHOST"])
+def test_the_loopback_names_are_answered(mlserver, name) -> None:
+    port = mlserver.url.split(":")[1]
+    status, reply = _send(mlserver, f"/v2/models/{NAME}", None, {"Host": f"{name}:{port}"})
+    assert status == 200 and reply["name"] == NAME, reply
+
+
+def test_a_compressed_body_is_refused(mlserver) -> None:
+    """MLServer would inflate a gzip body whole: a 16 MiB bomb is gigabytes."""
+    import gzip
+
+    body = gzip.compress(json.dumps(_request(_IMAGES)).encode())
+    headers = {"Content-Encoding": "gzip"}
+    status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body, headers)
+    assert status == 415 and "Content-Encoding gzip" in reply["error"], reply
+
+
+_GRPC_REPOSITORY = """
+import json, sys
+import grpc
+from mlserver.grpc import dataplane_pb2 as pb, dataplane_pb2_grpc
+from mlserver.grpc import model_repository_pb2 as mr, model_repository_pb2_grpc
+channel, model = grpc.insecure_channel(sys.argv[1]), sys.argv[2]
+inference = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+old = model_repository_pb2_grpc.ModelRepositoryServiceStub(channel)  # the deprecated service
+calls = {
+    "unload": (inference.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name=model)),
+    "load": (inference.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name=model)),
+    "index": (inference.RepositoryIndex, pb.RepositoryIndexRequest()),
+    "old unload": (old.RepositoryModelUnload, mr.RepositoryModelUnloadRequest(model_name=model)),
+}
+answers = {}
+for call, (method, request) in calls.items():
+    try:
+        method(request)
+        answers[call] = "OK"
+    except grpc.RpcError as err:
+        answers[call] = [err.code().name, err.details()]
+ready = inference.ModelReady(pb.ModelReadyRequest(name=model)).ready
+print(json.dumps({"answers": answers, "ready": ready}))
+"""
+
+
+def test_grpc_cannot_unload_the_model_either(mlserver) -> None:
+    host, port = mlserver.url.split(":")
+    result = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", _GRPC_REPOSITORY, f"{host}:{int(port) + 1}", NAME],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reply = json.loads(result.stdout)
+    print(f"gRPC repository calls: {reply['answers']}")
+    assert reply["ready"] is True
+    for name, answer in reply["answers"].items():
+        assert answer != "OK", name
+        assert "the model repository API" in answer[1], (name, answer)
+    assert reply["answers"]["unload"][0] == "NOT_FOUND"
+    _assert_serving(mlserver)
 
 
 def test_mlflow_models_serve_works_without_the_venv_on_path(registered) -> None:

@@ -1,0 +1,232 @@
+"""What MLServer's REST server lets through before a request reaches it.
+
+MLServer 1.7 (and uvicorn under it) read a request body whole into memory, however large,
+and its JSON parser holds about 20 times the body's size; it answers requests naming any
+Host, from any web page, and its model-repository routes let any of them unload the model.
+``RequestGuard`` is a pure ASGI middleware that ``serving.mlserver_app`` puts in front of
+MLServer's app, refusing each with one line of JSON, ``{"error": "..."}``, before MLServer
+reads a byte of the body:
+
+- a Host other than this server's loopback names (a web page's DNS rebinding): 400;
+- an Origin other than those (a web page's cross-site request): 403;
+- the model-repository routes, ``/v2/repository/...`` (load, unload, index): 404;
+- a compressed body (MLServer would inflate a gzip bomb whole): 415;
+- a body above ``MAX_BODY_BYTES``: 413, from its Content-Length before reading, or
+  counted as a chunked body arrives;
+- a body still incomplete after ``BODY_TIMEOUT_SECONDS``: 408;
+- a body with more JSON lists, objects and strings than ``MAX_JSON_STRUCTURES``: 400.
+
+At most ``MAX_CONCURRENT_BODIES`` requests with a body are read and answered at once (the
+others wait, unread), so the memory requests can take is bounded too.
+
+Standard library and ``digits_predict.contract`` only: the unit tests run it without
+MLServer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from digits_predict.contract import IMAGE_SHAPE, MAX_BATCH_SIZE
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MiB = 2**20
+# 1024 images (MAX_BATCH_SIZE) of 28x28 as the protocol's JSON take 3.5 MiB as UINT8, 5.0 MiB
+# as FP32 whole pixel values (what serving.client sends) and 14.8 MiB as FP32 with every
+# pixel a full-precision fraction: 16 MiB takes the largest batch in any of these. MLServer's
+# parse holds ~20x the body, so the cap bounds one request to a few hundred MiB.
+MAX_BODY_BYTES = 16 * MiB
+# inference runs in the server's one event loop (parallel_workers 0): more requests in
+# flight add no throughput, only parsed bodies held in memory at once
+MAX_CONCURRENT_BODIES = 2
+# "[]," is 3 bytes of JSON and a 64-byte list once parsed: 16 MiB of them took MLServer
+# 600 MiB up, of short strings 340 MiB, of numbers (what a request is made of) 240 MiB. The
+# largest batch as nested lists (an outer list, one per image and one per row) needs 29,697
+# lists, and the envelope a few objects and strings: twice that is plenty.
+MAX_JSON_STRUCTURES = 2 * (1 + MAX_BATCH_SIZE * (1 + IMAGE_SHAPE[0]))
+# over loopback the largest body arrives in well under a second; a client that stalls
+# mid-body must not hold one of the few slots above for ever
+BODY_TIMEOUT_SECONDS = 30.0
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+REPOSITORY_OFF = (
+    "the model repository API (/v2/repository: index, load, unload) is off on this server; "
+    "to serve another version, restart `make serve` (ALIAS=...)"
+)
+
+
+class RequestGuard:
+    """Wraps an ASGI app served on ``127.0.0.1:<port>``; see the module's docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        port: int,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_concurrent_bodies: int = MAX_CONCURRENT_BODIES,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
+    ) -> None:
+        self.app = app
+        self.port = port
+        self.hosts = frozenset(f"{name}:{port}" for name in LOOPBACK_NAMES)
+        self.origins = frozenset(f"http://{host}" for host in self.hosts)
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self._slots = asyncio.Semaphore(max_concurrent_bodies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan: the app's own
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        refusal = self.refusal(scope["path"], headers)
+        if refusal is not None:
+            await reply(send, *refusal)
+            return
+        length = headers.get("content-length", [None])[0]
+        if length is None and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: health, metadata, readiness
+            return
+        async with self._slots:
+            try:
+                body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
+            except TimeoutError:
+                await reply(
+                    send,
+                    408,
+                    f"the request body did not arrive within {self.body_timeout:g} s; "
+                    "send it whole, at once",
+                )
+                return
+            if body is None:  # the client left
+                return
+            if isinstance(body, int):
+                await reply(send, 413, self.too_large("a chunked request body"))
+                return
+            structures = _structures(body)
+            if structures > MAX_JSON_STRUCTURES:
+                await reply(
+                    send,
+                    400,
+                    f"the request body holds {structures:,} JSON lists, objects and strings, more "
+                    f"than {MAX_JSON_STRUCTURES:,}; send pixel values as numbers, flat or nested "
+                    "by image and row",
+                )
+                return
+            await self.app(scope, _replay(body, receive), send)
+
+    def refusal(self, path: str, headers: dict[str, list[str]]) -> tuple[int, str] | None:
+        """The status and line a request gets from its path and headers, or None."""
+        hosts = headers.get("host", [])
+        if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
+            named = ", ".join(repr(host) for host in hosts) or "none"
+            return 400, (
+                f"Host {named} is not this server's; it answers only "
+                f"127.0.0.1:{self.port}, localhost:{self.port} or [::1]:{self.port}"
+            )
+        origins = headers.get("origin", [])
+        if any(origin.lower() not in self.origins for origin in origins):
+            return 403, (
+                f"requests from web pages of other origins are refused (Origin {origins[0]!r}); "
+                f"this server answers local clients and http://127.0.0.1:{self.port} only"
+            )
+        if [part for part in path.split("/") if part][:2] == ["v2", "repository"]:
+            return 404, REPOSITORY_OFF
+        encodings = {
+            token.strip().lower()
+            for value in headers.get("content-encoding", [])
+            for token in value.split(",")
+        } - {"", "identity"}
+        if encodings:
+            return 415, (
+                f"compressed request bodies (Content-Encoding {', '.join(sorted(encodings))}) "
+                "are refused; send plain JSON"
+            )
+        lengths = headers.get("content-length", [])
+        if lengths:
+            # str.isdigit alone takes "²" and other digits int() refuses
+            if len(set(lengths)) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
+                return 400, f"Content-Length {', '.join(lengths)} is not one number of bytes"
+            if int(lengths[0]) > self.max_body_bytes:
+                return 413, self.too_large(f"a request body of {int(lengths[0]):,} bytes")
+        return None
+
+    def too_large(self, what: str) -> str:
+        return (
+            f"{what} is larger than this server's limit of {self.max_body_bytes:,} bytes "
+            f"({self.max_body_bytes / MiB:g} MiB); send fewer images per request"
+        )
+
+    async def _read_body(self, receive: Receive) -> bytes | int | None:
+        """The whole body; the bytes read once they pass ``max_body_bytes``; None if the
+        client left.
+
+        uvicorn stops reading the socket while a request's unread body exceeds 64 KiB and
+        drops what arrives after the answer, so a refused body is never held.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return size
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _structures(body: bytes) -> int:
+    """How many lists, objects and strings a JSON text holds, or more: brackets and escaped
+    quotes inside strings count too, which only a request no client sends has many of."""
+    return body.count(b"[") + body.count(b"{") + body.count(b'"') // 2
+
+
+def _headers(scope: Scope) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return headers
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app: the body read already, then the connection's own messages
+    (the app may wait on them for the client's disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def reply(send: Send, status: int, message: str) -> None:
+    """One line of JSON, as MLServer answers its own errors."""
+    body = json.dumps({"error": message}, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

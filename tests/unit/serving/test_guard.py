@@ -1,0 +1,352 @@
+"""serving.guard, the ASGI middleware in front of MLServer's REST app, driven by hand-made
+ASGI messages: no server, no MLServer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from digits_predict.contract import IMAGE_SHAPE, MAX_BATCH_SIZE
+from serving.guard import (
+    MAX_BODY_BYTES,
+    MAX_JSON_STRUCTURES,
+    REPOSITORY_OFF,
+    MiB,
+    RequestGuard,
+)
+
+PORT = 8080
+HOST = f"127.0.0.1:{PORT}"
+INFER = "/v2/models/mnist-digits/infer"
+
+
+class App:
+    """The wrapped app: records what reached it and reads the body as MLServer does."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        if scope["type"] == "http":
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+        self.calls.append((scope.get("path", scope["type"]), body))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answered"})
+
+
+def scope(path=INFER, headers=(), host=HOST, method="POST") -> dict:
+    raw = [(b"host", host.encode())] if host is not None else []
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers]
+    return {"type": "http", "method": method, "path": path, "headers": raw}
+
+
+def messages(*chunks: bytes):
+    """``receive`` handing out the chunks, then the client's disconnect; counts its calls."""
+    pending = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> dict:
+        receive.calls += 1
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    receive.calls = 0
+    return receive
+
+
+def never_called():
+    async def receive() -> dict:
+        raise AssertionError("the body was read")
+
+    return receive
+
+
+def run(guard: RequestGuard, request: dict, receive=None) -> tuple[int | None, bytes]:
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(guard(request, receive or messages(b""), send))
+    if not sent:
+        return None, b""
+    (start, body) = sent
+    headers = dict(start["headers"])
+    assert int(headers.get(b"content-length", len(body["body"]))) == len(body["body"])
+    return start["status"], body["body"]
+
+
+def refused(guard: RequestGuard, request: dict, receive=None) -> tuple[int, str]:
+    """The refusal's status and line, checking it is one line of JSON the app never saw."""
+    status, body = run(guard, request, receive or never_called())
+    assert b"\n" not in body
+    (error,) = json.loads(body).values()
+    assert guard.app.calls == []
+    return status, error
+
+
+def guarded(**kwargs) -> RequestGuard:
+    return RequestGuard(App(), port=PORT, **kwargs)
+
+
+def json_body(length: int) -> list[tuple[str, str]]:
+    return [("content-type", "application/json"), ("content-length", str(length))]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [HOST, f"localhost:{PORT}", f"[::1]:{PORT}", f"LocalHost:{PORT}"],
+)
+def test_the_loopback_names_of_this_port_pass(host: str) -> None:
+    guard = guarded()
+    assert run(guard, scope(host=host, method="GET", path="/v2/health/ready")) == (
+        200,
+        b"answered",
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        f"evil.example:{PORT}",
+        "127.0.0.1",  # no port: not what a client of this server sends
+        f"127.0.0.1:{PORT + 1}",
+        f"127.0.0.2:{PORT}",
+        f"0.0.0.0:{PORT}",
+        f"localhost.evil.example:{PORT}",
+        "",
+        None,
+    ],
+)
+def test_any_other_host_is_refused(host: str | None) -> None:
+    status, error = refused(guarded(), scope(host=host, method="GET"))
+    assert status == 400
+    assert error.startswith("Host ") and "is not this server's" in error
+    assert error.endswith(f"127.0.0.1:{PORT}, localhost:{PORT} or [::1]:{PORT}")
+
+
+def test_two_host_headers_are_refused() -> None:
+    request = scope(headers=[("host", "evil.example")])
+    assert refused(guarded(), request)[0] == 400
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        (f"http://{HOST}", 200),
+        (f"http://localhost:{PORT}", 200),
+        ("http://evil.example", 403),
+        ("null", 403),  # a sandboxed frame, a file:// page
+        (f"https://{HOST}", 403),
+        (f"http://127.0.0.1:{PORT + 1}", 403),
+    ],
+)
+def test_a_page_of_another_origin_is_refused(origin: str, status: int) -> None:
+    guard = guarded()
+    request = scope(headers=[("origin", origin), *json_body(2)])
+    if status == 200:
+        assert run(guard, request, messages(b"{}")) == (200, b"answered")
+    else:
+        got, error = refused(guard, request)
+        assert got == 403 and f"(Origin {origin!r})" in error
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/repository/index",
+        "/v2/repository/models/mnist-digits/load",
+        "/v2/repository/models/mnist-digits/unload",
+        "//v2//repository/models/mnist-digits/unload",
+        "/v2/repository/models/mnist-digits/unload/",
+    ],
+)
+def test_the_model_repository_routes_are_refused(path: str) -> None:
+    request = scope(path=path, headers=[("origin", f"http://{HOST}"), *json_body(0)])
+    assert refused(guarded(), request) == (404, REPOSITORY_OFF)
+
+
+def test_a_model_named_repository_is_still_served() -> None:
+    guard = guarded()
+    assert run(guard, scope(path="/v2/models/repository", method="GET"))[0] == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "identity, gzip", "br"])
+def test_a_compressed_body_is_refused(encoding: str) -> None:
+    request = scope(headers=[("content-encoding", encoding), *json_body(10)])
+    status, error = refused(guarded(), request)
+    assert status == 415 and error.endswith("are refused; send plain JSON")
+
+
+def test_an_identity_encoding_passes() -> None:
+    request = scope(headers=[("content-encoding", "identity"), *json_body(2)])
+    assert run(guarded(), request, messages(b"{}"))[0] == 200
+
+
+def test_a_body_over_the_cap_is_refused_from_its_length_before_reading() -> None:
+    status, error = refused(guarded(), scope(headers=json_body(MAX_BODY_BYTES + 1)))
+    assert status == 413
+    assert error == (
+        "a request body of 16,777,217 bytes is larger than this server's limit of 16,777,216 "
+        "bytes (16 MiB); send fewer images per request"
+    )
+
+
+@pytest.mark.parametrize("length", ["-1", "1e3", "0x10", "12, 13", "\u00b2", ""])
+def test_a_content_length_that_is_not_one_number_is_refused(length: str) -> None:
+    status, error = refused(guarded(), scope(headers=[("content-length", length)]))
+    assert status == 400 and error.startswith("Content-Length ")
+
+
+def test_a_body_at_the_cap_reaches_the_app_whole() -> None:
+    guard = guarded(max_body_bytes=1000)
+    body = b"1," * 499 + b"1 "
+    assert len(body) == 1000
+    pieces = [body[i : i + 64] for i in range(0, len(body), 64)]
+    assert run(guard, scope(headers=json_body(len(body))), messages(*pieces))[0] == 200
+    assert guard.app.calls == [(INFER, body)]
+
+
+def test_a_chunked_body_is_counted_and_reading_stops_past_the_cap() -> None:
+    guard = guarded(max_body_bytes=1000)
+    receive = messages(*[b"1," * 32] * 1000)  # 64 kB, chunked
+    status, error = refused(guard, scope(headers=[("transfer-encoding", "chunked")]), receive)
+    assert status == 413
+    assert error.startswith("a chunked request body is larger than this server's limit of 1,000")
+    assert receive.calls == 1000 // 64 + 1
+
+
+def test_a_chunked_body_under_the_cap_reaches_the_app_whole() -> None:
+    guard = guarded(max_body_bytes=1000)
+    receive = messages(b"[1, ", b"2, ", b"3]")
+    assert run(guard, scope(headers=[("transfer-encoding", "chunked")]), receive)[0] == 200
+    assert guard.app.calls == [(INFER, b"[1, 2, 3]")]
+
+
+def test_after_the_body_the_app_hears_the_connection_itself() -> None:
+    """MLServer may wait for the client's disconnect after reading the body."""
+    heard = []
+
+    async def app(scope, receive, send) -> None:
+        heard.append(await receive())
+        heard.append(await receive())
+
+    guard = RequestGuard(app, port=PORT)
+    assert run(guard, scope(headers=json_body(2)), messages(b"{}")) == (None, b"")
+    assert heard == [
+        {"type": "http.request", "body": b"{}", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
+def test_a_client_that_leaves_mid_body_gets_nothing_and_the_app_nothing() -> None:
+    guard = guarded()
+
+    async def receive() -> dict:
+        receive.calls += 1
+        if receive.calls == 1:
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        return {"type": "http.disconnect"}
+
+    receive.calls = 0
+    assert run(guard, scope(headers=json_body(100)), receive) == (None, b"")
+    assert guard.app.calls == []
+
+
+def test_a_body_that_stalls_gets_408() -> None:
+    async def stalled() -> dict:
+        await asyncio.sleep(60)
+        raise AssertionError("not cancelled")
+
+    status, error = refused(guarded(body_timeout=0.05), scope(headers=json_body(10)), stalled)
+    assert status == 408 and error.startswith("the request body did not arrive within 0.05 s")
+
+
+def test_a_body_of_many_lists_is_refused_before_the_parse() -> None:
+    body = b"[" + b"[]," * MAX_JSON_STRUCTURES + b"[]]"
+    status, error = refused(guarded(), scope(headers=json_body(len(body))), messages(body))
+    assert status == 400
+    assert error.startswith(f"the request body holds {MAX_JSON_STRUCTURES + 2:,} JSON lists, obj")
+
+
+def _largest_batch(images: np.ndarray, nested: bool) -> bytes:
+    data = images.tolist() if nested else images.ravel().tolist()
+    request = {
+        "id": "a request of the largest batch",
+        "parameters": {"content_type": "np"},
+        "inputs": [{"name": "image", "shape": list(images.shape), "datatype": "FP32",
+                    "data": data, "parameters": {"content_type": "np"}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": False}}],
+    }  # fmt: skip
+    return json.dumps(request).encode()
+
+
+def test_the_largest_batch_fits_the_cap_in_any_encoding_a_client_makes() -> None:
+    """1024 images of full-precision float32 fractions, as tritonclient writes them."""
+    shape = (MAX_BATCH_SIZE, *IMAGE_SHAPE)
+    fractions = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+    flat = _largest_batch(fractions, nested=False)
+    assert 14 * MiB < len(flat) < MAX_BODY_BYTES
+    nested = _largest_batch(np.zeros(shape, np.float32), nested=True)
+    guard = guarded()
+    assert run(guard, scope(headers=json_body(len(nested))), messages(nested))[0] == 200
+    assert run(guard, scope(headers=json_body(len(flat))), messages(flat))[0] == 200
+
+
+def test_requests_with_bodies_wait_for_a_slot_unread() -> None:
+    """Only ``max_concurrent_bodies`` bodies are read and answered at once."""
+    order: list[str] = []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def app(scope, receive, send) -> None:
+            if scope["method"] == "GET":
+                order.append("health")
+                return
+            order.append(f"app {(await receive())['body'].decode()}")
+            await gate.wait()
+
+        guard = RequestGuard(app, port=PORT, max_concurrent_bodies=1)
+
+        def receive_of(name: str):
+            async def receive() -> dict:
+                order.append(f"read {name}")
+                return {"type": "http.request", "body": name.encode(), "more_body": False}
+
+            return receive
+
+        async def send(message: dict) -> None:
+            pass
+
+        first = asyncio.create_task(guard(scope(headers=json_body(1)), receive_of("a"), send))
+        second = asyncio.create_task(guard(scope(headers=json_body(1)), receive_of("b"), send))
+        health = asyncio.create_task(guard(scope(method="GET"), receive_of("-"), send))
+        await asyncio.sleep(0.01)
+        assert health.done()  # a bodiless GET is not held
+        assert sorted(order) == ["app a", "health", "read a"]  # b waits unread
+        gate.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(main())
+    assert order[-2:] == ["read b", "app b"]
+
+
+def test_other_scopes_pass_through() -> None:
+    guard = guarded()
+
+    async def send(message: dict) -> None:
+        pass
+
+    asyncio.run(guard({"type": "lifespan"}, messages(), send))
+    assert guard.app.calls == [("lifespan", b"")]
