@@ -161,9 +161,9 @@ $(DEMO_PAGE): $(DEMO_NODE_MODULES) demo/build.py $(wildcard demo/page/*) | $(STA
 demo: setup $(DEMO_PAGE) ## serve the draw-a-digit page (the ONNX model run in the browser) on 127.0.0.1:8000 (DEMO_PORT=...)
 	python -m demo --site $(DEMO_SITE) --port $(DEMO_PORT)
 
-team-up: setup postgres $(TEAM_EXTRA) ## start the team stack (PostgreSQL, S3 store, mlflow server with basic-auth) and print its exports
+team-up: setup postgres $(TEAM_EXTRA) ## start the team stack (PostgreSQL, S3 store, mlflow server with logins and roles) and print its URI
 	@python -m team up
-	@echo 'team: to log to it: eval "$$(.venv/bin/python -m team env)"' >&2
+	@echo 'team: each member logs in with their own name: .venv/bin/python -m team member add NAME --role member' >&2
 
 team-down: ## stop the team stack; its data stays in .team/
 	@python -m team down

@@ -9,7 +9,8 @@ version, the model, parity report and card swapped into place together, and
 last the alias moved to it.
 Then the champion rule (``handoff.promotion``) decides whether ``@champion``
 moves to the new version too. Exports on one machine take the registry one at a
-time (``store.registry_lock``), so parallel experiments cannot both win.
+time (``store.registry_lock``); exports on several machines against one server settle
+the alias afterwards (``promotion.settle``), so the best version ends up champion.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ from stages.dataset.arrays import load_split, split_file
 from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
 from stages.handoff.onnx_runtime import PROVIDERS
-from stages.handoff.promotion import RULE, Decision, Standing, decide
+from stages.handoff.promotion import RULE, Decision, Standing, decide, settle
 from stages.handoff.registration import after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
 from stages.tracking.runs import file_sha256, locate_run, reopen_run
-from tracking.registry import alias_target, set_alias, tag_version, version_tags
-from tracking.store import registry_lock
+from tracking.registry import (
+    alias_target,
+    all_version_tags,
+    set_alias,
+    tag_version,
+    version_tags,
+)
+from tracking.store import member_name, registry_lock
 
 
 @dataclass(frozen=True)
@@ -101,25 +108,56 @@ def standing_tags(gated: GatedModel) -> dict[str, str]:
 
 
 def promote(version: str, gated: GatedModel, params: ExportParams) -> Decision:
-    """Apply the champion rule to the newly handed-off version: move ``@champion`` or not."""
-    name, champion_alias = params.registered_model_name, params.champion_alias
+    """Apply the champion rule to the newly handed-off version: move ``@champion`` or not;
+    then settle the alias against every version (``promotion.settle``)."""
     candidate = Standing(version, gated.report.onnx_accuracy, gated.test_data_digest)
+    return promote_standing(params.registered_model_name, params.champion_alias, candidate)
+
+
+def promote_standing(name: str, champion_alias: str, candidate: Standing) -> Decision:
+    """The rule and the settling, for a version whose standing is known."""
     decision = decide(candidate, current_champion(name, champion_alias))
     if decision.promote:
         with deferred_signals():
-            set_alias(name, champion_alias, version)
+            set_alias(name, champion_alias, candidate.version)
+    settle_champion(name, champion_alias)
     return decision
+
+
+def settle_champion(name: str, champion_alias: str, rounds: int = 10) -> None:
+    """Move ``@champion`` to the best version on its test data until a read confirms it
+    (another machine may move it between our read and our write)."""
+    for _ in range(rounds):
+        versions = all_version_tags(name)
+        current = alias_target(name, champion_alias)
+        champion = _standing(current, versions.get(current, {})) if current else None
+        fp32 = [
+            _standing(v, t) for v, t in versions.items() if t.get("precision", "fp32") == "fp32"
+        ]
+        better = settle(champion, fp32)
+        if better is None:
+            return
+        with deferred_signals():
+            set_alias(name, champion_alias, better.version)
+        print(
+            f"export: @{champion_alias} settled on v{better.version}, better than "
+            f"v{champion.version} on the same test data (another export moved it meanwhile)",
+            file=sys.stderr,
+        )
+
+
+def _standing(version: str, tags: dict[str, str]) -> Standing:
+    accuracy = tags.get("test_accuracy")
+    return Standing(
+        version, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
+    )
 
 
 def current_champion(name: str, champion_alias: str) -> Standing | None:
     current = alias_target(name, champion_alias)
     if current is None:
         return None
-    tags = version_tags(name, current)
-    accuracy = tags.get("test_accuracy")
-    return Standing(
-        current, float(accuracy) if accuracy else None, tags.get("test_data_digest", "")
-    )
+    return _standing(current, version_tags(name, current))
 
 
 def record_promotion(version: str, decision: Decision, params: ExportParams) -> None:
@@ -136,6 +174,8 @@ def record_promotion(version: str, decision: Decision, params: ExportParams) -> 
             "promotion.candidate_accuracy": repr(decision.candidate.test_accuracy),
             "promotion.champion_version": champion.version if champion else "none",
             "promotion.champion_accuracy": repr(champion.test_accuracy) if champion else "none",
+            "promotion.decided_by": member_name(),
+            **({"promoted_by": member_name()} if decision.promote else {}),
             "promotion.decision": "promoted" if decision.promote else "not promoted",
         },
     )

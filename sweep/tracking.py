@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tracking.store import connect, get_or_create_experiment, retry_locked
+from tracking.store import connect, get_or_create_experiment, member_name, retry_locked
 
 if TYPE_CHECKING:
     from sweep.engine import Outcome
@@ -40,6 +40,7 @@ def open_parent(plan: Plan, experiment_name: str, uri: str | None = None) -> str
         tags={
             "sweep": plan.name,
             "sweep_role": PARENT_ROLE,
+            "mlflow.user": member_name(),
             "git_commit": plan.base_commit,
             "mlflow.note.content": (
                 f"Sweep {plan.name}: {len(plan.trials)} trials of commit {plan.base_commit[:7]}, "

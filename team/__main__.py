@@ -1,35 +1,38 @@
-"""``python -m team up | down | status | env``: the team services of this project.
+"""``python -m team``: the team services of this project, and their members.
 
-up       start PostgreSQL, the S3 object store and mlflow server (those not running),
-         point this clone's DVC remote at the store, print what to export
-down     stop them; their data stays in .team/
-status   one line per service
-env      print the exports again
+up                 start PostgreSQL, the S3 object store and mlflow server (those not
+                   running), set up the roles, the pipeline's experiment and registered
+                   model, point this clone's DVC remote at the store, print the server URI
+down               stop them; their data stays in .team/
+status             one line per service
+env                print the server URI to export again
+member add NAME --role reader|member|maintainer [--password-stdin]
+member passwd NAME [--password-stdin]
+member remove NAME
+member list        the members and their roles (as the admin)
+backup DIR         the two databases and both buckets into DIR, with a manifest of checksums
+restore DIR        a fresh stack filled from DIR
 """
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from kernel.cli import run_command
-from team import services
-from team.settings import ADMIN, DVC_BUCKET, Settings, load
+from kernel.params import load_params
+from team import members, mlflow_server, object_store, postgres, services
+from team.settings import DVC_BUCKET, Settings, load
 
 ROOT = Path(__file__).resolve().parent.parent
-USAGE = "usage: python -m team up | down | status | env"
 
 
 def exports(settings: Settings) -> str:
-    """What a member exports to log to the team server (no S3 keys: the server proxies)."""
-    values = {
-        "MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "MLFLOW_TRACKING_USERNAME": ADMIN,
-        "MLFLOW_TRACKING_PASSWORD": settings.secrets["MLFLOW_AUTH_ADMIN_PASSWORD"],
-    }
-    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
+    """What a member exports to log to the team server, beside their own name and password."""
+    return f"export MLFLOW_TRACKING_URI={shlex.quote(settings.tracking_uri)}"
 
 
 def configure_dvc_remote(settings: Settings) -> None:
@@ -49,27 +52,59 @@ def configure_dvc_remote(settings: Settings) -> None:
     (settings.root / ".dvc" / "config.local").chmod(0o600)  # it holds the store's secret key
 
 
+def prepare_server(settings: Settings) -> None:
+    """The roles, and the pipeline's experiment and registered model made by the admin, so
+    that no member owns (and may delete from) what every member logs to."""
+    client = members.admin_client(settings)
+    members.ensure_roles(client)
+    params = load_params(settings.root / "params.yaml")
+    name = params.train.experiment_name
+    found = client.call(
+        "GET", "/api/2.0/mlflow/experiments/search",
+        params={"filter": f"name = '{name}'", "max_results": 1},
+    )  # fmt: skip
+    if not found.get("experiments"):
+        client.call(
+            "POST", "/api/2.0/mlflow/experiments/create",
+            {"name": name, "tags": [{"key": "mlflow.experimentKind",
+                                     "value": "custom_model_development"}]},
+        )  # fmt: skip
+    model = params.export.registered_model_name
+    found = client.call(
+        "GET", "/api/2.0/mlflow/registered-models/search",
+        params={"filter": f"name = '{model}'", "max_results": 1},
+    )  # fmt: skip
+    if not found.get("registered_models"):
+        client.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": model})
+
+
 def up(settings: Settings) -> None:
+    services.prepare_state(settings)
     if settings.external_postgres is None:
-        services.start_postgres(settings)
+        postgres.start(settings)
         print(f"team: PostgreSQL on 127.0.0.1:{settings.postgres_port}", file=sys.stderr)
     if settings.external_s3 is None:
-        services.start_object_store(settings)
+        object_store.start(settings)
     else:
-        services.create_buckets(settings)
+        object_store.create_buckets(settings)
     print(f"team: S3 object store at {settings.s3_endpoint}", file=sys.stderr)
-    services.start_mlflow(settings)
+    mlflow_server.start(settings)
+    prepare_server(settings)
     print(f"team: mlflow server at {settings.tracking_uri} (basic-auth)", file=sys.stderr)
     configure_dvc_remote(settings)
     print("team: DVC remote 'team' (default) on the object store", file=sys.stderr)
+    print(
+        "team: members log in with their own name: python -m team member add NAME --role member",
+        file=sys.stderr,
+    )
     print(exports(settings))
 
 
 def down(settings: Settings) -> None:
     for name, stop in (
-        ("mlflow server", services.stop_mlflow),
-        ("S3 object store", services.stop_object_store),
-        ("PostgreSQL", services.stop_postgres),
+        ("mlflow server", mlflow_server.stop),
+        ("S3 object store", object_store.stop),
+        ("PostgreSQL", postgres.stop),
     ):
         print(f"team: {name} {'stopped' if stop(settings) else 'was not running'}", file=sys.stderr)
 
@@ -77,7 +112,7 @@ def down(settings: Settings) -> None:
 def status(settings: Settings) -> bool:
     states = {"mlflow server": services.running_pid(settings, "mlflow") is not None}
     if settings.external_postgres is None:
-        states["PostgreSQL"] = services.postgres_running(settings)
+        states["PostgreSQL"] = postgres.running(settings)
     else:
         print("team: PostgreSQL: the team's own (TEAM_BACKEND_STORE_URI)")
     if settings.external_s3 is None:
@@ -89,26 +124,67 @@ def status(settings: Settings) -> bool:
     return all(states.values())
 
 
-def run(argv: list[str]) -> int:
-    command = argv[0]
-    settings = load(ROOT, create=command == "up")
-    if command == "up":
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every command here
+        print(f"team: error: {message} (python -m team --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m team", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in ("up", "down", "status", "env"):
+        commands.add_parser(name)
+    member = commands.add_parser("member").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    add = member.add_parser("add")
+    add.add_argument("name")
+    add.add_argument("--role", required=True)
+    add.add_argument("--password-stdin", action="store_true")
+    change = member.add_parser("passwd")
+    change.add_argument("name")
+    change.add_argument("--password-stdin", action="store_true")
+    member.add_parser("remove").add_argument("name")
+    member.add_parser("list")
+    for name in ("backup", "restore"):
+        commands.add_parser(name).add_argument("folder", type=Path)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(ROOT, create=args.command == "up")
+    if args.command == "up":
         up(settings)
-    elif command == "down":
+    elif args.command == "down":
         down(settings)
-    elif command == "status":
+    elif args.command == "status":
         return 0 if status(settings) else 3
-    else:
+    elif args.command == "env":
         print(exports(settings))
+    elif args.command == "member":
+        if args.action == "add":
+            members.add(settings, args.name, args.role, args.password_stdin)
+        elif args.action == "passwd":
+            members.passwd(settings, args.name, args.password_stdin)
+        elif args.action == "remove":
+            members.remove(settings, args.name)
+        else:
+            members.listing(settings)
+    else:
+        from team import backup
+
+        if args.command == "backup":
+            backup.backup(settings, args.folder)
+        else:
+            backup.restore(settings, args.folder)
     return 0
 
 
 def main(argv: list[str]) -> int:
-    if argv not in (["up"], ["down"], ["status"], ["env"]):
-        print(USAGE, file=sys.stderr)
-        return 2
+    args = _parser().parse_args(argv)
     # a service, the database, the store or dvc said no: every failure is one line
-    return run_command("team", run, argv, any_error=True)
+    return run_command("team", run, args, any_error=True)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,18 @@ def alias_target(registered_name: str, alias: str) -> str | None:
     return retry_locked(read, f"reading alias @{alias} of {registered_name}")
 
 
+def all_version_tags(registered_name: str) -> dict[str, dict[str, str]]:
+    """Every version of the registered model with its tags, in one search."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = retry_locked(
+        lambda: client.search_model_versions(f"name = '{registered_name}'"),
+        f"reading the versions of {registered_name}",
+    )
+    return {str(v.version): dict(v.tags) for v in found}
+
+
 def set_alias(registered_name: str, alias: str, version: str) -> None:
     import mlflow
 

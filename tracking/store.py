@@ -106,6 +106,13 @@ def _credentials() -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
+def member_name() -> str:
+    """Who logs: the team member's login, else this machine's user (MLflow's own choice)."""
+    import getpass
+
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
 def _http_status(url: str, timeout: float, uri: str, headers: dict[str, str] | None = None) -> int:
     try:
         request = urllib.request.Request(url, headers=headers or {})
@@ -207,7 +214,19 @@ def get_or_create_experiment(name: str, uri: str) -> str:
                 raise
             return experiment.experiment_id
     except MlflowException as err:
+        if err.error_code == "PERMISSION_DENIED":
+            raise permission_error(uri, f"use experiment {name!r}") from None
         raise CommandError(f"MLflow store {uri}: {err.message.splitlines()[0]}") from None
+
+
+def permission_error(uri: str, doing: str) -> CommandError:
+    """One line for a 403: who was refused, what they tried, and which role allows it."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    return CommandError(
+        f"MLflow tracking server {uri}: user {user!r} may not {doing} (403 Permission denied: "
+        "it needs EDIT, which the member and maintainer roles grant; "
+        "the admin gives it with `python -m team member add NAME --role member`)"
+    )
 
 
 def retry_locked(

@@ -19,6 +19,7 @@ from kernel.cli import CommandError
 from kernel.signals import deferred_signals
 from stages.handoff.onnx_runtime import PROVIDERS, onnx_session, run_onnx
 from tracking import registry
+from tracking.store import member_name
 
 T = TypeVar("T")
 
@@ -47,7 +48,8 @@ def register_and_write(
     handed_off = False
     try:
         version = registry.register_version(logged.model_uri, name)
-        registry.tag_version(name, version, dict(tags))
+        # who exported it: the team server refuses a name other than the sender's
+        registry.tag_version(name, version, {**tags, "registered_by": member_name()})
         with deferred_signals(), StagedFiles() as staged:
             write_files(version, staged)
             staged.commit()

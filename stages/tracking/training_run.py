@@ -31,7 +31,7 @@ from stages.tracking.runs import (
     flatten,
     git_commit,
 )
-from tracking.store import retry_locked
+from tracking.store import permission_error, retry_locked
 
 if TYPE_CHECKING:
     import keras
@@ -105,6 +105,7 @@ def start_training_run(
     """
     import mlflow
     import tensorflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(uri)
     host = socket.gethostname()
@@ -122,7 +123,14 @@ def start_training_run(
     tags.update({"dvc_exp_name": experiment, "params_digest": digest})
     tags.update(sweep_tags())
     run_name = experiment if experiment != WORKSPACE else f"{WORKSPACE}-{digest}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+    try:
+        started = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    except MlflowException as err:
+        if err.error_code == "PERMISSION_DENIED":
+            name = params.train.experiment_name
+            raise permission_error(uri, f"log runs to experiment {name!r}") from None
+        raise
+    with started as run:
         retry_locked(
             lambda: mlflow.log_params(flatten(params.model_dump(mode="json"))), "logging params"
         )

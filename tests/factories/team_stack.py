@@ -44,6 +44,32 @@ def _loopback_ports(count: int) -> list[int]:
     return ports
 
 
+# the members every stack starts with: two who log runs, one who only reads
+MEMBERS = {"alice": "member", "bob": "member", "rita": "reader"}
+
+
+def _exports(text: str) -> dict[str, str]:
+    return {
+        name: shlex.split(value)[0]
+        for name, value in (
+            line.removeprefix("export ").split("=", 1)
+            for line in text.splitlines()
+            if line.startswith("export ")
+        )
+    }
+
+
+def add_member(
+    repo: Path, env: dict[str, str], name: str, role: str, exports: dict[str, str]
+) -> dict[str, str]:
+    """``python -m team member add``; the member's exports, as the command printed them."""
+    done = run([sys.executable, "-m", "team", "member", "add", name, "--role", role], repo, env)
+    assert done.returncode == 0, done.stderr
+    printed = _exports(done.stdout)
+    assert printed["MLFLOW_TRACKING_URI"] == exports["MLFLOW_TRACKING_URI"]
+    return printed
+
+
 def run(args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 300):
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -69,13 +95,14 @@ def team_stack(
     try:
         up = run([sys.executable, "-m", "team", "up"], repo, env)
         assert up.returncode == 0, up.stderr
-        exports = {
-            name: shlex.split(value)[0]
-            for name, value in (
-                line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
-            )
+        exports = _exports(up.stdout)
+        members = {
+            name: add_member(repo, env, name, role, exports) for name, role in MEMBERS.items()
         }
-        yield {"repo": repo, "env": env, "up": up, "exports": exports, "root": root}
+        yield {
+            "repo": repo, "env": env, "up": up, "exports": exports, "root": root,
+            "members": members,
+        }  # fmt: skip
     finally:
         down = run([sys.executable, "-m", "team", "down"], repo, env)
         assert down.returncode == 0, down.stderr

@@ -578,6 +578,8 @@ def test_a_champion_moved_but_unrecorded_says_so(
 
     monkeypatch.setattr(export, "tag_version", tags_fail_for_the_record)
     monkeypatch.setattr(export, "decide", always_promote)
+    # the forced promotion may be of a worse model: settling would undo it
+    monkeypatch.setattr(export, "settle", lambda champion, standings: None)
     _, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))

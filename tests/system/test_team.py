@@ -118,13 +118,28 @@ def test_a_client_the_server_refuses_gets_one_401_line_before_training(
     assert "Epoch" not in done.stdout and not out.exists()
 
 
+def test_a_reader_stops_before_training_with_one_line_naming_the_permission(team, tmp_path):
+    rita = team["members"]["rita"]
+    done, out = _train(
+        team,
+        tmp_path,
+        **{k: rita[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")},
+    )
+    assert done.returncode == 1
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert "user 'rita' may not" in lines[0] and "needs EDIT" in lines[0], lines
+    assert "Epoch" not in done.stdout and not out.exists()
+
+
 def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(team, tmp_path):
     import mlflow
 
     from factories.mlflow_store import run_of_model
 
     exports = team["exports"]
-    member = {k: exports[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    alice = team["members"]["alice"]
+    member = {k: alice[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     done, out = _train(team, tmp_path, **member)
     assert done.returncode == 0, done.stderr[-3000:]
     os.environ.update(member)
@@ -137,10 +152,11 @@ def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(
         for key in member:
             os.environ.pop(key)
     assert run.info.status == "FINISHED"
+    assert run.info.user_id == "alice" and run.data.tags["mlflow.user"] == "alice"
     assert "test/accuracy" not in run.data.metrics and "train/loss" in run.data.metrics
     assert "history.csv" in logged
 
-    from team.services import s3_client
+    from team.object_store import s3_client
 
     settings = _settings(team)
     objects = s3_client(settings).list_objects_v2(Bucket="mlflow-artifacts")
@@ -197,9 +213,10 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
     origin = tmp_path / "origin.git"
     assert _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, team["env"]).returncode == 0
 
-    def clone_env(repo: Path) -> dict[str, str]:
+    def clone_env(repo: Path, member: str) -> dict[str, str]:
         _, stage_env = rendered_mnist(tmp_path, repo)
-        return {**team["env"], **stage_env, **exports}  # no S3 keys: the server proxies
+        # each clone its member's login; no S3 keys: the server proxies
+        return {**team["env"], **stage_env, **team["members"][member]}
 
     def ok(command: list[str], repo: Path, env: dict[str, str]) -> str:
         done = _run(command, repo, env, timeout=900)
@@ -207,7 +224,7 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
         return done.stdout
 
     first = tmp_path / "first"
-    first_env = clone_env(first)
+    first_env = clone_env(first, "alice")
     project_copy(first, first_env, params=tiny_pipeline_params(tmp_path, "team-e2e"))
     shutil.copy2(team["repo"] / ".dvc" / "config.local", first / ".dvc" / "config.local")
     ok(["dvc", "repro"], first, first_env)
@@ -221,7 +238,7 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
 
     second = tmp_path / "second"
     ok(["git", "clone", "-q", "-b", "main", str(origin), str(second)], tmp_path, first_env)
-    second_env = clone_env(second)
+    second_env = clone_env(second, "bob")
     shutil.copy2(team["repo"] / ".dvc" / "config.local", second / ".dvc" / "config.local")
     ok(["dvc", "pull"], second, second_env)
     repro = ok(["dvc", "repro"], second, second_env)
@@ -231,7 +248,8 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
     assert '"smaller"' in shown
     ok(["dvc", "exp", "run", "-n", "wider", "-S", "train.hidden_units=[64]"], second, second_env)
 
-    member = {k: exports[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    alice = team["members"]["alice"]
+    member = {k: alice[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     os.environ.update(member)
     try:
         client = mlflow.MlflowClient(exports["MLFLOW_TRACKING_URI"])
@@ -244,5 +262,7 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
     assert names[:2] == ["smaller", "wider"] and names[2].startswith("workspace-"), names
     assert all(run.info.status == "FINISHED" for run in runs)
     assert all("test/accuracy" in run.data.metrics for run in runs)
+    authors = {run.info.run_name: run.data.tags["mlflow.user"] for run in runs}
+    assert authors["smaller"] == "alice" and authors["wider"] == "bob", authors
     roots = {run.data.tags.get("mlflow.source.name", "") for run in runs}
     assert any(str(first) in r for r in roots) and any(str(second) in r for r in roots), roots

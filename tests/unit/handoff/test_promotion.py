@@ -46,3 +46,36 @@ def test_the_rule(
     for word in words:
         assert word in decision.reason
     assert "\n" not in decision.reason
+
+
+# --- settling the alias after exports on several machines ---------------------------------------
+
+
+def test_settle_moves_the_champion_to_the_best_version_on_its_test_data():
+    from stages.handoff.promotion import settle
+
+    standings = [
+        CHAMPION,
+        Standing("4", 0.9850, DIGEST),
+        Standing("5", 0.9870, DIGEST),
+        Standing("6", 0.9990, "b" * 64),  # other test data: not comparable
+        Standing("7", None, DIGEST),  # not measured yet
+    ]
+    assert settle(CHAMPION, standings) == Standing("5", 0.9870, DIGEST)
+
+
+def test_settle_leaves_a_champion_no_version_beats():
+    from stages.handoff.promotion import settle
+
+    assert settle(CHAMPION, [CHAMPION, Standing("4", 0.9830, DIGEST)]) is None
+    assert settle(CHAMPION, [CHAMPION, Standing("4", 0.97, DIGEST)]) is None
+    assert settle(None, [CHAMPION]) is None
+    assert settle(Standing("2", None, ""), [CHAMPION]) is None
+
+
+def test_settle_picks_the_same_version_among_equals_for_every_exporter():
+    from stages.handoff.promotion import settle
+
+    tied = [Standing("9", 0.99, DIGEST), Standing("4", 0.99, DIGEST), CHAMPION]
+    assert settle(CHAMPION, tied).version == "4"
+    assert settle(CHAMPION, list(reversed(tied))).version == "4"
