@@ -14,7 +14,9 @@
 6. the draw-a-digit page in headless Chromium (``bench.page_latency``): stroke end to answer;
 7. a 4-trial grid through ``dvc queue start -j 2`` and through ``python -m sweep`` on Ray
    with 2 workers (``bench.sweep``): wall times and the per-trial overhead;
-8. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
+8. the train stage logging to the team server (``make team-up``, as a member) against the
+   local SQLite store (``bench.team_server``);
+9. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
    through the parity gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
@@ -40,6 +42,7 @@ import yaml
 from bench.report import render_markdown
 from bench.serving import bench_serving
 from bench.sweep import bench_sweep
+from bench.team_server import bench_team_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
@@ -440,6 +443,20 @@ def machine() -> dict:
     }
 
 
+def team_server(repo: Path, work: Path, log: Path, repeats: int) -> dict:
+    """The train stage on the team server against the local store (``bench.team_server``)."""
+    _factories()
+
+    def stage_cmd(out: Path) -> list[str]:
+        return stage_argv(
+            "train", repo / "params.yaml",
+            {"model": out / "model.keras", "history": out / "history.csv",
+             "run_file": out / "run.json"},
+        )  # fmt: skip
+
+    return bench_team_server(repo, work, log, repeats, stage_cmd, _env())
+
+
 def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     """Retrain some presets on prepared data and merge them into the last full report."""
     report = PROJECT / "reports/bench.json"
@@ -459,6 +476,7 @@ UPDATABLE = {
     "int8": lambda repo, work, log: bench_int8(repo),
     "page": lambda repo, work, log: page_latency(repo, work),
     "sweep": lambda repo, work, log: bench_sweep(repo, work, log, _run, _env()),
+    "team": lambda repo, work, log: team_server(repo, work, log, 3),
 }
 
 
@@ -534,6 +552,7 @@ def main() -> None:
     results["int8"] = bench_int8(repo)
     results["page"] = page_latency(repo, work)
     results["sweep"] = bench_sweep(repo, work, log, _run, _env())
+    results["team"] = team_server(repo, work, log, max(args.repeats, 3))
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)

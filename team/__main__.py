@@ -58,24 +58,17 @@ def prepare_server(settings: Settings) -> None:
     client = members.admin_client(settings)
     members.ensure_roles(client)
     params = load_params(settings.root / "params.yaml")
-    name = params.train.experiment_name
-    found = client.call(
-        "GET", "/api/2.0/mlflow/experiments/search",
-        params={"filter": f"name = '{name}'", "max_results": 1},
-    )  # fmt: skip
-    if not found.get("experiments"):
-        client.call(
-            "POST", "/api/2.0/mlflow/experiments/create",
-            {"name": name, "tags": [{"key": "mlflow.experimentKind",
-                                     "value": "custom_model_development"}]},
+    kind = [{"key": "mlflow.experimentKind", "value": "custom_model_development"}]
+    for resource, name, extra in (
+        ("experiments", params.train.experiment_name, {"tags": kind}),
+        ("registered-models", params.export.registered_model_name, {}),
+    ):
+        found = client.call(
+            "GET", f"/api/2.0/mlflow/{resource}/search",
+            params={"filter": f"name = '{name}'", "max_results": 1},
         )  # fmt: skip
-    model = params.export.registered_model_name
-    found = client.call(
-        "GET", "/api/2.0/mlflow/registered-models/search",
-        params={"filter": f"name = '{model}'", "max_results": 1},
-    )  # fmt: skip
-    if not found.get("registered_models"):
-        client.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": model})
+        if not found.get(resource.replace("-", "_")):
+            client.call("POST", f"/api/2.0/mlflow/{resource}/create", {"name": name, **extra})
 
 
 def up(settings: Settings) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import subprocess
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from kernel.cli import CommandError
@@ -57,8 +57,9 @@ def _pg_tool(tool: str, args: list[str], env: dict[str, str], what: str) -> None
 
 def _object_path(root: Path, bucket: str, key: str) -> Path:
     """Where an object's bytes go in the backup; a key that would leave it is refused."""
-    parts = PurePosixPath(key).parts
-    if not parts or any(part in ("..", "") for part in parts) or key.startswith("/"):
+    # split by hand: a path library would fold "a//b" into "a/b", another object's file
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         raise CommandError(f"object {bucket}/{key!r}: a key that is not a plain relative path")
     return root / "buckets" / bucket / Path(*parts)
 

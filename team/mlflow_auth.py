@@ -4,6 +4,8 @@ permissions leave open closed.
 Runs inside ``mlflow server`` (``basic_auth.ini`` names it), in front of MLflow's
 per-resource validators, which still decide every read and write. On top of them:
 
+- a login refused because the user store's database is down (PostgreSQL restarting) is a
+  503, which clients retry, not a 401 that blames the password;
 - only HTTP basic credentials: any other ``Authorization`` (a ``Bearer`` token from
   ``MLFLOW_TRACKING_TOKEN``) is a 401 saying so, where MLflow's credential cache answered
   500 (mlflow 3.17's ``_auth_cache_key`` takes the missing password for a string);
@@ -46,16 +48,39 @@ def authenticate() -> Authorization | Response:
         return _refuse(
             401, "only HTTP basic credentials are accepted: a member's name and password"
         )
-    authorization = auth.authenticate_request_basic_auth()
+    try:
+        authorization = auth.authenticate_request_basic_auth()
+    except Exception:
+        return _store_down()
     if not isinstance(authorization, Authorization):
+        if request.authorization is not None and not _store_answers():
+            return _store_down()
         return authorization
     try:
         user = auth.store.get_user(authorization.username)
-    except MlflowException:
+        refusal = _refusal(user)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            return _store_down()
         # removed while another server worker still trusted the password it cached
         return auth.make_basic_auth_response()
-    refusal = _refusal(user)
+    except Exception:
+        return _store_down()
     return refusal if refusal is not None else authorization
+
+
+def _store_answers() -> bool:
+    """A refused login is a wrong password only if the user store could be asked at all."""
+    try:
+        auth.store.list_users()
+    except Exception:
+        return False
+    return True
+
+
+def _store_down() -> Response:
+    # 503, not 401: MLflow's client retries it, and a member's password is not to blame
+    return _refuse(503, "the team server's database does not answer; retry in a moment")
 
 
 def _refusal(user) -> Response | None:  # noqa: ANN001 - MLflow's auth User entity

@@ -19,7 +19,7 @@ from kernel.cli import CommandError
 from kernel.signals import deferred_signals
 from stages.handoff.onnx_runtime import PROVIDERS, onnx_session, run_onnx
 from tracking import registry
-from tracking.store import member_name
+from tracking.store import member_name, retry_locked
 
 T = TypeVar("T")
 
@@ -41,8 +41,11 @@ def register_and_write(
     Returns the new version. On failure before the alias moved, nothing of it remains.
     """
     session = onnx_session(model_bytes)
-    logged = registry.log_onnx_model(
-        model_bytes, example, run_onnx(session, example), PROVIDERS, name=artifact_name
+    logged = retry_locked(
+        lambda: registry.log_onnx_model(
+            model_bytes, example, run_onnx(session, example), PROVIDERS, name=artifact_name
+        ),
+        "logging the ONNX model",
     )
     previous = registry.alias_target(name, alias)
     handed_off = False

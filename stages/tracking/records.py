@@ -33,9 +33,13 @@ def log_evaluation(
     metrics = metric_names.evaluation_metrics(headline, table["per_class"])
     retry_locked(lambda: mlflow.log_metrics(metrics), "logging test metrics")
     for name, figure in figures.items():
-        mlflow.log_figure(figure, f"figures/{name}")
-    mlflow.log_dict(report, "metrics.json")
-    mlflow.log_dict(flatten({"per_class": dict(table["per_class"])}), "per_class_metrics.json")
+        retry_locked(
+            lambda figure=figure, name=name: mlflow.log_figure(figure, f"figures/{name}"),
+            f"logging {name}",
+        )
+    retry_locked(lambda: mlflow.log_dict(report, "metrics.json"), "logging metrics.json")
+    per_class = flatten({"per_class": dict(table["per_class"])})
+    retry_locked(lambda: mlflow.log_dict(per_class, "per_class_metrics.json"), "logging per class")
 
 
 def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:

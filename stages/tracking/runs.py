@@ -136,10 +136,33 @@ def reopen_run(ref: RunRef) -> Iterator[ActiveRun]:
             f"MLflow run {ref.run_id} cannot be reopened in {ref.tracking_uri}: "
             f"{err.message.splitlines()[0]}"
         ) from None
-    with run:
+    with ending(run, ref.tracking_uri):
         # this process now holds the run: fail_abandoned_runs must judge by its pid
         mlflow.set_tags({"pipeline.host": socket.gethostname(), "pipeline.pid": str(os.getpid())})
         yield run
+
+
+@contextlib.contextmanager
+def ending(run: ActiveRun, uri: str) -> Iterator[ActiveRun]:
+    """End the active run FINISHED, or FAILED if the body raises; the body's error stays the
+    one reported. A store that went away cannot record the end: the run stays RUNNING until
+    the next train of this host closes it as FAILED (``fail_abandoned_runs``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield run
+    except BaseException:
+        # the failure that got us here is the one line to report, not this one
+        with contextlib.suppress(MlflowException):
+            mlflow.end_run("FAILED")
+        raise
+    try:
+        mlflow.end_run("FINISHED")
+    except MlflowException as err:
+        raise CommandError(
+            f"MLflow: ending run {run.info.run_id} failed: {err.message.splitlines()[0]}"
+        ) from None
 
 
 def git_commit(cwd: Path | None = None) -> str:

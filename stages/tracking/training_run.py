@@ -27,6 +27,7 @@ from stages.tracking.records import log_texts
 from stages.tracking.runs import (
     MODEL_DIGEST_TAG,
     RunRef,
+    ending,
     fail_abandoned_runs,
     flatten,
     git_commit,
@@ -68,8 +69,8 @@ class TrainingRun:
 
     def log_model(self, model: keras.Model, example: np.ndarray, texts: Mapping[str, str]) -> None:
         """The Keras model with its signature, and small text artifacts (the history CSV)."""
-        log_keras_model(model, example)
-        log_texts(texts)
+        retry_locked(lambda: log_keras_model(model, example), "logging the model")
+        retry_locked(lambda: log_texts(texts), "logging the history")
 
     def tag_model_digest(self, digest: str) -> None:
         """The digest of the model file's bytes: how the later stages find this run."""
@@ -130,7 +131,7 @@ def start_training_run(
             name = params.train.experiment_name
             raise permission_error(uri, f"log runs to experiment {name!r}") from None
         raise
-    with started as run:
+    with ending(started, uri) as run:
         retry_locked(
             lambda: mlflow.log_params(flatten(params.model_dump(mode="json"))), "logging params"
         )

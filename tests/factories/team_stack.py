@@ -108,3 +108,32 @@ def team_stack(
         assert down.returncode == 0, down.stderr
         assert "running" not in run([sys.executable, "-m", "team", "status"], repo, env).stdout
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def logged_in(login: dict[str, str]) -> Iterator[None]:
+    """This process's MLflow client as ``login`` (a member's exports, or the admin's), for a
+    block; the environment as it was afterwards."""
+    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update({key: login[key] for key in keys})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def settings_of(stack: dict):
+    """The stack's settings as ``python -m team`` reads them (ports, secrets)."""
+    from team.settings import load
+
+    return load(stack["repo"])
+
+
+def admin_login(stack: dict) -> dict[str, str]:
+    password = settings_of(stack).secrets["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    return {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}

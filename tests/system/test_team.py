@@ -19,7 +19,7 @@ from factories.params import tiny_params_file
 from factories.pipeline import rendered_mnist, tiny_pipeline_params
 from factories.processes import error_lines, stage_args
 from factories.team_stack import run as _run
-from factories.team_stack import team_stack
+from factories.team_stack import settings_of, team_stack
 from factories.workspace import project_copy
 
 
@@ -27,12 +27,6 @@ from factories.workspace import project_copy
 def team():
     with team_stack() as stack:
         yield stack
-
-
-def _settings(team):
-    from team.settings import load
-
-    return load(team["repo"])
 
 
 def _stack_pids(repo: Path) -> set[int]:
@@ -57,7 +51,7 @@ def test_up_starts_every_service_on_loopback_and_again_changes_nothing(team):
     for name in ("TEAM_POSTGRES_PORT", "TEAM_S3_PORT", "TEAM_MLFLOW_PORT"):
         assert f"127.0.0.1:{env[name]}" in ours, (name, ours)
     assert all(address.startswith("127.0.0.1:") for address in ours), ours
-    secrets = _settings(team).secrets
+    secrets = settings_of(team).secrets
     commands = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
     assert not [value for value in secrets.values() if value in commands], "a secret in `ps`"
 
@@ -158,7 +152,7 @@ def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(
 
     from team.object_store import s3_client
 
-    settings = _settings(team)
+    settings = settings_of(team)
     objects = s3_client(settings).list_objects_v2(Bucket="mlflow-artifacts")
     keys = [item["Key"] for item in objects.get("Contents", [])]
     assert any(run_id in key and key.endswith("history.csv") for key in keys), keys
@@ -168,7 +162,7 @@ def test_the_object_store_refuses_unsigned_and_wrongly_signed_requests(team):
     import boto3
     from botocore.exceptions import ClientError
 
-    settings = _settings(team)
+    settings = settings_of(team)
     with pytest.raises(urllib.error.HTTPError) as unsigned:
         urllib.request.urlopen(f"{settings.s3_endpoint}/dvc-remote/", timeout=10)
     assert unsigned.value.code == 403

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from factories.processes import error_lines
-from factories.team_stack import MEMBERS, add_member, team_stack
+from factories.team_stack import MEMBERS, add_member, settings_of, team_stack
 from factories.team_stack import run as _run
 
 OTHER_USER = "nobody"
@@ -31,12 +31,6 @@ OTHER_USER = "nobody"
 def team():
     with team_stack() as stack:
         yield stack
-
-
-def _settings(team):
-    from team.settings import load
-
-    return load(team["repo"])
 
 
 def _as_other_user(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -70,7 +64,7 @@ def _member(team, name: str) -> tuple[str, str]:
 
 
 def _admin(team) -> tuple[str, str]:
-    return "admin", _settings(team).secrets["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    return "admin", settings_of(team).secrets["MLFLOW_AUTH_ADMIN_PASSWORD"]
 
 
 def _client_as(team, name: str):
@@ -121,7 +115,7 @@ def test_the_services_run_unprivileged_and_the_database_role_is_no_superuser(tea
         users[name] = set(shown.stdout.split())
     assert users == {"s3": {"mnist-team"}, "mlflow": {"mnist-team"}}, users
 
-    uri = _settings(team).database_uri("mlflow").replace("postgresql+psycopg://", "postgresql://")
+    uri = settings_of(team).database_uri("mlflow").replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(uri) as connection:
         role = connection.execute(
             "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'mlflow'"
@@ -141,7 +135,7 @@ def stored_object(team):
     """An object in the DVC bucket, put through signed S3, and its bytes."""
     from team.object_store import s3_client
 
-    client = s3_client(_settings(team))
+    client = s3_client(settings_of(team))
     key, payload = "files/md5/ab/cdef0123456789", os.urandom(4096)
     client.put_object(Bucket="dvc-remote", Key=key, Body=payload)
     return client, key, payload
@@ -168,7 +162,7 @@ def test_another_local_user_reaches_no_object_but_through_signed_s3(team, stored
                          "-F", "file=@/etc/hostname",
                          f"http://127.0.0.1:{ports['volume']}/1,0100000001"],
         "s3 unsigned": ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                        f"{_settings(team).s3_endpoint}/dvc-remote/{key}"],
+                        f"{settings_of(team).s3_endpoint}/dvc-remote/{key}"],
     }  # fmt: skip
     codes = {what: _as_other_user(*command).stdout for what, command in attempts.items()}
     assert all(code.isdigit() and int(code) >= 400 for code in codes.values()), codes
@@ -228,7 +222,7 @@ def test_a_page_of_another_origin_reads_writes_and_deletes_nothing(team, stored_
     env = team["env"]
     ports = {n: env[f"TEAM_WEED_{n.upper()}_PORT"] for n in ("master", "volume", "filer")}
     _AttackPage.targets = [
-        f"{_settings(team).s3_endpoint}/dvc-remote/{key}",
+        f"{settings_of(team).s3_endpoint}/dvc-remote/{key}",
         f"http://127.0.0.1:{ports['filer']}/buckets/dvc-remote/{key}",
         f"http://127.0.0.1:{ports['volume']}/1,0100000001",
         f"http://127.0.0.1:{ports['master']}/dir/assign",

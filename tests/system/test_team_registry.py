@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from factories.team_stack import admin_login, logged_in, settings_of, team_stack
 from factories.team_stack import run as _run
-from factories.team_stack import team_stack
 
 MODEL = "mnist-digits"
 DIGEST = "d" * 64
@@ -45,17 +45,6 @@ for round_, accuracy in enumerate(plan):
     promote_standing("MODEL", "champion", Standing(str(version), accuracy, "DIGEST"))
     (folder / f"done-{round_}-{me}").write_text("")
 """.replace("DIGEST", DIGEST).replace("MODEL", MODEL)
-
-
-def _settings(team):
-    from team.settings import load
-
-    return load(team["repo"])
-
-
-def _admin_env(team) -> dict[str, str]:
-    password = _settings(team).secrets["MLFLOW_AUTH_ADMIN_PASSWORD"]
-    return {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
 
 
 @pytest.fixture(scope="module")
@@ -98,25 +87,27 @@ def test_two_machines_promoting_at_once_leave_the_champion_on_the_best_version(t
                 text=True,
             )  # fmt: skip
         )
-    admin = _admin_env(team)
-    os.environ.update(admin)
     try:
-        client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
-        for round_ in range(ROUNDS):
-            _wait_for([tmp_path / f"ready-{round_}-{m}" for m in members], processes)
-            versions = {m: (tmp_path / f"ready-{round_}-{m}").read_text() for m in members}
-            (tmp_path / f"go-{round_}").write_text("")
-            _wait_for([tmp_path / f"done-{round_}-{m}" for m in members], processes)
-            best = max(members, key=lambda m: plans[m][round_])
-            champion = client.get_model_version_by_alias(MODEL, "champion")
-            assert champion.version == versions[best], (round_, versions, plans)
-            assert champion.tags["registered_by"] == best
+        with logged_in(admin_login(team)):
+            client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
+            _follow_rounds(client, members, plans, processes, tmp_path)
     finally:
-        for key in admin:
-            os.environ.pop(key)
         for process in processes:
             process.wait(timeout=60)
     assert all(process.returncode == 0 for process in processes)
+
+
+def _follow_rounds(client, members, plans, processes, tmp_path) -> None:
+    """Let each round's exporters go together; then @champion must be on the round's best."""
+    for round_ in range(ROUNDS):
+        _wait_for([tmp_path / f"ready-{round_}-{m}" for m in members], processes)
+        versions = {m: (tmp_path / f"ready-{round_}-{m}").read_text() for m in members}
+        (tmp_path / f"go-{round_}").write_text("")
+        _wait_for([tmp_path / f"done-{round_}-{m}" for m in members], processes)
+        best = max(members, key=lambda m: plans[m][round_])
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        assert champion.version == versions[best], (round_, versions, plans)
+        assert champion.tags["registered_by"] == best
 
 
 # --- backup and restore -------------------------------------------------------------------------
@@ -128,10 +119,7 @@ def _contents(team) -> dict:
 
     from team.object_store import s3_client
 
-    admin = _admin_env(team)
-    saved = {k: os.environ.get(k) for k in admin}
-    os.environ.update(admin)
-    try:
+    with logged_in(admin_login(team)):
         client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
         experiment = client.get_experiment_by_name("mnist").experiment_id
         runs = {
@@ -147,10 +135,7 @@ def _contents(team) -> dict:
             (u["username"], tuple(sorted(r["name"] for r in u.get("roles", []))))
             for u in _admin_users(team)
         )
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    store = s3_client(_settings(team))
+    store = s3_client(settings_of(team))
     objects = {}
     for bucket in ("mlflow-artifacts", "dvc-remote"):
         for item in store.list_objects_v2(Bucket=bucket).get("Contents", []):
@@ -164,7 +149,7 @@ def _contents(team) -> dict:
 def _admin_users(team) -> list[dict]:
     from team.members import admin_client
 
-    return admin_client(_settings(team)).call("GET", "/api/2.0/mlflow/users/list")["users"]
+    return admin_client(settings_of(team)).call("GET", "/api/2.0/mlflow/users/list")["users"]
 
 
 def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path):
@@ -174,10 +159,7 @@ def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path
     # something of everything: a run with a metric and an artifact, a version with an alias,
     # a DVC object pushed to the remote
     alice = team["members"]["alice"]
-    os.environ.update(
-        {k: alice[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    )
-    try:
+    with logged_in(alice):
         client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
         experiment = client.get_experiment_by_name("mnist").experiment_id
         run = client.create_run(experiment, tags={"mlflow.user": "alice"})
@@ -189,9 +171,6 @@ def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path
             tags={"registered_by": "alice", "test_accuracy": "0.9876"},
         )  # fmt: skip
         client.set_registered_model_alias(MODEL, "restored", version.version)
-    finally:
-        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            os.environ.pop(key)
     (repo / "data" / "kept.bin").write_bytes(os.urandom(50_000))
     for command in (["dvc", "add", "data/kept.bin"], ["git", "add", "-A"],
                     ["git", "commit", "-qm", "kept data"], ["dvc", "push"]):  # fmt: skip
@@ -243,3 +222,61 @@ def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path
             [sys.executable, "-m", "team", "restore", str(backup)], fresh["repo"], fresh["env"]
         )
         assert done.returncode == 1 and "does not match its checksum" in done.stderr
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def test_four_members_training_at_once_lose_no_run_and_no_metric(team, tmp_path):
+    import csv
+
+    import mlflow
+
+    from factories.data import digit_images, write_prepared
+    from factories.params import write_params
+    from factories.processes import stage_args
+    from factories.team_stack import add_member
+
+    members = dict(team["members"])
+    for name in ("carol", "dave"):
+        members[name] = add_member(team["repo"], team["env"], name, "member", team["exports"])
+    prepared = write_prepared(
+        tmp_path / "prepared",
+        {"train": digit_images(600, 1), "val": digit_images(100, 2), "test": digit_images(100, 3)},
+    )
+    train = {"hidden_units": [32], "epochs": 8, "batch_size": 32, "learning_rate": 0.01,
+             "dropout": 0.0, "early_stopping_patience": 8, "experiment_name": "load"}  # fmt: skip
+    params = write_params(tmp_path / "params.yaml", preprocess={"val_size": 100}, train=train)
+    started = {}
+    for name in ("alice", "bob", "carol", "dave"):
+        out = tmp_path / name
+        command = [
+            sys.executable, "-m", "stages.train", "--params", str(params),
+            *stage_args("train", {"prepared": prepared, "model": out / "model.keras",
+                                  "history": out / "history.csv", "run_file": out / "run.json"}),
+        ]  # fmt: skip
+        env = {**team["env"], **members[name], "PYTHONPATH": str(team["repo"])}
+        started[name] = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+    for name, process in started.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, (name, stderr[-3000:])
+
+    with logged_in(admin_login(team)):
+        client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
+        experiment = client.get_experiment_by_name("load").experiment_id
+        runs = {run.data.tags["mlflow.user"]: run for run in client.search_runs([experiment])}
+        assert sorted(runs) == ["alice", "bob", "carol", "dave"]
+        for name, run in runs.items():
+            assert run.info.status == "FINISHED", name
+            with open(tmp_path / name / "history.csv") as history:
+                rows = list(csv.DictReader(history))
+            for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                key = "val/" + column[4:] if column.startswith("val_") else "train/" + column
+                logged = client.get_metric_history(run.info.run_id, key)
+                assert sorted(m.step for m in logged) == list(range(1, len(rows) + 1)), (name, key)
+                values = [m.value for m in sorted(logged, key=lambda m: m.step)]
+                expected = [float(row[column]) for row in rows]  # the CSV keeps 6 decimals
+                assert all(abs(a - b) < 2e-6 for a, b in zip(values, expected, strict=True))
