@@ -497,11 +497,20 @@ def update_sections(names: list[str], work: Path, log: Path) -> None:
 
 
 def _last_report() -> dict:
-    """The last full run's figures, which an update merges into."""
+    """The last full run's figures, which an update merges into: refused, before anything is
+    measured, when this version could not render it."""
     report = PROJECT / "reports/bench.json"
     if not report.is_file():
         raise SystemExit(f"bench: {report.relative_to(PROJECT)} is missing; run `make bench` first")
-    return json.loads(report.read_text())
+    results = json.loads(report.read_text())
+    try:
+        render_markdown(results)
+    except KeyError as missing:
+        raise SystemExit(
+            f"bench: {report.relative_to(PROJECT)} predates {missing} of this version: "
+            "run `make bench` for a full report before updating sections of it"
+        ) from None
+    return results
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ per-resource validators, which still decide every read and write. On top of them
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response, g, request
 from mlflow.exceptions import MlflowException
 from mlflow.server import auth
 from werkzeug.datastructures import Authorization
@@ -43,6 +43,14 @@ def _refuse(status: int, line: str) -> Response:
 
 
 def authenticate() -> Authorization | Response:
+    # MLflow asks again within one request (``sender_is_admin``, the validators): the
+    # answer is kept for the request, not worked out anew with its database queries
+    if "team_authorization" not in g:
+        g.team_authorization = _authenticate()
+    return g.team_authorization
+
+
+def _authenticate() -> Authorization | Response:
     header = request.headers.get("Authorization", "")
     if header and not header.lower().startswith("basic "):
         return _refuse(
