@@ -32,7 +32,7 @@ from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
 from stages.handoff.onnx_runtime import PROVIDERS
 from stages.handoff.promotion import RULE, Decision, Standing, decide, settle
-from stages.handoff.registration import after_handoff, register_and_write
+from stages.handoff.registration import HANDED_OFF_TAG, after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
 from stages.tracking.records import log_parity, log_texts
 from stages.tracking.runs import file_sha256, locate_run, reopen_run
@@ -132,7 +132,9 @@ def settle_champion(name: str, champion_alias: str, rounds: int = 10) -> None:
         current = alias_target(name, champion_alias)
         champion = _standing(current, versions.get(current, {})) if current else None
         fp32 = [
-            _standing(v, t) for v, t in versions.items() if t.get("precision", "fp32") == "fp32"
+            _standing(v, t)
+            for v, t in versions.items()
+            if t.get("precision", "fp32") == "fp32" and t.get(HANDED_OFF_TAG) == "true"
         ]
         better = settle(champion, fp32)
         if better is None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from kernel.cli import run_command
 from kernel.params import load_params
 from team import members, mlflow_server, object_store, postgres, services
-from team.settings import DVC_BUCKET, Settings, load
+from team.settings import DVC_BUCKET, Settings, load, write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,20 +35,25 @@ def exports(settings: Settings) -> str:
 
 
 def configure_dvc_remote(settings: Settings) -> None:
-    """This clone's DVC remote ``team`` on the store; keys in .dvc/config.local, not in git."""
+    """This clone's DVC remote ``team`` on the store, the default, in ``.dvc/config.local``
+    (git-ignored, mode 600 from its first byte). Written here rather than by ``dvc remote
+    modify``, whose command line any local user could read the secret key on."""
+    from configobj import ConfigObj
 
-    def dvc(*args: str) -> None:
-        command = [sys.executable, "-m", "dvc", *args]  # this environment's dvc, PATH or not
-        subprocess.run(command, cwd=settings.root, check=True, capture_output=True)
-
-    dvc("remote", "add", "--local", "--force", "--default", "team", f"s3://{DVC_BUCKET}")
-    dvc("remote", "modify", "--local", "team", "endpointurl", settings.s3_endpoint)
-    # "--": a key may begin with "-", which DVC's parser would take for an option
-    dvc("remote", "modify", "--local", "team", "access_key_id", "--",
-        settings.secrets["TEAM_S3_ACCESS_KEY"])  # fmt: skip
-    dvc("remote", "modify", "--local", "team", "secret_access_key", "--",
-        settings.secrets["TEAM_S3_SECRET_KEY"])  # fmt: skip
-    (settings.root / ".dvc" / "config.local").chmod(0o600)  # it holds the store's secret key
+    path = settings.root / ".dvc" / "config.local"
+    config = ConfigObj(str(path) if path.exists() else None, encoding="utf-8")
+    config.setdefault("core", {})["remote"] = "team"
+    config['remote "team"'] = {
+        "url": f"s3://{DVC_BUCKET}",
+        "endpointurl": settings.s3_endpoint,
+        "access_key_id": settings.secrets["TEAM_S3_ACCESS_KEY"],
+        "secret_access_key": settings.secrets["TEAM_S3_SECRET_KEY"],
+    }
+    config.filename = None  # write() then returns the lines instead of writing the file
+    staged = path.with_name(path.name + ".new")
+    lines = [line.decode() if isinstance(line, bytes) else line for line in config.write()]
+    write_private(staged, "\n".join(lines) + "\n")
+    staged.replace(path)
 
 
 def prepare_server(settings: Settings) -> None:

@@ -9,7 +9,8 @@ owner-only, as it holds the users' password hashes.
 A restore fills a fresh stack (``make team-up``, nothing logged or pushed to it yet):
 checks every checksum first, then replaces the databases, uploads the objects and
 restarts the MLflow server. The admin keeps this stack's password; every member keeps
-theirs from the backup.
+theirs from the backup. A restore that fails half-way leaves the MLflow server running;
+move ``.team/`` away, ``make team-up`` a new stack and restore again.
 """
 
 from __future__ import annotations
@@ -56,20 +57,33 @@ def _pg_tool(tool: str, args: list[str], env: dict[str, str], what: str) -> None
 
 
 def _object_path(root: Path, bucket: str, key: str) -> Path:
-    """Where an object's bytes go in the backup; a key that would leave it is refused."""
-    # split by hand: a path library would fold "a//b" into "a/b", another object's file
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise CommandError(f"object {bucket}/{key!r}: a key that is not a plain relative path")
-    return root / "buckets" / bucket / Path(*parts)
+    """Where an object's bytes go in the backup: named by the key's digest, so that keys
+    ``a`` and ``a/b``, or ``a//b``, never meet as a file and a folder, and no key leads out."""
+    return root / "buckets" / bucket / hashlib.sha256(key.encode()).hexdigest()
+
+
+def _private_folder(folder: Path) -> None:
+    """A new folder, or an empty one of ours, made owner-only before anything goes in."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
+            raise CommandError(
+                f"{folder}: not an empty folder; a backup goes into a new one"
+            ) from None
+        if folder.stat().st_uid != os.geteuid():
+            raise CommandError(
+                f"{folder}: another user's folder; a backup goes into one of yours"
+            ) from None
+    folder.chmod(0o700)
 
 
 def backup(settings: Settings, folder: Path) -> None:
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise CommandError(f"{folder}: not an empty folder; a backup goes into a new one")
     old_umask = os.umask(0o077)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        _private_folder(folder)
+        for bucket in BUCKETS:
+            (folder / "buckets" / bucket).mkdir(parents=True)
         manifest: dict = {
             "format": FORMAT,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -88,7 +102,6 @@ def backup(settings: Settings, folder: Path) -> None:
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
                 for item in page.get("Contents", []):
                     target = _object_path(folder, bucket, item["Key"])
-                    target.parent.mkdir(parents=True, exist_ok=True)
                     client.download_file(bucket, item["Key"], str(target))
                     listed[item["Key"]] = {"sha256": _sha256(target), "size": target.stat().st_size}
             manifest["objects"][bucket] = listed
@@ -138,20 +151,37 @@ def restore(settings: Settings, folder: Path) -> None:
             raise CommandError(
                 f"bucket {bucket} of this stack holds objects: restore fills a fresh stack only"
             )
+    _refuse_logged_runs(settings)
     mlflow_server.stop(settings)  # it holds connections and caches of what is replaced
-    for database in DATABASES:
-        options, env = _libpq(settings, database)
-        dump = folder / manifest["databases"][database]["file"]
-        _pg_tool("pg_restore", [*options, "--clean", "--if-exists", "--no-owner",
-                                "--no-privileges", "--single-transaction", str(dump)],
-                 env, f"restoring database {database}")  # fmt: skip
-    _keep_this_admin_password(settings)
-    for bucket, objects in manifest["objects"].items():
-        for key in objects:
-            client.upload_file(str(_object_path(folder, bucket, key)), bucket, key)
-    mlflow_server.start(settings)
+    try:
+        for database in DATABASES:
+            options, env = _libpq(settings, database)
+            dump = folder / manifest["databases"][database]["file"]
+            _pg_tool("pg_restore", [*options, "--clean", "--if-exists", "--no-owner",
+                                    "--no-privileges", "--single-transaction", str(dump)],
+                     env, f"restoring database {database}")  # fmt: skip
+        _keep_this_admin_password(settings)
+        for bucket, objects in manifest["objects"].items():
+            for key in objects:
+                client.upload_file(str(_object_path(folder, bucket, key)), bucket, key)
+    finally:
+        mlflow_server.start(settings)  # the stack answers again, restored or not
     count = sum(len(objects) for objects in manifest["objects"].values())
     print(f"team: restored {len(DATABASES)} databases and {count} objects from {folder}")
+
+
+def _refuse_logged_runs(settings: Settings) -> None:
+    """A fresh stack has no run: restoring over one would drop what was logged to it."""
+    import psycopg
+
+    uri = settings.database_uri("mlflow").replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(uri) as connection:
+        found = connection.execute("SELECT count(*) FROM runs").fetchone()
+    if found and found[0]:
+        raise CommandError(
+            f"this stack holds {found[0]} runs: restore fills a fresh stack only "
+            "(move .team/ away and `make team-up` a new one)"
+        )
 
 
 def _keep_this_admin_password(settings: Settings) -> None:

@@ -72,23 +72,29 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def ensure_roles(client: AdminClient) -> dict[str, int]:
-    """The three roles with their wildcard grants, made if missing; their ids by name."""
+    """The three roles with their wildcard grants, made or completed if missing (a start cut
+    short between the two); their ids by name."""
     listed = client.call("GET", "/api/3.0/mlflow/roles/list", params={"workspace": WORKSPACE})
-    roles = {role["name"]: int(role["id"]) for role in listed.get("roles", [])}
+    found = {role["name"]: role for role in listed.get("roles", [])}
+    roles: dict[str, int] = {}
     for name, permission in ROLE_PERMISSIONS.items():
-        if name in roles:
-            continue
-        made = client.call(
-            "POST", "/api/3.0/mlflow/roles/create",
-            {"name": name, "workspace": WORKSPACE, "description": f"team {name}"},
-        )  # fmt: skip
-        roles[name] = int(made["role"]["id"])
+        if name not in found:
+            found[name] = client.call(
+                "POST", "/api/3.0/mlflow/roles/create",
+                {"name": name, "workspace": WORKSPACE, "description": f"team {name}"},
+            )["role"]  # fmt: skip
+        roles[name] = int(found[name]["id"])
+        granted = {
+            (grant["resource_type"], grant["resource_pattern"], grant["permission"])
+            for grant in found[name].get("permissions") or []
+        }
         for resource_type in RESOURCE_TYPES:
-            client.call(
-                "POST", "/api/3.0/mlflow/roles/permissions/add",
-                {"role_id": roles[name], "resource_type": resource_type,
-                 "resource_pattern": "*", "permission": permission},
-            )  # fmt: skip
+            if (resource_type, "*", permission) not in granted:
+                client.call(
+                    "POST", "/api/3.0/mlflow/roles/permissions/add",
+                    {"role_id": roles[name], "resource_type": resource_type,
+                     "resource_pattern": "*", "permission": permission},
+                )  # fmt: skip
     return roles
 
 
@@ -128,10 +134,17 @@ def add(settings: Settings, name: str, role: str, password_stdin: bool) -> None:
         raise CommandError(f"unknown role {role!r}: expected one of {', '.join(ROLE_PERMISSIONS)}")
     client = admin_client(settings)
     roles = ensure_roles(client)
-    if name in _users(client):
+    users = _users(client)
+    if name in users and users[name].get("roles"):
         raise CommandError(
             f"member {name!r} exists already: `member passwd {name}` sets a new password"
         )
+    if name in users:  # an add cut short between the user and its role
+        client.call(
+            "POST", "/api/3.0/mlflow/roles/assign", {"username": name, "role_id": roles[role]}
+        )
+        print(f"team: member {name} had no role; now {role}", file=sys.stderr)
+        return
     password, show = _new_password(password_stdin)
     client.call("POST", "/api/2.0/mlflow/users/create", {"username": name, "password": password})
     client.call("POST", "/api/3.0/mlflow/roles/assign", {"username": name, "role_id": roles[role]})

@@ -25,6 +25,12 @@ from __future__ import annotations
 
 from flask import Response, g, request
 from mlflow.exceptions import MlflowException
+from mlflow.protos.model_registry_pb2 import (
+    CreateModelVersion,
+    DeleteModelVersionTag,
+    SetModelVersionTag,
+)
+from mlflow.protos.service_pb2 import CreateExperiment, CreateRun, DeleteTag, LogBatch, SetTag
 from mlflow.server import auth
 from werkzeug.datastructures import Authorization
 
@@ -66,12 +72,21 @@ def _authenticate() -> Authorization | Response:
         return authorization
     try:
         user = auth.store.get_user(authorization.username)
-        refusal = _refusal(user)
     except MlflowException as err:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             return _store_down()
         # removed while another server worker still trusted the password it cached
         return auth.make_basic_auth_response()
+    except Exception:
+        return _store_down()
+    try:
+        refusal = _refusal(user)
+    except MlflowException as err:
+        if err.error_code == "INVALID_PARAMETER_VALUE":
+            return _refuse(400, f"malformed request: {str(err.message).splitlines()[0]}")
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return authorization  # MLflow's own handler answers the 404
+        return _store_down()
     except Exception:
         return _store_down()
     return refusal if refusal is not None else authorization
@@ -102,36 +117,75 @@ def _refusal(user) -> Response | None:  # noqa: ANN001 - MLflow's auth User enti
         if path.endswith(OWN_LOGIN) or path in ("/", "/health", "/version"):
             return None
         return _refuse(403, f"user {user.username!r} has no role on this server yet: ask the admin")
-    body = request.get_json(silent=True) if request.method == "POST" else None
-    body = body if isinstance(body, dict) else {}
+    if request.method not in ("POST", "PATCH", "DELETE"):
+        return None
     if path.endswith(CREATES):
         if not roles & WRITER_ROLES:
             return _refuse(
                 403, f"user {user.username!r} is a reader: creating needs the member role"
             )
-        if body.get("artifact_location"):
+        if path.endswith("/experiments/create") and _message(CreateExperiment).artifact_location:
             return _refuse(403, "only the admin chooses an experiment's artifact location")
-    return _forged_identity(user.username, path, body)
+    return _forged_identity(user.username, path)
 
 
-def _forged_identity(username: str, path: str, body: dict) -> Response | None:
+def _message(message_type):  # noqa: ANN001, ANN202 - a protobuf message class and instance
+    """The request as the handler will read it: MLflow's own parser (double-encoded JSON,
+    both field spellings); a body it cannot read is refused by the caller's 400."""
+    from mlflow.server.handlers import _get_request_message
+
+    return _get_request_message(message_type())
+
+
+def _forged_identity(username: str, path: str) -> Response | None:
+    """Authorship tags name their sender, once: none set for another, none changed or
+    deleted after (a member may edit others' runs, not sign them)."""
     claims: list[str] = []
     if path.endswith("/mlflow/runs/create"):
+        created = _message(CreateRun)
         # MLflow's client sends user_id "unknown" unless the run is tagged mlflow.user
-        tags = body.get("tags") or []
-        authors = [t.get("value", "") for t in tags if t.get("key") == "mlflow.user"]
+        authors = [t.value for t in created.tags if t.key == "mlflow.user"]
         if not authors:
             return _refuse(403, "a run must name its author: tag mlflow.user with your name")
         claims += authors
-        if body.get("user_id") not in (None, "", "unknown"):
-            claims.append(str(body["user_id"]))
-    elif path.endswith(("/mlflow/runs/set-tag", "/mlflow/model-versions/set-tag")):
-        if body.get("key") in WHO_TAGS:
-            claims.append(str(body.get("value", "")))
+        if created.user_id not in ("", "unknown"):
+            claims.append(created.user_id)
     elif path.endswith("/mlflow/model-versions/create"):
-        claims += [t.get("value", "") for t in body.get("tags") or [] if t.get("key") in WHO_TAGS]
+        claims += [t.value for t in _message(CreateModelVersion).tags if t.key in WHO_TAGS]
+    elif path.endswith(("/mlflow/runs/delete-tag", "/mlflow/model-versions/delete-tag")):
+        kind = DeleteTag if "/runs/" in path else DeleteModelVersionTag
+        if _message(kind).key in WHO_TAGS:
+            return _refuse(403, "authorship tags cannot be deleted: ask the admin")
+    elif path.endswith("/mlflow/runs/set-tag"):
+        tag = _message(SetTag)
+        if tag.key in WHO_TAGS:
+            claims.append(tag.value)
+            claims += _existing(_run_tags(tag.run_id), tag.key)
     elif path.endswith("/mlflow/runs/log-batch"):
-        claims += [t.get("value", "") for t in body.get("tags") or [] if t.get("key") in WHO_TAGS]
+        batch = _message(LogBatch)
+        signed = [t for t in batch.tags if t.key in WHO_TAGS]
+        if signed:
+            current = _run_tags(batch.run_id)
+            for tag in signed:
+                claims += [tag.value, *_existing(current, tag.key)]
+    elif path.endswith("/mlflow/model-versions/set-tag"):
+        tag = _message(SetModelVersionTag)
+        if tag.key in WHO_TAGS:
+            from mlflow.server.handlers import _get_model_registry_store
+
+            version = _get_model_registry_store().get_model_version(tag.name, tag.version)
+            claims += [tag.value, *_existing(dict(version.tags), tag.key)]
     if any(claim != username for claim in claims):
         return _refuse(403, f"user {username!r} may not record another member as the author")
     return None
+
+
+def _run_tags(run_id: str) -> dict[str, str]:
+    from mlflow.server.handlers import _get_tracking_store
+
+    return dict(_get_tracking_store().get_run(run_id).data.tags)
+
+
+def _existing(tags: dict[str, str], key: str) -> list[str]:
+    """The author a tag names already, if any: changing it is signing for someone else."""
+    return [tags[key]] if key in tags else []

@@ -8,6 +8,7 @@ what MLflow's permissions leave open.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,8 @@ def service_python(folder: Path) -> Path:
             f"the service user {services.SERVICE_USER} cannot run {own} and there is no "
             f"/usr/bin/python{version} to run the MLflow server with: install python{version}"
         )
-    venv = folder / "python"
+    # in root's .team/, where the service user cannot swap it for a program of its own
+    venv = folder.parent / "python"
     if not (venv / "bin" / "python").exists():
         subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
     site_packages = Path(sysconfig.get_paths()["purelib"])
@@ -105,10 +107,16 @@ def service_python(folder: Path) -> Path:
         ).stdout.strip()
     )
     # a .pth line that imports runs at start-up: addsitedir reads the .pth files there too
-    (layered / "project_venv.pth").write_text(
-        f"import site; site.addsitedir({str(site_packages)!r})\n"
-    )
-    services.own_tree(venv, services.service_account().pw_name)
+    pth = layered / "project_venv.pth"
+    pth.unlink(missing_ok=True)
+    with os.fdopen(os.open(pth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as out:
+        out.write(f"import site; site.addsitedir({str(site_packages)!r})\n")
+    # root's, the service user's group may read and run it, nobody else reaches it
+    group = services.service_account().pw_gid
+    for path in (venv, *venv.rglob("*")):
+        os.lchown(path, 0, group)
+        if not path.is_symlink():
+            path.chmod(0o750 if path.is_dir() or path.stat().st_mode & 0o111 else 0o640)
     return venv / "bin" / "python"
 
 

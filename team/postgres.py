@@ -63,6 +63,12 @@ def superuser_sql(settings: Settings, sql: str, database: str = "postgres") -> s
     )  # fmt: skip
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        if f'role "{_os_user()}" does not exist' in last:
+            raise ServiceError(
+                "this stack's PostgreSQL was made before its roles were split (its superuser "
+                f"is {OWNER}) and cannot be lowered: `make team-down`, move .team/ away and "
+                "`make team-up` a new stack"
+            )
         raise ServiceError(f"PostgreSQL refused the stack's setup: {last}")
     return done.stdout
 
@@ -109,8 +115,8 @@ def _create_owner_and_databases(settings: Settings) -> None:
     if found == "t":
         raise ServiceError(
             f"the role {OWNER} of this stack's PostgreSQL is a superuser (a stack made before "
-            "roles were split): back it up (python -m team backup DIR), move .team/ away, "
-            "`make team-up` and `python -m team restore DIR`"
+            "roles were split) and the stack cannot lower it: `make team-down`, move .team/ "
+            "away and `make team-up` a new stack (docs/team.md, Backup and restore)"
         )
     password = _literal(settings.secrets["TEAM_POSTGRES_PASSWORD"])
     verb = "ALTER" if found else "CREATE"
@@ -123,8 +129,9 @@ def _create_owner_and_databases(settings: Settings) -> None:
     for database in DATABASES:
         if database not in existing:
             superuser_sql(settings, f'CREATE DATABASE "{database}" OWNER {OWNER};')
-            # only its owner (and the superuser) may connect: not every role's PUBLIC grant
-            superuser_sql(settings, f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC;')
+    # the owner reaches its two databases only: no connecting to the cluster's own
+    for database in (*DATABASES, "postgres", "template1"):
+        superuser_sql(settings, f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC;')
 
 
 def stop(settings: Settings) -> bool:

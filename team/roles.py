@@ -13,5 +13,6 @@ WRITER_ROLES = frozenset({"member", "maintainer"})
 RESOURCE_TYPES = ("experiment", "registered_model")
 # MLflow keeps roles per workspace; with workspaces off, every resource is in this one
 WORKSPACE = "default"
-# tags that say who did what; the server refuses them naming anyone but the sender
-WHO_TAGS = ("mlflow.user", "registered_by", "promoted_by")
+# tags that say who did what; the server refuses them naming anyone but the sender, and
+# refuses changing or deleting them once set
+WHO_TAGS = ("mlflow.user", "registered_by", "promoted_by", "promotion.decided_by")

@@ -17,6 +17,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import urllib.error
@@ -77,22 +78,34 @@ def private_dir(path: Path, owner: str | None = None, traversable: bool = False)
 def own_tree(path: Path, owner: str) -> None:
     """Give ``owner`` a folder and all in it, owner-only (data from before this layout too).
 
-    Symbolic links are re-owned themselves, never followed: a venv's ``python`` points at
-    the system's interpreter.
+    Walked by file descriptor, never following a symbolic link: the tree belongs to the
+    service user, who could swap a folder for a link to ``/etc`` while root walks it.
     """
     if not as_root():
         return
     account = pwd.getpwnam(owner)
-    paths = [str(path)]
-    if path.is_dir() and not path.is_symlink():
-        for folder, dirs, files in os.walk(path):
-            paths += [os.path.join(folder, name) for name in (*dirs, *files)]
-    for name in paths:
-        os.lchown(name, account.pw_uid, account.pw_gid)
-        if os.path.islink(name):
-            continue
-        mode = os.stat(name).st_mode
-        os.chmod(name, 0o700 if os.path.isdir(name) or mode & 0o111 else 0o600)
+
+    def fix(name: str, dir_fd: int | None) -> None:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:  # a link (ELOOP), a socket (ENXIO): the entry itself, never its target
+            os.chown(name, account.pw_uid, account.pw_gid, dir_fd=dir_fd, follow_symlinks=False)
+            return
+        try:
+            info = os.fstat(fd)
+            os.fchown(fd, account.pw_uid, account.pw_gid)
+            directory = stat.S_ISDIR(info.st_mode)
+            os.fchmod(fd, 0o700 if directory or info.st_mode & 0o111 else 0o600)
+        finally:
+            os.close(fd)
+
+    if not path.is_dir() or path.is_symlink():
+        fix(str(path), None)
+        return
+    fix(str(path), None)
+    for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for name in (*dirs, *files):
+            fix(name, dir_fd)
 
 
 def service_dir(settings: Settings) -> Path:
@@ -169,7 +182,7 @@ def _start(
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=sink,
-            env={**os.environ, "HOME": str(cwd), **env},
+            env={**_base_environment(), "HOME": str(cwd), **env},
             cwd=cwd,
             umask=PRIVATE,
             start_new_session=True,  # its own process group: stopped whole, outlives `up`
@@ -177,6 +190,12 @@ def _start(
         )
     write_private(_pid_file(settings, name), f"{process.pid}\n")
     return process
+
+
+def _base_environment() -> dict[str, str]:
+    """What a service inherits of ours: the path and locale, not the caller's secrets."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    return {name: os.environ[name] for name in keep if name in os.environ}
 
 
 def _port_free(port: int, name: str) -> None:

@@ -22,6 +22,7 @@ from tracking import registry
 from tracking.store import member_name, retry_locked
 
 T = TypeVar("T")
+HANDED_OFF_TAG = "handed_off"
 
 
 def register_and_write(
@@ -63,6 +64,13 @@ def register_and_write(
             with deferred_signals():
                 _undo_registration(stage, name, alias, logged.model_uri, previous)
         raise
+    # only a version marked so is one @champion may be settled on: until then it may still
+    # be withdrawn (promotion.settle)
+    after_handoff(
+        stage,
+        f"v{version} is not marked handed off, so no other export settles @champion on it",
+        lambda: registry.tag_version(name, version, {HANDED_OFF_TAG: "true"}),
+    )
     return version
 
 

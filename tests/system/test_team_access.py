@@ -40,8 +40,10 @@ def _as_other_user(*command: str, timeout: float = 60) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def _request(url: str, user: str | None = None, password: str = "", method: str = "GET",
-             body: dict | None = None, headers: dict | None = None) -> tuple[int, str]:  # fmt: skip
+def _request(
+    url: str, user: str | None = None, password: str = "", method: str = "GET",
+    body: dict | str | None = None, headers: dict | None = None,
+) -> tuple[int, str]:  # fmt: skip
     headers = dict(headers or {})
     if user is not None:
         pair = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -272,6 +274,12 @@ def test_only_the_admin_chooses_where_an_experiment_keeps_its_artifacts(team):
         f"{base}/api/2.0/mlflow/experiments/create", *_member(team, "alice"), "POST", request
     )
     assert status == 403 and "artifact location" in body
+    # the same, as MLflow's parser also reads it: the other spelling, double-encoded JSON
+    for sneaked in ({"name": "p2", "artifactLocation": "s3://dvc-remote/"}, json.dumps(request)):
+        status, body = _request(
+            f"{base}/api/2.0/mlflow/experiments/create", *_member(team, "alice"), "POST", sneaked
+        )
+        assert status == 403 and "artifact location" in body, (sneaked, status, body)
     status, body = _request(
         f"{base}/api/2.0/mlflow/experiments/create", *_member(team, "rita"), "POST", {"name": "r"}
     )
@@ -358,6 +366,11 @@ def test_runs_name_their_member_and_nobody_deletes_another_members_run(team, as_
         alice.create_run(experiment)
 
     bob = _client_as(team, "bob")
+    with pytest.raises(MlflowException, match="another member"):
+        bob.set_tag(run.info.run_id, "mlflow.user", "bob")  # his name, on her run
+    with pytest.raises(MlflowException, match="cannot be deleted"):
+        bob.delete_tag(run.info.run_id, "mlflow.user")
+    assert bob.get_run(run.info.run_id).data.tags["mlflow.user"] == "alice"
     with pytest.raises(MlflowException) as refused:
         bob.delete_run(run.info.run_id)
     assert refused.value.error_code == "PERMISSION_DENIED"

@@ -36,7 +36,7 @@ experiment = client.get_experiment_by_name("mnist").experiment_id
 for round_, accuracy in enumerate(plan):
     run = client.create_run(experiment, tags={"mlflow.user": me})
     tags = {"precision": "fp32", "test_accuracy": repr(accuracy),
-            "test_data_digest": "DIGEST", "registered_by": me}
+            "test_data_digest": "DIGEST", "registered_by": me, "handed_off": "true"}
     version = client.create_model_version("MODEL", f"{run.info.artifact_uri}/model",
                                           run.info.run_id, tags=tags).version
     (folder / f"ready-{round_}-{me}").write_text(str(version))
@@ -216,7 +216,10 @@ def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path
         probe = _run([sys.executable, "-c", lookup], tmp_path, alice_again)
         assert probe.returncode == 0, probe.stderr
         # a damaged backup is refused before anything is touched
-        damaged = next((backup / "buckets").rglob("*.md"))
+        from team.backup import _object_path
+
+        card = next(k for k in manifest["objects"]["mlflow-artifacts"] if k.endswith("card.md"))
+        damaged = _object_path(backup, "mlflow-artifacts", card)
         damaged.write_text("changed")
         done = _run(
             [sys.executable, "-m", "team", "restore", str(backup)], fresh["repo"], fresh["env"]
