@@ -134,13 +134,15 @@ def test_a_sweep_on_ray_pushes_each_trial_logs_it_under_the_sweep_and_resumes(
     from factories.network import listening_addresses
     from factories.pipeline import rendered_mnist, tiny_pipeline_params
     from factories.ray_head import group_pids, ray_head
-    from factories.team_stack import team_stack
+    from factories.team_stack import logged_in, team_stack
 
     params = tiny_pipeline_params(tmp_path, "sweep-e2e")
     with team_stack(folders=("team", "sweep"), params=params) as team:
         repo = team["repo"]
         _, stage_env = rendered_mnist(tmp_path, repo)
-        env = {**team["env"], **stage_env, **team["exports"]}  # no S3 keys: the server proxies
+        # a member logs the trials; no S3 keys: the server proxies
+        member = team["members"]["alice"]
+        env = {**team["env"], **stage_env, **member}
         origin = tmp_path / "origin.git"
         _ok(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
         for command in (
@@ -182,17 +184,10 @@ def test_a_sweep_on_ray_pushes_each_trial_logs_it_under_the_sweep_and_resumes(
         }
         assert {"grid-1", "grid-2", "grid-3"} <= names, names
 
-        member = {
-            k: team["exports"][k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-        }
-        os.environ.update(member)
-        try:
-            client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
+        with logged_in(member):
+            client = mlflow.MlflowClient(member["MLFLOW_TRACKING_URI"])
             experiment = client.get_experiment_by_name("sweep-e2e")
             runs = client.search_runs([experiment.experiment_id], "tags.sweep = 'grid'")
-        finally:
-            for key in member:
-                os.environ.pop(key)
         parent = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
         trials = {run.info.run_name: run for run in runs if run not in parent}
         assert len(parent) == 1 and parent[0].info.status == "FAILED"
@@ -202,6 +197,7 @@ def test_a_sweep_on_ray_pushes_each_trial_logs_it_under_the_sweep_and_resumes(
         for run in trials.values():
             assert run.info.status == "FINISHED"
             assert run.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+            assert run.data.tags["mlflow.user"] == "alice", "the member who ran the sweep"
             assert (
                 "test/accuracy" in run.data.metrics and "test_onnx/max_abs_diff" in run.data.metrics
             )
