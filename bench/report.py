@@ -281,7 +281,11 @@ def _serving_section(serving: dict, updated: str | None) -> list[str]:
         "| | batch-1 p50 (ms) | batch-1 p99 (ms) | batch-64 images/s |",
         "|---|---|---|---|",
     ]
-    for name, row in (("served (MLServer)", oip), ("Predictor in process", local)):
+    rows = [("served (MLServer)", oip)]
+    unlogged = serving.get("oip_unlogged")
+    if unlogged:
+        rows.append(("served, request log off", unlogged))
+    for name, row in (*rows, ("Predictor in process", local)):
         lines.append(
             f"| {name} | {row['batch1']['p50_ms']:.2f} | {row['batch1']['p99_ms']:.2f} | "
             f"{row['batch64']['images_per_second']:.0f} |"
@@ -294,6 +298,14 @@ def _serving_section(serving: dict, updated: str | None) -> list[str]:
         f"{serving['cold_start_seconds']:.1f} s; the server's peak RSS "
         f"{serving['peak_rss_mb']:.0f} MB.",
     ]
+    if unlogged:
+        cost = oip["batch1"]["p50_ms"] / unlogged["batch1"]["p50_ms"]
+        lines += [
+            "",
+            f"The request log (monitor.request_log) at batch-1 p50: {oip['batch1']['p50_ms']:.2f} "
+            f"ms logged against {unlogged['batch1']['p50_ms']:.2f} ms with it off, "
+            f"{cost:.2f} × (target ≤ 1.10), both servers up at once and asked in turn.",
+        ]
     if updated:
         lines += ["", f"Measured {updated} with `python -m bench --update serving`."]
     return lines

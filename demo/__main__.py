@@ -2,6 +2,8 @@
 
 The model files are the pipeline's, named by dvc.yaml's ``vars`` (``onnx_model`` and, if the
 pipeline has it, ``int8_model``); the site must have been built (``python -m demo.build``).
+The answers the page reports go to the request log in ``monitor.log_dir``, under the
+registry version each model file was registered as (``--no-request-log`` turns it off).
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from demo.answers import UNREGISTERED, PageAnswers, registry_identity
 from demo.build import BuildError, install_models
 from demo.serve import SiteError, port_number, serve
 from kernel.cli import run_command
+from kernel.params import load_params
+from monitor.request_log import RequestLog, ServedModel
+from monitor.shipping import ArtifactShipper, is_team_store
+from tracking.store import tracking_uri
 
 PROJECT = Path(__file__).resolve().parents[1]
 # dvc.yaml's names of the model files, per model the page offers.
@@ -34,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--site", type=Path, default=PROJECT / "demo" / "site")
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
+    parser.add_argument(
+        "--no-request-log", action="store_true", help="do not log the page's answers"
+    )
     args = parser.parse_args(argv)
     if not args.site.is_dir():
         raise SiteError(f"{args.site} is not built; run make demo, which builds it")
@@ -47,8 +57,41 @@ def main(argv: list[str] | None = None) -> int:
             "page has no model to run: run `make repro` first",
             file=sys.stderr,
         )
-    serve(args.site, args.port)
+    answers = None if args.no_request_log else page_answers(models, installed)
+    serve(args.site, args.port, answers)
     return 0
+
+
+def page_answers(models: dict[str, Path], installed: list[str]) -> PageAnswers:
+    """The request log of the page's answers, and the registry version of each model."""
+    params = load_params(PROJECT / "params.yaml")
+    export, monitor = params.export, params.monitor
+    preferred = (export.champion_alias, export.alias, params.quantize.alias)
+    identities = {
+        name: registry_identity(models[name], export.registered_model_name, name, preferred)
+        for name in installed
+    }
+    uri = tracking_uri(PROJECT)
+    # the page's answers, whichever model gave them, go to one run of the team's store
+    shipper = (
+        ArtifactShipper(
+            uri,
+            monitor.experiment_name,
+            "page",
+            identities.get("fp32") or ServedModel(export.registered_model_name, UNREGISTERED),
+        )
+        if is_team_store(uri)
+        else None
+    )
+    log = RequestLog(
+        PROJECT / monitor.log_dir,
+        source="page",
+        keep_pixels=monitor.keep_pixels,
+        rotate_bytes=monitor.rotate_mb * 2**20,
+        keep_days=monitor.keep_days,
+        shipper=shipper,
+    )
+    return PageAnswers(log, identities)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ the server began waiting for it is closed (an idle one quietly), at most ``MAX_C
 are handled at once (one more gets a 503), a folder is never listed (404), and a request
 whose path is malformed (a NUL or other control character, a bad percent escape, bytes
 that are not UTF-8, more than ``MAX_TARGET_LENGTH`` characters) gets a one-line 400.
+
+The one thing it takes is ``POST /answers``: the page reporting an answer for the request
+log (``demo.answers``), from its own origin only, JSON of at most ``MAX_ANSWER_BYTES``;
+anything else posted gets a one-line 4xx and nothing is logged.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from demo.answers import ANSWERS_PATH, MAX_ANSWER_BYTES, AnswerError, PageAnswers
 from kernel.cli import CommandError, one_line, run_command
 
 HOST = "127.0.0.1"
@@ -151,6 +156,50 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
             return False
         return True
 
+    def do_POST(self) -> None:
+        answers: PageAnswers | None = getattr(self.server, "answers", None)
+        if self.path.split("?", 1)[0] != ANSWERS_PATH or answers is None:
+            self.send_error(HTTPStatus.NOT_FOUND, explain="nothing here takes a POST")
+            return
+        origin = self.headers.get("Origin")
+        host, port = self.server.server_address[:2]
+        if origin is not None and origin not in (
+            f"http://{host}:{port}",
+            f"http://localhost:{port}",
+        ):
+            self.send_error(
+                HTTPStatus.FORBIDDEN, explain=f"answers come from this page, not {origin}"
+            )
+            return
+        if self.headers.get_content_type() != "application/json":
+            self.send_error(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, explain="expected Content-Type application/json"
+            )
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.send_error(HTTPStatus.LENGTH_REQUIRED, explain="expected a Content-Length")
+            return
+        if not 0 <= length <= MAX_ANSWER_BYTES:
+            self.close_connection = True  # the body is not read: the connection cannot go on
+            self.send_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                explain=f"{length} bytes; an answer takes at most {MAX_ANSWER_BYTES}",
+            )
+            return
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            return  # the client hung up mid-body
+        try:
+            answers.record(body)
+        except AnswerError as err:
+            self.send_error(HTTPStatus.BAD_REQUEST, explain=str(err))
+            return
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.end_headers()
+
     def list_directory(self, path: str | os.PathLike[str]) -> None:
         # a folder without index.html is not shown: what the site holds is not for browsing
         self.send_error(HTTPStatus.NOT_FOUND, "File not found")
@@ -174,6 +223,8 @@ class SiteServer(http.server.ThreadingHTTPServer):
     # A burst of connections waits in the kernel's queue (the most Python's listen() picks
     # by itself), not dropped: with socketserver's 5, 300 at once took 49 s to connect.
     request_queue_size = 128
+
+    answers: PageAnswers | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -224,15 +275,20 @@ class SiteError(CommandError):
     """The site cannot be served; the message says what to do."""
 
 
-def make_server(site: Path, port: int, host: str = HOST) -> SiteServer:
-    """A server for ``site`` on ``host:port`` (0 picks a free port), not yet serving."""
+def make_server(
+    site: Path, port: int, host: str = HOST, answers: PageAnswers | None = None
+) -> SiteServer:
+    """A server for ``site`` on ``host:port`` (0 picks a free port), not yet serving; the
+    page's answers go to ``answers`` (None: ``POST /answers`` is 404)."""
     if not (site / "index.html").is_file():
         raise SiteError(
             f"{site} holds no built site (no index.html); run make demo, which builds it"
         )
     handler = functools.partial(SiteHandler, directory=str(site))
     try:
-        return SiteServer((host, port), handler)
+        server = SiteServer((host, port), handler)
+        server.answers = answers
+        return server
     except OverflowError:
         # The socket's answer to a port outside 0..65535 is OverflowError, not OSError; callers
         # other than main (the bench) pass their port unchecked.
@@ -257,9 +313,9 @@ def port_number(text: str) -> int:
     return port
 
 
-def serve(site: Path, port: int) -> None:
+def serve(site: Path, port: int, answers: PageAnswers | None = None) -> None:
     """Serve ``site`` until interrupted, after printing its address."""
-    server = make_server(site, port)
+    server = make_server(site, port, answers=answers)
     host, bound_port = server.server_address[:2]
     print(f"demo: the page is on http://{host}:{bound_port}/ (Ctrl-C stops it)", flush=True)
     try:
@@ -268,6 +324,8 @@ def serve(site: Path, port: int) -> None:
         pass
     finally:
         server.server_close()
+        if answers is not None:
+            answers.close()
 
 
 def main(argv: list[str] | None = None) -> int:

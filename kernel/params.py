@@ -147,6 +147,37 @@ class QuantizeParams(_Section):
     alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
+# Evidently's drift scores that are distances: a descriptor drifted when its score >= threshold
+DriftMethod = Literal["wasserstein", "psi", "jensenshannon", "hellinger"]
+
+
+class MonitorParams(_Section):
+    """The request log of the served model and the page, and the drift report over it."""
+
+    log_dir: str = Field(min_length=1)
+    keep_pixels: bool
+    rotate_mb: int = Field(ge=1, le=4096)
+    keep_days: int = Field(ge=0)
+    window: int = Field(ge=1)
+    min_requests: int = Field(ge=10)
+    reference_images: int = Field(ge=100, le=55000)
+    seed: int = Field(ge=0)
+    drift_method: DriftMethod
+    drift_threshold: float = Field(gt=0, le=10)
+    max_drifted_share: float = Field(gt=0, le=1)
+    max_prediction_distance: float = Field(gt=0, le=1)
+    experiment_name: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _enough_for_the_window(self) -> MonitorParams:
+        if self.min_requests > self.window:
+            raise ValueError(
+                f"monitor.min_requests = {self.min_requests} is more than monitor.window = "
+                f"{self.window}: no window could ever be judged"
+            )
+        return self
+
+
 class Params(_Section):
     fetch: FetchParams
     preprocess: PreprocessParams
@@ -154,6 +185,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     export: ExportParams
     quantize: QuantizeParams
+    monitor: MonitorParams
 
     @model_validator(mode="after")
     def _int8_alias_of_its_own(self) -> Params:

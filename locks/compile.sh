@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=${UV:-.venv/bin/uv}
-extras=(team sweep browser)
+extras=(team sweep browser monitor)
 target=(--python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
   --custom-compile-command "make lock")
 # the whole resolution, kept only while the profiles are cut from it (a stable name, so the

@@ -9,7 +9,9 @@ Downloads ``models:/<registered model>@<alias>`` from the project's store into
   the Open Inference Protocol (``/v2/health/ready``, ``/v2/models/<name>``,
   ``/v2/models/<name>/infer``); its gRPC twin listens on the next port. It starts through
   ``serving.mlserver_app``, which caps request bodies, checks the Host and turns the
-  model-repository API off (see ``serving.guard``).
+  model-repository API off (see ``serving.guard``). Every answered image is appended to
+  the request log in ``monitor.log_dir`` (``monitor.request_log``; ``--no-request-log``
+  turns it off).
 - ``mlflow``: ``mlflow models serve`` from this environment (``/invocations``), with this
   environment's ``bin`` on PATH, where MLflow looks for ``uvicorn``.
 """
@@ -26,9 +28,10 @@ from pathlib import Path
 
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from kernel.cli import CommandError, run_command
-from kernel.params import load_params
+from kernel.params import MonitorParams, load_params
 from kernel.ports import port_taken
 from kernel.signals import deferred_signals
+from monitor.shipping import is_team_store
 from tracking.registry import download_version
 from tracking.store import connect
 
@@ -47,16 +50,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         _refuse_taken(args.port + 1, f"gRPC (MLServer takes the port after --port {args.port})")
     if args.server == "mlserver" and not args.mlserver.is_file():
         raise CommandError(f"{args.mlserver} does not exist; run `make serve-setup` first")
-    name = load_params().export.registered_model_name
+    params = load_params()
+    name = params.export.registered_model_name
     # a progress bar per file of a 16-file download says nothing the closing line does not
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    connect()
+    uri = connect()
     # one folder per port: two servers (say @champion and @candidate) never share files
     serve_dir = args.serve_dir / str(args.port)
     version, model_dir = fetch(name, args.alias, serve_dir)
     source = f"{name} v{version} (@{args.alias})"
     if args.server == "mlserver":
-        write_mlserver_settings(serve_dir, name, version, args.port)
+        request_log = None if args.no_request_log else request_log_settings(params.monitor, uri)
+        write_mlserver_settings(serve_dir, name, version, args.port, args.alias, request_log)
         print(
             f"serving: {source} over the Open Inference Protocol on http://{HOST}:{args.port}/v2/"
             f"models/{name} (gRPC {HOST}:{args.port + 1})",
@@ -118,10 +123,32 @@ def check_signature(model_dir: Path, source: str) -> None:
         )
 
 
-def write_mlserver_settings(serve_dir: Path, name: str, version: str, port: int) -> None:
+def request_log_settings(monitor: MonitorParams, uri: str) -> dict[str, object]:
+    """Where and how the runtime logs answers (an absolute folder: MLServer's cwd may differ),
+    and, with a team server for the store, where it copies the log (``monitor.shipping``)."""
+    return {
+        "folder": str(Path(monitor.log_dir).resolve()),
+        "keep_pixels": monitor.keep_pixels,
+        "rotate_bytes": monitor.rotate_mb * 2**20,
+        "keep_days": monitor.keep_days,
+        "ship": {"tracking_uri": uri, "experiment": monitor.experiment_name}
+        if is_team_store(uri)
+        else None,
+    }
+
+
+def write_mlserver_settings(
+    serve_dir: Path,
+    name: str,
+    version: str,
+    port: int,
+    alias: str | None = None,
+    request_log: dict[str, object] | None = None,
+) -> None:
     """MLServer's server and model settings: loopback only, no metrics server, our runtime.
 
     Its request-body cap and the other checks are ``serving.guard``'s: no setting has them.
+    The alias served and the request log's settings ride in the model's ``extra`` parameters.
     """
     server = {
         "host": HOST,
@@ -139,7 +166,11 @@ def write_mlserver_settings(serve_dir: Path, name: str, version: str, port: int)
         "versions": [version],
         "platform": "mlflow",
         "implementation": "serving.runtime.DigitsRuntime",
-        "parameters": {"uri": "./model", "version": version},
+        "parameters": {
+            "uri": "./model",
+            "version": version,
+            "extra": {"alias": alias, "request_log": request_log},
+        },
     }
     _write_json(serve_dir / "settings.json", server)
     _write_json(serve_dir / name / "model-settings.json", model)
@@ -164,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--alias", default="champion", help="registry alias (default: champion)")
     parser.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
     parser.add_argument("--server", choices=("mlserver", "mlflow"), default="mlserver")
+    parser.add_argument(
+        "--no-request-log", action="store_true", help="do not log answers (monitor.log_dir)"
+    )
     parser.add_argument("--serve-dir", type=Path, default=SERVE_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--mlserver", type=Path, default=MLSERVER, help=argparse.SUPPRESS)
     return parser

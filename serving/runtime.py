@@ -7,7 +7,8 @@ signature names straight from the request (whatever codec or content type the re
 asks for), converts UINT8 (how MNIST is stored) to FP32 without loss, and turns the
 refusals of the model's pyfunc (``digits_predict.pyfunc``, which checks the pixel values
 as the Predictor does) into ``InferenceError``. Loading, metadata and response encoding
-stay MLServer's.
+stay MLServer's. Each answer goes to the request log (``monitor.request_log``) when the
+model's settings name one (``parameters.extra.request_log``, written by ``python -m serving``).
 
 Nothing from ``digits_predict`` is imported here: the pyfunc must load the package the
 registered model ships in its ``code/`` folder, not the one of this checkout.
@@ -24,7 +25,9 @@ from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
-from digits_predict.contract import MAX_BATCH_SIZE
+from digits_predict.contract import MAX_BATCH_SIZE, OUTPUT_NAME
+from monitor.request_log import RequestLog, ServedModel
+from monitor.shipping import ArtifactShipper
 
 ACCEPTED_DATATYPES = ("FP32", "UINT8")
 
@@ -37,7 +40,39 @@ class DigitsRuntime(MLflowRuntime):
         (spec,) = self._signature.inputs.inputs  # check_signature refused anything else
         self._input_name = spec.name
         self._item_shape = tuple(spec.shape[1:])
+        self._request_log, self._served = self._open_request_log()
         return loaded
+
+    async def unload(self) -> bool:
+        if self._request_log is not None:
+            self._request_log.close()
+        return await super().unload()
+
+    def _open_request_log(self) -> tuple[RequestLog | None, ServedModel]:
+        extra = self.settings.parameters.extra or {}
+        served = ServedModel(
+            name=self.settings.name,
+            version=str(self.settings.parameters.version),
+            alias=extra.get("alias"),
+        )
+        settings = extra.get("request_log")
+        if not settings:
+            return None, served
+        ship = settings.get("ship")
+        shipper = (
+            ArtifactShipper(ship["tracking_uri"], ship["experiment"], "mlserver", served)
+            if ship
+            else None
+        )
+        log = RequestLog(
+            settings["folder"],
+            source="mlserver",
+            keep_pixels=bool(settings.get("keep_pixels", False)),
+            rotate_bytes=int(settings["rotate_bytes"]),
+            keep_days=int(settings.get("keep_days", 0)),
+            shipper=shipper,
+        )
+        return log, served
 
     @property
     def expected(self) -> str:
@@ -53,6 +88,8 @@ class DigitsRuntime(MLflowRuntime):
             output = self._model.predict({self._input_name: images})
         except MlflowException as err:
             raise InferenceError(err.message.strip().splitlines()[0]) from None
+        if self._request_log is not None:
+            self._request_log.record(images, output[OUTPUT_NAME], self._served)
         return self.encode_response(output, default_codec=TensorDictCodec)
 
     def images_of(self, payload: InferenceRequest) -> np.ndarray:

@@ -4,6 +4,8 @@
 // For tests and benchmarks the page publishes what it did: window.lastResult (the
 // 28x28 input, the probabilities, the digit, the model that computed them, the
 // stroke-to-answer time) and the data-model-state / data-answer-state attributes of <body>.
+// Each answer is also reported to the page's server (POST answers), which appends it to the
+// request log with the registry version of the model; a report that fails changes nothing.
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 import {
@@ -17,6 +19,7 @@ import {
 
 // Written by the site's build next to the page: which models it holds and the tensor names.
 const MANIFEST_URL = "models.json";
+const ANSWERS_URL = "answers";
 const WASM_FILE = "vendor/ort-wasm-simd-threaded.wasm";
 // A pen 1/14 of the pad wide (20 px) leaves strokes about 2 px thick, as thick as MNIST's,
 // once a digit drawn 200 px tall is scaled into the 20 px box.
@@ -293,6 +296,22 @@ async function answer(job) {
   // Measured once the answer is in the page (before the browser paints it).
   const strokeToAnswerMs = performance.now() - job.started;
   publish(job, { input, model, probabilities, digit, strokeToAnswerMs });
+  reportAnswer(model, input, probabilities);
+}
+
+// Fire and forget: the answer is on the page already, and the log is the server's affair.
+function reportAnswer(model, input, probabilities) {
+  const body = JSON.stringify({
+    model,
+    image: Array.from(input),
+    probabilities: Array.from(probabilities),
+  });
+  fetch(ANSWERS_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body,
+    keepalive: true,
+  }).catch(() => {});
 }
 
 function argmax(values) {

@@ -71,7 +71,9 @@ def tiny(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
         export.main(export_args(ws, out))
     x_test, _ = ws.splits["test"]
     model = out / "model.onnx"
-    return SimpleNamespace(root=ws.root, model=model, images=x_test, predictor=Predictor(model))
+    return SimpleNamespace(
+        root=ws.root, model=model, images=x_test, predictor=Predictor(model), ws=ws
+    )
 
 
 def _build(out: Path, *model_args: str | Path) -> str:
@@ -274,6 +276,70 @@ def _python_mnist_form(gray: np.ndarray) -> np.ndarray | str:
         return to_mnist_form(gray)
     except InputError as err:
         return str(err)
+
+
+# --- 0. the page's answers in the request log -------------------------------------------------
+
+
+def test_the_pages_answers_land_in_the_request_log_under_the_registry_version(
+    browser, tiny, site, tmp_path
+):
+    """The page posts each answer; its server logs it as the version the registry gave the
+    model file it serves (looked up by the model's training digest), never the page's word."""
+    import threading
+
+    from demo.answers import PageAnswers, registry_identity
+    from demo.serve import make_server
+    from factories.params import TINY_EXPORT
+    from monitor.request_log import RequestLog, image_digest
+    from monitor.window import read_window
+
+    name = TINY_EXPORT["registered_model_name"]
+    with tiny.ws.store():
+        identity = registry_identity(tiny.model, name, "fp32", ("champion", "candidate"))
+    assert (identity.name, identity.version, identity.alias) == (name, "1", "champion")
+    log = RequestLog(tmp_path / "log", "page")
+    server = make_server(site, 0, answers=PageAnswers(log, {"fp32": identity}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = _open(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        result = _draw(page, SEVEN)
+        deadline = time.monotonic() + 10
+        while True:  # the page reports after it shows the answer
+            log.flush()
+            logged = read_window(tmp_path / "log") if (tmp_path / "log").exists() else None
+            if (logged is not None and len(logged)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        log.close()
+    assert logged is not None and len(logged) == 1, "one stroke, one answer"
+    record = logged.iloc[0]
+    assert (record["source"], record["model"], str(record["version"]), record["alias"]) == (
+        "page", name, "1", "champion",
+    )  # fmt: skip
+    assert record["digit"] == result["digit"]
+    assert record["probability"] == pytest.approx(max(result["probabilities"]), abs=1e-5)
+    image = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
+    assert record["digest"] == image_digest(image), "the image the model saw"
+
+
+def test_a_model_the_registry_does_not_know_is_logged_as_unregistered(tiny, tmp_path, capfd):
+    from demo.answers import UNREGISTERED, registry_identity
+    from factories.params import TINY_EXPORT
+
+    stranger = _quantized(tiny.model, tmp_path / "other.onnx")
+    metadata = {**_metadata_props(stranger.read_bytes()), "model_digest": "0" * 64}
+    stranger.write_bytes(_with_metadata(stranger.read_bytes(), metadata))
+    with tiny.ws.store():
+        identity = registry_identity(stranger, TINY_EXPORT["registered_model_name"], "fp32")
+    assert identity.version == UNREGISTERED and identity.alias is None
+    said = capfd.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "no run tagged model_sha256 = 000000000000" in said[0], said
 
 
 # --- 1. drawn digits --------------------------------------------------------------------------

@@ -158,6 +158,73 @@ def test_a_member_without_s3_keys_logs_a_run_whose_artifacts_land_in_the_bucket(
     assert any(run_id in key and key.endswith("history.csv") for key in keys), keys
 
 
+def test_a_members_request_log_is_copied_to_the_team_bucket_and_read_back_elsewhere(team, tmp_path):
+    """A served model's log in team mode: copied as a member's run artifacts (so into the
+    bucket), read back on another machine by a reader; a reader's own server cannot copy,
+    says so once, and keeps its log."""
+    import mlflow
+    import numpy as np
+
+    from factories.team_stack import logged_in
+    from monitor.request_log import RequestLog, ServedModel
+    from monitor.shipping import ArtifactShipper, download_logs
+    from monitor.window import read_window
+    from team.object_store import s3_client
+
+    uri = team["exports"]["MLFLOW_TRACKING_URI"]
+    alice, rita = team["members"]["alice"], team["members"]["rita"]
+    images, labels = digit_images(30, seed=5)
+    probabilities = np.eye(10)[labels]
+    model = ServedModel("mnist-digits", "1", "champion")
+    said: list[str] = []
+    with logged_in(alice):
+        shipper = ArtifactShipper(uri, "monitoring", "mlserver", model, every_seconds=0)
+        log = RequestLog(tmp_path / "alice", "mlserver", shipper=shipper, warn=said.append)
+        log.record(images[:10], probabilities[:10], model)
+        log.flush()  # copied while it grows ...
+        log.record(images[10:], probabilities[10:], model)
+        log.close()  # ... and once more when closed
+    assert said == []
+
+    with logged_in(rita):  # another machine: a reader's
+        assert download_logs(uri, "monitoring", tmp_path / "shared", keep_days=30) == 1
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name("monitoring")
+        (run,) = client.search_runs(
+            [experiment.experiment_id], "tags.`monitor.role` = 'request-log'"
+        )
+    local, shared = read_window(tmp_path / "alice"), read_window(tmp_path / "shared")
+    assert shared["digest"].tolist() == local["digest"].tolist() and len(shared) == 30
+    assert run.data.tags["mlflow.user"] == "alice" and run.info.status == "FINISHED"
+    assert run.data.tags["model.version"] == "mnist-digits v1"
+    keys = [
+        item["Key"]
+        for item in s3_client(settings_of(team))
+        .list_objects_v2(Bucket="mlflow-artifacts")
+        .get("Contents", [])
+    ]
+    assert any(run.info.run_id in key and key.endswith(".jsonl") for key in keys), keys
+
+    # `python -m monitor` in team mode reads the team's copy, not a local folder
+    env = {**team["env"], **alice, "PYTHONPATH": str(team["repo"])}
+    done = _run([sys.executable, "-m", "monitor", "--last", "50"], team["repo"], env)
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == [
+        f"monitor: error: 30 answers in the window (the last 50 answers in the request logs "
+        f"copied to {uri}); at least 100 are needed to judge drift (monitor.min_requests)"
+    ]
+
+    said.clear()
+    with logged_in(rita):
+        shipper = ArtifactShipper(uri, "monitoring", "mlserver", model, every_seconds=0)
+        log = RequestLog(tmp_path / "rita", "mlserver", shipper=shipper, warn=said.append)
+        log.record(images, probabilities, model)
+        log.close()
+    assert len(said) == 1 and said[0].startswith("cannot copy requests-"), said
+    assert "PERMISSION_DENIED" in said[0] or "403" in said[0], said
+    assert len(read_window(tmp_path / "rita")) == 30, "the local log is whole"
+
+
 def test_the_object_store_refuses_unsigned_and_wrongly_signed_requests(team):
     import boto3
     from botocore.exceptions import ClientError

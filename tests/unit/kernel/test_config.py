@@ -173,6 +173,26 @@ BAD_PARAMS = [
         ["quantize.alias 'champion' is also an export alias", "a name of its own"],
     ),
     (
+        "monitor-method-unknown",
+        _set("monitor", "drift_method", "ks"),
+        ["monitor.drift_method = 'ks'", "'wasserstein', 'psi', 'jensenshannon' or 'hellinger'"],
+    ),
+    (
+        "monitor-window-below-min",
+        _set("monitor", "min_requests", 5000),
+        ["monitor.min_requests = 5000 is more than monitor.window = 1000"],
+    ),
+    (
+        "monitor-share-above-one",
+        _set("monitor", "max_drifted_share", 1.5),
+        ["monitor.max_drifted_share = 1.5", "<= 1"],
+    ),
+    (
+        "monitor-keep-pixels-text",
+        _set("monitor", "keep_pixels", "yes"),
+        ["monitor.keep_pixels = 'yes'", "a valid boolean"],
+    ),
+    (
         "model-name-empty",
         _set("export", "registered_model_name", ""),
         ["export.registered_model_name = ''", "at least 1 character"],

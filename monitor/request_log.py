@@ -1,0 +1,291 @@
+"""The request log: one JSON line per image a served model answered, appended, never rewritten.
+
+Each process that answers (an MLServer, the page's server) writes files of its own, so two
+servers on two ports, or a server and its restart, never write into one file:
+
+    <folder>/requests-<YYYY-MM-DD>-<source>-<HHMMSS>-<host>-<pid>-<n>.jsonl
+
+A file is closed and the next one begun at midnight (UTC) and past ``rotate_bytes``; files
+of days more than ``keep_days`` ago are deleted when a file is begun (0 keeps them all).
+pandas reads a file with ``read_json(path, lines=True)``; ``monitor.window`` reads many.
+
+Logging never fails or holds up an answer: ``record`` copies the arrays onto a queue and
+returns; a thread of its own computes the descriptors and appends. A folder that cannot be
+written (full disk, no permission) gives one warning line, and answers go on unlogged until
+a write succeeds again; records that find the queue full are dropped and counted the same
+way. Raw pixels are written only when ``keep_pixels`` is set. With a ``shipper`` (team
+mode, ``monitor.shipping``) the writer also copies its files to the team's store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from monitor.descriptors import DESCRIPTORS, answers, describe
+
+if TYPE_CHECKING:
+    from monitor.shipping import ArtifactShipper
+
+FILE_PREFIX = "requests-"
+FILE_SUFFIX = ".jsonl"
+FILE_MODE = 0o640
+DEFAULT_ROTATE_BYTES = 32 * 2**20
+# images waiting for the writer; past it a burst is dropped rather than held in memory
+QUEUE_IMAGES = 65536
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Which model answered: the registry's name, version and the alias it was served as."""
+
+    name: str
+    version: str
+    alias: str | None = None
+
+
+def _warn(message: str) -> None:
+    print(f"request log: warning: {message}", file=sys.stderr, flush=True)
+
+
+class RequestLog:
+    """Appends a record per answered image to files in ``folder`` (see the module's text)."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        source: str,
+        *,
+        keep_pixels: bool = False,
+        rotate_bytes: int = DEFAULT_ROTATE_BYTES,
+        keep_days: int = 0,
+        warn: Callable[[str], None] = _warn,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        shipper: ArtifactShipper | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.source = source
+        self.keep_pixels = keep_pixels
+        self.rotate_bytes = rotate_bytes
+        self.keep_days = keep_days
+        self._warn = warn
+        self._clock = clock
+        started = clock()
+        self._writer = f"{source}-{started:%H%M%S}-{socket.gethostname()}-{os.getpid()}"
+        self._queue: queue.Queue = queue.Queue()
+        self._queued = 0  # images on the queue; a bound the queue's own size cannot give
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._problem: str | None = None
+        self._shipper = shipper
+        self._shipping_problem: str | None = None
+        self._file: Path | None = None
+        self._day: dt.date | None = None
+        self._number = 0
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def record(self, images: np.ndarray, probabilities: np.ndarray, model: ServedModel) -> None:
+        """Queue one answer (a batch of images and their probabilities); never raises."""
+        try:
+            images = np.array(images, dtype=np.float32, copy=True).reshape(-1, 28, 28)
+            probabilities = np.array(probabilities, dtype=np.float64, copy=True)
+            with self._lock:
+                if self._queued + len(images) > QUEUE_IMAGES:
+                    self._dropped += len(images)
+                    if self._dropped == len(images):
+                        self._warn(
+                            f"the writer of {self.folder} is {QUEUE_IMAGES} images behind; "
+                            "answers go on unlogged until it catches up"
+                        )
+                    return
+                self._queued += len(images)
+            self._queue.put((self._clock(), model, images, probabilities))
+        except Exception as err:  # an answer must never fail for its log
+            self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting at most ``timeout`` seconds), then stop the writer."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (for tests and shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    # the writer thread
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                if self._file is not None:
+                    self._ship(self._file, finished=True)
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            when, model, images, probabilities = item
+            try:
+                self._write(self._lines(when, model, images, probabilities), when)
+            except Exception as err:  # the writer outlives any one record
+                self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
+            finally:
+                with self._lock:
+                    self._queued -= len(images)
+
+    def _lines(
+        self, when: dt.datetime, model: ServedModel, images: np.ndarray, probabilities: np.ndarray
+    ) -> bytes:
+        described = describe(images)
+        answered = answers(probabilities)
+        request = uuid.uuid4().hex[:16]
+        stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        lines = []
+        for index, image in enumerate(images):
+            record: dict[str, object] = {
+                "time": stamp,
+                "source": self.source,
+                "model": model.name,
+                "version": model.version,
+                "alias": model.alias,
+                "request": request,
+                "index": index,
+                "digest": image_digest(image),
+            }
+            record.update({name: _plain(described[name][index]) for name in DESCRIPTORS})
+            record.update({name: _plain(values[index]) for name, values in answered.items()})
+            if self.keep_pixels:
+                record["pixels"] = _pixels(image)
+            lines.append(json.dumps(record, separators=(",", ":")))
+        return ("\n".join(lines) + "\n").encode()
+
+    def _write(self, data: bytes, when: dt.datetime) -> None:
+        try:
+            path = self._current_file(when, len(data))
+            # one write on an O_APPEND descriptor: whole lines, never interleaved with another
+            # writer's, and nothing before them ever rewritten
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            try:
+                written = os.write(fd, data)
+            finally:
+                os.close(fd)
+            if written != len(data):
+                raise OSError(28, "No space left on device (a short write)", str(path))
+        except OSError as err:
+            # a write cut short may have left part of a line: the next begins a new file
+            self._file = None
+            where = err.filename or self.folder
+            self._complain(f"cannot write {where} ({err.strerror or err}); answers go on unlogged")
+            return
+        if self._problem is not None or self._dropped:
+            dropped = f" ({self._dropped} images were not logged)" if self._dropped else ""
+            self._warn(f"writing {self.folder} again{dropped}")
+            self._problem, self._dropped = None, 0
+        if self._shipper is not None and self._shipper.due(path):
+            self._ship(path)
+
+    def _ship(self, path: Path, finished: bool = False) -> None:
+        """Copy ``path`` to the team's store; one warning when that stops working."""
+        if self._shipper is None:
+            return
+        try:
+            if path.exists():
+                self._shipper.ship(path)
+            if finished:
+                self._shipper.finish()
+        except Exception as err:  # the local log is the record; the copy can wait
+            if self._shipping_problem is None:
+                text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                self._shipping_problem = f"{type(err).__name__}: {text}"
+                self._warn(
+                    f"cannot copy {path.name} to the team's store ({self._shipping_problem}); "
+                    f"the log goes on in {self.folder}"
+                )
+            return
+        if self._shipping_problem is not None:
+            self._shipping_problem = None
+            self._warn("copying the log to the team's store again")
+
+    def _current_file(self, when: dt.datetime, size: int) -> Path:
+        day = when.date()
+        full = (
+            self._file is not None
+            and self._file.exists()
+            and self._file.stat().st_size + size > self.rotate_bytes
+        )
+        if self._file is None or day != self._day or full:
+            if self._file is not None:
+                self._ship(self._file)  # its last lines, before the next file begins
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._number = self._number + 1 if day == self._day else 1
+            while (self.folder / self._name(day)).exists():  # one a failed write left
+                self._number += 1
+            self._day = day
+            self._file = self.folder / self._name(day)
+            self._prune(day)
+        return self._file
+
+    def _name(self, day: dt.date) -> str:
+        return f"{FILE_PREFIX}{day.isoformat()}-{self._writer}-{self._number:03d}{FILE_SUFFIX}"
+
+    def _prune(self, today: dt.date) -> None:
+        if self.keep_days <= 0:
+            return
+        oldest = today - dt.timedelta(days=self.keep_days)
+        for path in self.folder.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"):
+            day = file_day(path)
+            if day is not None and day < oldest:
+                with contextlib.suppress(OSError):  # another server removed it first
+                    path.unlink()
+
+    def _complain(self, message: str) -> None:
+        """Warn once when logging stops working; quiet until it works again."""
+        if self._problem is None:
+            self._problem = message
+            self._warn(message)
+
+
+def file_day(path: Path) -> dt.date | None:
+    """The day a log file was begun, from its name; None for a name of another kind."""
+    stem = path.name.removeprefix(FILE_PREFIX)
+    try:
+        return dt.date.fromisoformat(stem[:10])
+    except ValueError:
+        return None
+
+
+def image_digest(image: np.ndarray) -> str:
+    """The image as the model saw it, hashed (sha256 of its float32 bytes, 32 hex digits)."""
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()[:32]
+
+
+def _plain(value: np.generic) -> float | int:
+    """A numpy number as JSON's: integers stay integers, floats keep 6 significant digits."""
+    if isinstance(value, np.integer):
+        return int(value)
+    return float(f"{float(value):.6g}")
+
+
+def _pixels(image: np.ndarray) -> list[float] | list[int]:
+    flat = image.ravel()
+    if np.all(flat == np.round(flat)):
+        return [int(v) for v in flat]
+    return [float(f"{v:.4g}") for v in flat]
