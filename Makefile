@@ -36,7 +36,7 @@ export PYTHONHASHSEED := 0
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
 	test test-system test-all lint bench sweep sweep-queue champion serve serve-mlflow triton-repo \
-	demo monitor team-up team-down team-status ui clean
+	demo monitor report team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
 COMPARE = python -m tracking.experiments
@@ -120,9 +120,10 @@ test-all: $(SYSTEM_NEEDS) ## every tier: the fast suite, the system tier, slow t
 	pytest -m 'system and not slow and not realdata'
 	pytest -m 'slow or realdata'
 
-lint: setup ## format check and lint (ruff format --check, ruff check); `ruff format .` fixes the first
+lint: setup ## format check and lint (ruff format --check, ruff check, the CI workflow against its schema); `ruff format .` fixes the first
 	ruff format --check .
 	ruff check .
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 bench: setup serve-setup browser $(BROWSER_EXTRA) $(SWEEP_EXTRA) $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
@@ -164,6 +165,9 @@ $(DEMO_PAGE): $(DEMO_NODE_MODULES) demo/build.py $(wildcard demo/page/*) | $(STA
 
 demo: setup $(DEMO_PAGE) ## serve the draw-a-digit page (the ONNX model run in the browser) on 127.0.0.1:8000 (DEMO_PORT=...)
 	python -m demo --site $(DEMO_SITE) --port $(DEMO_PORT)
+
+report: setup ## the review page of a change: reports/review/index.md against the merge base with main (docs/review.md)
+	python -m report $(REPORT_ARGS)
 
 monitor: setup $(MONITOR_EXTRA) ## drift report of the served model's request log (monitor.* in params.yaml): reports/monitoring/, an MLflow run; exit 1 on drift
 	python -m monitor $(MONITOR_ARGS)
