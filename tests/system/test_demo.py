@@ -282,24 +282,23 @@ def _python_mnist_form(gray: np.ndarray) -> np.ndarray | str:
 
 
 def test_the_pages_answers_land_in_the_request_log_under_the_registry_version(
-    browser, tiny, site, tmp_path
+    browser, tiny, site, tmp_path, demo_module
 ):
     """The page posts each answer; its server logs it as the version the registry gave the
     model file it serves (looked up by the model's training digest), never the page's word."""
     import threading
 
-    from demo.answers import PageAnswers, registry_identity
-    from demo.serve import make_server
     from factories.params import TINY_EXPORT
     from monitor.request_log import RequestLog, image_digest
     from monitor.window import read_window
 
+    answers, serve = demo_module("demo.answers"), demo_module("demo.serve")
     name = TINY_EXPORT["registered_model_name"]
     with tiny.ws.store():
-        identity = registry_identity(tiny.model, name, "fp32", ("champion", "candidate"))
+        identity = answers.registry_identity(tiny.model, name, "fp32", ("champion", "candidate"))
     assert (identity.name, identity.version, identity.alias) == (name, "1", "champion")
     log = RequestLog(tmp_path / "log", "page")
-    server = make_server(site, 0, answers=PageAnswers(log, {"fp32": identity}))
+    server = serve.make_server(site, 0, answers=answers.PageAnswers(log, {"fp32": identity}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         page = _open(browser, f"http://127.0.0.1:{server.server_address[1]}/")
@@ -328,16 +327,19 @@ def test_the_pages_answers_land_in_the_request_log_under_the_registry_version(
     assert record["digest"] == image_digest(image), "the image the model saw"
 
 
-def test_a_model_the_registry_does_not_know_is_logged_as_unregistered(tiny, tmp_path, capfd):
-    from demo.answers import UNREGISTERED, registry_identity
+def test_a_model_the_registry_does_not_know_is_logged_as_unregistered(
+    tiny, tmp_path, capfd, demo_module
+):
     from factories.params import TINY_EXPORT
+
+    answers = demo_module("demo.answers")
 
     stranger = _quantized(tiny.model, tmp_path / "other.onnx")
     metadata = {**_metadata_props(stranger.read_bytes()), "model_digest": "0" * 64}
     stranger.write_bytes(_with_metadata(stranger.read_bytes(), metadata))
     with tiny.ws.store():
-        identity = registry_identity(stranger, TINY_EXPORT["registered_model_name"], "fp32")
-    assert identity.version == UNREGISTERED and identity.alias is None
+        identity = answers.registry_identity(stranger, TINY_EXPORT["registered_model_name"], "fp32")
+    assert identity.version == answers.UNREGISTERED and identity.alias is None
     said = capfd.readouterr().err.strip().splitlines()
     assert len(said) == 1 and "no run tagged model_sha256 = 000000000000" in said[0], said
 

@@ -16,3 +16,10 @@ def serve(monkeypatch) -> ModuleType:
     """``demo.serve``, imported from the project root."""
     monkeypatch.syspath_prepend(str(REPO_ROOT))
     return importlib.import_module("demo.serve")
+
+
+@pytest.fixture
+def answers(monkeypatch) -> ModuleType:
+    """``demo.answers``, imported from the project root."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return importlib.import_module("demo.answers")

@@ -11,8 +11,6 @@ import threading
 import numpy as np
 import pytest
 
-from demo.answers import MAX_ANSWER_BYTES, PageAnswers
-from demo.serve import make_server
 from monitor.request_log import RequestLog, ServedModel
 from monitor.window import read_window
 
@@ -20,12 +18,12 @@ FP32 = ServedModel("mnist-digits", "4", "champion")
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, serve, answers):
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("<!DOCTYPE html><title>digits</title>\n")
     log = RequestLog(tmp_path / "log", "page")
-    server = make_server(site, 0, answers=PageAnswers(log, {"fp32": FP32}))
+    server = serve.make_server(site, 0, answers=answers.PageAnswers(log, {"fp32": FP32}))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -113,18 +111,18 @@ def test_other_origins_types_and_paths_are_refused(server, headers, path, status
     assert not folder.exists()
 
 
-def test_an_oversized_body_is_413_before_it_is_read(server) -> None:
+def test_an_oversized_body_is_413_before_it_is_read(server, answers) -> None:
     site_server, folder, _ = server
-    status, text = _post(site_server, b"x" * (MAX_ANSWER_BYTES + 1))
-    assert status == 413 and f"at most {MAX_ANSWER_BYTES}" in text
+    status, text = _post(site_server, b"x" * (answers.MAX_ANSWER_BYTES + 1))
+    assert status == 413 and f"at most {answers.MAX_ANSWER_BYTES}" in text
     assert not folder.exists()
 
 
-def test_a_server_without_a_log_takes_no_post(tmp_path) -> None:
+def test_a_server_without_a_log_takes_no_post(tmp_path, serve) -> None:
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("<!DOCTYPE html><title>digits</title>\n")
-    server = make_server(site, 0)
+    server = serve.make_server(site, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
