@@ -94,7 +94,7 @@ lock: ## re-resolve locks/ from pyproject.toml and serving/requirements.in (UPGR
 	@test -x $(BIN)/uv || $(MAKE) setup
 	UV=$(BIN)/uv bash locks/compile.sh
 
-repro: setup ## run the pipeline: dvc repro (fetch, preprocess, train, evaluate, export, quantize)
+repro: setup ## run the pipeline: dvc repro (fetch, preprocess, feedback, train, export, evaluate, quantize)
 	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
 	@# unbuffered, so DVC's lines and the stages' stay in the order they were written
 	set -o pipefail; if dvc remote default >/dev/null 2>&1; then dvc repro; \

@@ -3,7 +3,8 @@
 The model files are the pipeline's, named by dvc.yaml's ``vars`` (``onnx_model`` and, if the
 pipeline has it, ``int8_model``); the site must have been built (``python -m demo.build``).
 The answers the page reports go to the request log in ``monitor.log_dir``, under the
-registry version each model file was registered as (``--no-request-log`` turns it off).
+registry version each model file was registered as (``--no-request-log`` turns it off), and
+the corrections people make go to the feedback store, ``feedback.store``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import yaml
 
 from demo.answers import UNREGISTERED, PageAnswers, registry_identity
 from demo.build import BuildError, install_models
+from demo.feedback import FeedbackStore, PageFeedback
 from demo.serve import SiteError, port_number, serve
 from kernel.cli import run_command
-from kernel.params import load_params
+from kernel.params import Params, load_params
 from monitor.request_log import RequestLog, ServedModel
 from monitor.shipping import ArtifactShipper, is_team_store
 from tracking.store import tracking_uri
@@ -57,20 +59,31 @@ def main(argv: list[str] | None = None) -> int:
             "page has no model to run: run `make repro` first",
             file=sys.stderr,
         )
+    params = load_params(PROJECT / "params.yaml")
     answers = None if args.no_request_log else page_answers(models, installed)
-    serve(args.site, args.port, answers)
+    identities = answers.models if answers else page_identities(params, models, installed)
+    feedback = PageFeedback(FeedbackStore(PROJECT / params.feedback.store), identities)
+    serve(args.site, args.port, answers, feedback)
     return 0
+
+
+def page_identities(
+    params: Params, models: dict[str, Path], installed: list[str]
+) -> dict[str, ServedModel]:
+    """The registry version of each model the site holds (by its training digest)."""
+    export = params.export
+    preferred = (export.champion_alias, export.alias, params.quantize.alias)
+    return {
+        name: registry_identity(models[name], export.registered_model_name, name, preferred)
+        for name in installed
+    }
 
 
 def page_answers(models: dict[str, Path], installed: list[str]) -> PageAnswers:
     """The request log of the page's answers, and the registry version of each model."""
     params = load_params(PROJECT / "params.yaml")
     export, monitor = params.export, params.monitor
-    preferred = (export.champion_alias, export.alias, params.quantize.alias)
-    identities = {
-        name: registry_identity(models[name], export.registered_model_name, name, preferred)
-        for name in installed
-    }
+    identities = page_identities(params, models, installed)
     uri = tracking_uri(PROJECT)
     # the page's answers, whichever model gave them, go to one run of the team's store
     shipper = (

@@ -50,10 +50,10 @@ def parse_answer(body: bytes, models: Mapping[str, ServedModel]) -> tuple[Served
     name = report["model"]
     if not isinstance(name, str) or name not in models:
         raise AnswerError(f"model {name!r} is not one this page serves ({sorted(models)})")
-    image = _numbers(report["image"], PIXELS, "image")
+    image = number_list(report["image"], PIXELS, "image")
     if not all(0 <= value <= 255 for value in image):
         raise AnswerError("image values must be pixel values 0..255")
-    probabilities = _numbers(report["probabilities"], DIGITS, "probabilities")
+    probabilities = number_list(report["probabilities"], DIGITS, "probabilities")
     if not all(0 <= value <= 1 for value in probabilities):
         raise AnswerError("probabilities must each be within 0..1")
     if abs(math.fsum(probabilities) - 1) > SUM_TOLERANCE:
@@ -65,7 +65,7 @@ def parse_answer(body: bytes, models: Mapping[str, ServedModel]) -> tuple[Served
     )
 
 
-def _numbers(value: object, count: int, what: str) -> list[float]:
+def number_list(value: object, count: int, what: str) -> list[float]:
     if not isinstance(value, list) or len(value) != count:
         size = len(value) if isinstance(value, list) else type(value).__name__
         raise AnswerError(f"{what} has {size} values; expected a list of {count} numbers")

@@ -14,9 +14,11 @@ are handled at once (one more gets a 503), a folder is never listed (404), and a
 whose path is malformed (a NUL or other control character, a bad percent escape, bytes
 that are not UTF-8, more than ``MAX_TARGET_LENGTH`` characters) gets a one-line 400.
 
-The one thing it takes is ``POST /answers``: the page reporting an answer for the request
-log (``demo.answers``), from its own origin only, JSON of at most ``MAX_ANSWER_BYTES``;
-anything else posted gets a one-line 4xx and nothing is logged.
+The two things it takes are ``POST /answers``, the page reporting an answer for the request
+log (``demo.answers``), and ``POST /feedback``, a person's correction for the feedback store
+(``demo.feedback``; ``GET /feedback`` says how many it holds), from the page's own origin
+only, JSON of at most ``MAX_ANSWER_BYTES``; anything else posted gets a one-line 4xx and
+nothing is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import errno
 import functools
 import http.server
 import io
+import json
 import math
 import os
 import re
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.answers import ANSWERS_PATH, MAX_ANSWER_BYTES, AnswerError, PageAnswers
+from demo.feedback import FEEDBACK_PATH, PageFeedback, TooMany
 from kernel.cli import CommandError, one_line, run_command
 
 HOST = "127.0.0.1"
@@ -156,11 +160,46 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
             return False
         return True
 
+    def do_GET(self) -> None:
+        feedback: PageFeedback | None = getattr(self.server, "feedback", None)
+        if self.path.split("?", 1)[0] == FEEDBACK_PATH and feedback is not None:
+            self._send_json(HTTPStatus.OK, {"count": feedback.store.count()})
+            return
+        super().do_GET()
+
     def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
         answers: PageAnswers | None = getattr(self.server, "answers", None)
-        if self.path.split("?", 1)[0] != ANSWERS_PATH or answers is None:
+        feedback: PageFeedback | None = getattr(self.server, "feedback", None)
+        if not ((path == ANSWERS_PATH and answers) or (path == FEEDBACK_PATH and feedback)):
             self.send_error(HTTPStatus.NOT_FOUND, explain="nothing here takes a POST")
             return
+        body = self._page_body()
+        if body is None:
+            return
+        try:
+            if path == ANSWERS_PATH:
+                answers.record(body)
+                self.send_response(HTTPStatus.NO_CONTENT)
+                self.end_headers()
+                return
+            stored, count = feedback.submit(body)
+        except TooMany as err:
+            self.send_error(HTTPStatus.TOO_MANY_REQUESTS, explain=str(err))
+            return
+        except AnswerError as err:
+            self.send_error(HTTPStatus.BAD_REQUEST, explain=str(err))
+            return
+        except OSError as err:
+            self.send_error(
+                HTTPStatus.INSUFFICIENT_STORAGE, explain=f"the feedback store: {err.strerror}"
+            )
+            return
+        status = HTTPStatus.CREATED if stored else HTTPStatus.OK
+        self._send_json(status, {"stored": stored, "count": count})
+
+    def _page_body(self) -> bytes | None:
+        """The body of a POST from the page itself, or None once a 4xx has been sent."""
         origin = self.headers.get("Origin")
         host, port = self.server.server_address[:2]
         if origin is not None and origin not in (
@@ -168,37 +207,39 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
             f"http://localhost:{port}",
         ):
             self.send_error(
-                HTTPStatus.FORBIDDEN, explain=f"answers come from this page, not {origin}"
+                HTTPStatus.FORBIDDEN, explain=f"posts come from this page, not {origin}"
             )
-            return
+            return None
         if self.headers.get_content_type() != "application/json":
             self.send_error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, explain="expected Content-Type application/json"
             )
-            return
+            return None
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             self.send_error(HTTPStatus.LENGTH_REQUIRED, explain="expected a Content-Length")
-            return
+            return None
         if not 0 <= length <= MAX_ANSWER_BYTES:
             self.close_connection = True  # the body is not read: the connection cannot go on
             self.send_error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                explain=f"{length} bytes; an answer takes at most {MAX_ANSWER_BYTES}",
+                explain=f"{length} bytes; a post takes at most {MAX_ANSWER_BYTES}",
             )
-            return
+            return None
         body = self.rfile.read(length)
         if len(body) != length:
             self.close_connection = True
-            return  # the client hung up mid-body
-        try:
-            answers.record(body)
-        except AnswerError as err:
-            self.send_error(HTTPStatus.BAD_REQUEST, explain=str(err))
-            return
-        self.send_response(HTTPStatus.NO_CONTENT)
+            return None  # the client hung up mid-body
+        return body
+
+    def _send_json(self, status: HTTPStatus, value: dict) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        self.wfile.write(data)
 
     def list_directory(self, path: str | os.PathLike[str]) -> None:
         # a folder without index.html is not shown: what the site holds is not for browsing
@@ -225,6 +266,7 @@ class SiteServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
     answers: PageAnswers | None = None
+    feedback: PageFeedback | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -276,10 +318,15 @@ class SiteError(CommandError):
 
 
 def make_server(
-    site: Path, port: int, host: str = HOST, answers: PageAnswers | None = None
+    site: Path,
+    port: int,
+    host: str = HOST,
+    answers: PageAnswers | None = None,
+    feedback: PageFeedback | None = None,
 ) -> SiteServer:
     """A server for ``site`` on ``host:port`` (0 picks a free port), not yet serving; the
-    page's answers go to ``answers`` (None: ``POST /answers`` is 404)."""
+    page's answers go to ``answers`` and its corrections to ``feedback`` (None: a POST
+    there is 404)."""
     if not (site / "index.html").is_file():
         raise SiteError(
             f"{site} holds no built site (no index.html); run make demo, which builds it"
@@ -288,6 +335,7 @@ def make_server(
     try:
         server = SiteServer((host, port), handler)
         server.answers = answers
+        server.feedback = feedback
         return server
     except OverflowError:
         # The socket's answer to a port outside 0..65535 is OverflowError, not OSError; callers
@@ -313,9 +361,14 @@ def port_number(text: str) -> int:
     return port
 
 
-def serve(site: Path, port: int, answers: PageAnswers | None = None) -> None:
+def serve(
+    site: Path,
+    port: int,
+    answers: PageAnswers | None = None,
+    feedback: PageFeedback | None = None,
+) -> None:
     """Serve ``site`` until interrupted, after printing its address."""
-    server = make_server(site, port, answers=answers)
+    server = make_server(site, port, answers=answers, feedback=feedback)
     host, bound_port = server.server_address[:2]
     print(f"demo: the page is on http://{host}:{bound_port}/ (Ctrl-C stops it)", flush=True)
     try:

@@ -122,6 +122,9 @@ class ExportParams(_Section):
     registered_model_name: str = Field(min_length=1)
     alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     champion_alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # with a drawn test set: how much worse than the champion a candidate may be on one set
+    # (MNIST's or the drawn one) while strictly better on the other, as an accuracy fraction
+    promotion_tolerance: float = Field(ge=0, le=0.1)
 
     @model_validator(mode="after")
     def _two_aliases(self) -> ExportParams:
@@ -145,6 +148,15 @@ class QuantizeParams(_Section):
     min_agreement: Fraction
     max_probability_diff: Fraction
     alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class FeedbackParams(_Section):
+    """People's corrections from the page: where they are stored, how they are split and used."""
+
+    store: str = Field(min_length=1)
+    drawn_share: float = Field(gt=0, lt=1)
+    seed: int = Field(ge=0)
+    train_weight: float = Field(ge=0, le=100)
 
 
 # Evidently's drift scores that are distances: a descriptor drifted when its score >= threshold
@@ -185,6 +197,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     export: ExportParams
     quantize: QuantizeParams
+    feedback: FeedbackParams
     monitor: MonitorParams
 
     @model_validator(mode="after")

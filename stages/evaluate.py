@@ -8,7 +8,9 @@ that run's ``.keras`` file).
 
 Writes ``metrics.json`` (the headline figures: DVC metrics), ``classes.json`` (per-class
 scores and the confusion matrix), ``confusion.csv`` (a DVC confusion plot)
-and PNG figures, and logs all of them to the MLflow run that train started.
+and PNG figures, and logs all of them to the MLflow run that train started. When the
+feedback set holds a drawn test part (digits people drew and corrected on the page), its
+figures join them: ``drawn`` in ``metrics.json``, ``test_drawn/*`` in the run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import EvaluateParams, load_params, stage_argument_parser
 from kernel.timing import note_work_started
 from stages.dataset.arrays import Split, load_split, split_file
+from stages.dataset.feedback import load_feedback
 from stages.evaluation.figures import (
     confusion_figure,
     misclassified_grid,
@@ -40,7 +43,7 @@ from stages.evaluation.metrics import (
 from stages.handoff.handed_off import HandedOffModel, load_handed_off_model
 from stages.handoff.onnx_runtime import run_onnx
 from stages.model.history import read_history
-from stages.tracking.records import log_evaluation
+from stages.tracking.records import log_drawn, log_evaluation
 from stages.tracking.runs import RunFile, locate_run, reopen_run
 
 if TYPE_CHECKING:
@@ -71,6 +74,15 @@ def evaluate_model(
     return Evaluation(report, confusion_csv(y_test, probabilities.argmax(axis=1)), figures)
 
 
+def drawn_report(model: HandedOffModel, drawn: Split) -> dict[str, float] | None:
+    """Accuracy and loss on the drawn test set, or None when there is none."""
+    x_drawn, y_drawn = drawn
+    if len(y_drawn) == 0:
+        return None
+    report = classification_report(y_drawn, run_onnx(model.session, x_drawn))
+    return {"accuracy": report["accuracy"], "loss": report["loss"], "images": len(y_drawn)}
+
+
 def model_of_the_run(path: Path, run_file: Path) -> HandedOffModel:
     """The ONNX model at ``path``, refused unless it was exported from the run file's model."""
     model = load_handed_off_model(path)
@@ -94,29 +106,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--classes-out", required=True, type=Path, help="per class, confusion")
     parser.add_argument("--confusion-out", required=True, type=Path)
     parser.add_argument("--figures-dir", required=True, type=Path)
+    parser.add_argument("--feedback", required=True, type=Path, help="the feedback stage's .npz")
     args = parser.parse_args(argv)
     params = load_params(args.params).evaluate
     history = read_history(args.history)
     test = load_split(split_file(args.data_dir, "test"))
+    drawn = load_feedback(args.feedback)["drawn"]
     model = model_of_the_run(args.model, args.run_file)
     ref = locate_run(args.run_file)  # a dead server or a missing run fails here, before the work
     note_work_started("evaluate")
     evaluation = evaluate_model(model, test, history, params)
     report = evaluation.report
+    drawn_figures = drawn_report(model, drawn)
 
     # the run gets everything first; the files then replace the previous ones together
     with reopen_run(ref), StagedFiles() as staged:
         headline, table = split_report(report)
         log_evaluation(headline, table, evaluation.figures)
+        if drawn_figures is not None:
+            log_drawn(drawn_figures)
+            headline = {**headline, "drawn": drawn_figures}
         for name, figure in evaluation.figures.items():
             save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
         staged.write_json(args.metrics_out, headline)
         staged.write_json(args.classes_out, table)
         staged.write_text(args.confusion_out, evaluation.confusion_csv)
         staged.commit()
+    drawn_text = (
+        f"; drawn test accuracy {drawn_figures['accuracy']:.4f} on {drawn_figures['images']}"
+        if drawn_figures is not None
+        else ""
+    )
     print(
         f"evaluate: test accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f} "
-        f"on {report['samples']} images (run {ref.run_id})",
+        f"on {report['samples']} images{drawn_text} (run {ref.run_id})",
         file=sys.stderr,
     )
 

@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--onnx-out", required=True, type=Path)
     parser.add_argument("--parity-out", required=True, type=Path)
     parser.add_argument("--card-out", required=True, type=Path)
+    # the drawn test set the champion rule weighs when there is one (not read yet)
+    parser.add_argument("--feedback", required=True, type=Path, help="the feedback stage's .npz")
     args = parser.parse_args(argv)
     params = load_params(args.params).export
     ref = locate_run(args.run_file)

@@ -15,12 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from kernel.atomic import StagedFiles
 from kernel.cli import exit_process, run_command
 from kernel.params import Params, load_params, stage_argument_parser
 from kernel.timing import PhaseTimer, note_work_started
 from stages.dataset.arrays import Split, load_splits
 from stages.dataset.canonical import dataset_digest
+from stages.dataset.feedback import load_feedback
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
 from stages.tracking.runs import RunFile, RunRef, file_sha256
@@ -57,7 +60,25 @@ def _announce(params: Params, splits: dict[str, Split], ref: RunRef) -> None:
     )
 
 
-def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRef:
+def with_feedback(
+    train: Split, feedback: dict[str, Split], weight: float
+) -> tuple[Split, np.ndarray | None]:
+    """The training split with the feedback's training part added at ``weight`` (and the
+    sample weights), or the split as it was and None when the weight is 0 or there is none:
+    then the fit is exactly the one without feedback."""
+    x_extra, y_extra = feedback["train"]
+    if weight == 0 or len(y_extra) == 0:
+        return train, None
+    x, y = train
+    weights = np.concatenate(
+        [np.ones(len(y), np.float32), np.full(len(y_extra), weight, np.float32)]
+    )
+    return (np.concatenate([x, x_extra]), np.concatenate([y, y_extra])), weights
+
+
+def run_training(
+    params: Params, data_dir: Path, outputs: TrainOutputs, feedback_file: Path
+) -> RunRef:
     """Connect, load, fit, save and log; returns the run it logged. Timed by phase."""
     from stages.model.fit import train_model
 
@@ -68,6 +89,10 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
     with timer.phase("data_load_and_digest"):
         splits = load_splits(data_dir)
         digest = splits_digest(splits)
+        feedback = load_feedback(feedback_file)
+        fit_split, sample_weight = with_feedback(
+            splits["train"], feedback, params.feedback.train_weight
+        )
     with timer.phase("import_tensorflow_mlflow"):
         import mlflow  # noqa: F401 - timed here, not inside the first call that needs it
 
@@ -80,15 +105,17 @@ def run_training(params: Params, data_dir: Path, outputs: TrainOutputs) -> RunRe
             run = open_run.enter_context(
                 start_training_run(uri, experiment_id, params, digest, splits["train"])
             )
+        run.tag_feedback(feedback, used=sample_weight is not None)
         _announce(params, splits, run.ref)
         note_work_started("train")
         with timer.phase("build_and_fit"):
             result = train_model(
                 params.train,
-                splits["train"],
+                fit_split,
                 splits["val"],
                 callbacks=[run.epoch_logger()],
                 verbose=1 if sys.stdout.isatty() else 2,
+                sample_weight=sample_weight,
             )
         # outputs replace the previous ones together, and only once the run has them all
         staged = open_run.enter_context(StagedFiles())
@@ -116,10 +143,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-out", required=True, type=Path)
     parser.add_argument("--history-out", required=True, type=Path)
     parser.add_argument("--run-file", required=True, type=Path)
+    parser.add_argument("--feedback", required=True, type=Path, help="the feedback stage's .npz")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     outputs = TrainOutputs(model=args.model_out, history=args.history_out, run_file=args.run_file)
-    ref = run_training(params, args.data_dir, outputs)
+    ref = run_training(params, args.data_dir, outputs, args.feedback)
     print(f"train: MLflow run {ref.run_id} in {ref.tracking_uri}", file=sys.stderr)
 
 

@@ -6,6 +6,8 @@
 // stroke-to-answer time) and the data-model-state / data-answer-state attributes of <body>.
 // Each answer is also reported to the page's server (POST answers), which appends it to the
 // request log with the registry version of the model; a report that fails changes nothing.
+// Under an answer a person can say it was right or which digit it was (POST feedback): the
+// server stores the 28x28 input with that label, once per image, for the next training.
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 import {
@@ -20,6 +22,9 @@ import {
 // Written by the site's build next to the page: which models it holds and the tensor names.
 const MANIFEST_URL = "models.json";
 const ANSWERS_URL = "answers";
+const FEEDBACK_URL = "feedback";
+// which page sent a correction: the server limits how many one page sends a minute
+const PAGE_ID = crypto.randomUUID();
 const WASM_FILE = "vendor/ort-wasm-simd-threaded.wasm";
 // A pen 1/14 of the pad wide (20 px) leaves strokes about 2 px thick, as thick as MNIST's,
 // once a digit drawn 200 px tall is scaled into the 20 px box.
@@ -74,6 +79,10 @@ const elements = {
   bars: document.getElementById("bars"),
   seen: document.getElementById("seen"),
   modelInfo: document.getElementById("model-info"),
+  correct: document.getElementById("correct"),
+  right: document.getElementById("right"),
+  labels: document.getElementById("labels"),
+  feedbackStatus: document.getElementById("feedback-status"),
 };
 const padContext = elements.pad.getContext("2d", { willReadFrequently: true });
 const seenContext = elements.seen.getContext("2d");
@@ -88,6 +97,7 @@ let sequence = 0;
 let pendingJob = null;
 let running = false;
 let lastDigitJob = null; // the last picture that held a digit, re-answered on a model change
+let lastAnswer = null; // {model, input, digit} of the answer shown, for a correction
 let activePointer = null;
 let lastPoint = null;
 
@@ -297,6 +307,83 @@ async function answer(job) {
   const strokeToAnswerMs = performance.now() - job.started;
   publish(job, { input, model, probabilities, digit, strokeToAnswerMs });
   reportAnswer(model, input, probabilities);
+  lastAnswer = { model, input: Array.from(input), digit };
+  offerCorrection();
+}
+
+// --- corrections ------------------------------------------------------------------------------
+
+function setUpCorrections() {
+  for (let digit = 0; digit <= 9; digit++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = String(digit);
+    button.dataset.label = String(digit);
+    button.addEventListener("click", () => sendCorrection(digit));
+    elements.labels.append(button);
+  }
+  elements.right.addEventListener("click", () => {
+    if (lastAnswer) sendCorrection(lastAnswer.digit);
+  });
+  fetch(FEEDBACK_URL, { cache: "no-cache" })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((body) => {
+      if (body) showFeedbackCount(body.count, null);
+    })
+    .catch(() => {});
+}
+
+function offerCorrection() {
+  elements.correct.hidden = false;
+  elements.correct.querySelectorAll("button").forEach((button) => (button.disabled = false));
+  document.body.dataset.feedbackState = "offered";
+}
+
+function withdrawCorrection() {
+  lastAnswer = null;
+  elements.correct.hidden = true;
+}
+
+function showFeedbackCount(count, said) {
+  const total = `${count} digit${count === 1 ? "" : "s"} collected for the next training`;
+  elements.feedbackStatus.textContent = said ? `${said} ${total}.` : `${total}.`;
+}
+
+async function sendCorrection(label) {
+  if (!lastAnswer) return;
+  const answered = lastAnswer;
+  elements.correct.querySelectorAll("button").forEach((button) => (button.disabled = true));
+  document.body.dataset.feedbackState = "sending";
+  try {
+    const response = await fetch(FEEDBACK_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        page: PAGE_ID,
+        model: answered.model,
+        image: answered.input,
+        answer: answered.digit,
+        label,
+      }),
+    });
+    if (!response.ok) {
+      const said = (await response.text()).trim();
+      elements.feedbackStatus.textContent = `Not stored: ${said}`;
+      document.body.dataset.feedbackState = "refused";
+      return;
+    }
+    const body = await response.json();
+    const said = body.stored
+      ? label === answered.digit
+        ? "Thanks: kept as a right answer."
+        : `Thanks: kept as a ${label}.`
+      : "Already kept.";
+    showFeedbackCount(body.count, said);
+    document.body.dataset.feedbackState = body.stored ? "stored" : "duplicate";
+  } catch (error) {
+    elements.feedbackStatus.textContent = `Not stored: ${error.message}`;
+    document.body.dataset.feedbackState = "refused";
+  }
 }
 
 // Fire and forget: the answer is on the page already, and the log is the server's affair.
@@ -336,6 +423,7 @@ function showAnswer(job, digit, probabilities) {
 }
 
 function clearAnswer() {
+  withdrawCorrection();
   elements.digit.textContent = "–";
   delete elements.digit.dataset.digit;
   elements.confidence.textContent = "";
@@ -657,6 +745,7 @@ function start() {
   setUpBars();
   setUpPad();
   setUpFiles();
+  setUpCorrections();
   const requested = new URLSearchParams(location.search).get("model");
   models.manifestLoaded = loadManifest().then((manifest) => {
     models.manifest = manifest;

@@ -71,7 +71,8 @@ def dataset_digest(arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-        digest.update(memoryview(array).cast("B"))
+        if array.size:  # an empty array's view cannot be cast to bytes; it has none to add
+            digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 
 

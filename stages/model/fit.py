@@ -51,8 +51,11 @@ def train_model(
     val: Split,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    sample_weight: np.ndarray | None = None,
 ) -> TrainingResult:
-    """Build and fit the model; with early stopping the best weights are restored."""
+    """Build and fit the model; with early stopping the best weights are restored.
+
+    ``sample_weight`` weighs each training image (None: all alike, as without it)."""
     from stages.model.runtime import import_tensorflow
 
     import_tensorflow()
@@ -80,9 +83,11 @@ def train_model(
     x_train, y_train = train
     x_val, y_val = val
     started = time.perf_counter()
+    weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
     fit = model.fit(
         x_train.astype(np.float32),
         y_train,
+        **weighted,
         batch_size=params.batch_size,
         epochs=params.epochs,
         validation_data=(x_val.astype(np.float32), y_val),

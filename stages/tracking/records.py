@@ -42,6 +42,14 @@ def log_evaluation(
     retry_locked(lambda: mlflow.log_dict(per_class, "per_class_metrics.json"), "logging per class")
 
 
+def log_drawn(figures: Mapping[str, float]) -> None:
+    """The drawn test set's figures as ``test_drawn/*`` metrics of the open run."""
+    import mlflow
+
+    metrics = {f"test_drawn/{name}": float(value) for name, value in figures.items()}
+    retry_locked(lambda: mlflow.log_metrics(metrics), "logging the drawn test metrics")
+
+
 def log_parity(figures: Mapping[str, float], failures: tuple[str, ...]) -> None:
     """The gate's figures as ``test_onnx/*`` metrics, and its verdict as the ``parity`` tag."""
     import mlflow

@@ -79,6 +79,27 @@ class TrainingRun:
             lambda: client.set_tag(run_id, MODEL_DIGEST_TAG, digest), "tagging the model digest"
         )
 
+    def tag_feedback(self, feedback: dict[str, tuple[np.ndarray, np.ndarray]], used: bool) -> None:
+        """Which feedback set this training saw: its digest, and how many images of each
+        digit it trained on (none when ``feedback.train_weight`` is 0) and held out."""
+        import json
+
+        from stages.dataset.feedback import feedback_digest, per_digit
+
+        trained = feedback["train"][1] if used else feedback["train"][1][:0]
+        tags = {
+            "feedback.digest": feedback_digest(feedback),
+            "feedback.train_images": str(len(trained)),
+            "feedback.train_per_digit": json.dumps(per_digit(trained)),
+            "feedback.drawn_images": str(len(feedback["drawn"][1])),
+        }
+        client, run_id = self.client, self.ref.run_id
+        for key, value in tags.items():
+            retry_locked(
+                lambda key=key, value=value: client.set_tag(run_id, key, value),
+                "tagging the feedback set",
+            )
+
     def log_phases(self, seconds: Mapping[str, float]) -> None:
         import mlflow
 

@@ -36,10 +36,29 @@ def stage_command(
     return shlex.split(command)
 
 
+def empty_feedback() -> Path:
+    """A feedback stage's file with nobody's corrections in it (both parts empty), made once."""
+    import tempfile
+
+    import numpy as np
+
+    from kernel.atomic import write_npz
+
+    path = Path(tempfile.gettempdir()) / f"empty-feedback-{os.getuid()}.npz"
+    if not path.exists():
+        empty = {"x": np.zeros((0, 28, 28), np.uint8), "y": np.zeros(0, np.uint8)}
+        write_npz(path, {f"{part}_{k}": v for part in ("train", "drawn") for k, v in empty.items()})
+    return path
+
+
 def stage_args(
     stage: str, paths: Mapping[str, str | os.PathLike[str]] | None = None, root: Path = REPO_ROOT
 ) -> list[str]:
-    """The arguments dvc.yaml gives ``python -m stages.<stage>``: what its ``main`` parses."""
+    """The arguments dvc.yaml gives ``python -m stages.<stage>``: what its ``main`` parses.
+
+    A stage that reads the feedback set gets an empty one unless ``paths`` names another:
+    what a project without corrections has."""
+    paths = {"feedback_data": empty_feedback(), **(paths or {})}
     command = stage_command(stage, paths, root)
     assert command[:3] == ["python", "-m", f"stages.{stage}"], command
     return command[3:]

@@ -16,7 +16,7 @@ import yaml
 from factories.processes import REPO_ROOT
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore")
-PROJECT_FOLDERS = ("kernel", "tracking", "stages", "digits_predict", "data", "plots")
+PROJECT_FOLDERS = ("kernel", "tracking", "stages", "digits_predict", "data", "plots", "feedback")
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "pipeline",
     "GIT_AUTHOR_EMAIL": "pipeline@localhost",
@@ -43,7 +43,12 @@ def project_copy(
         shutil.copytree(
             REPO_ROOT / folder,
             repo / folder,
-            ignore=shutil.ignore_patterns("__pycache__", "raw", "prepared", "node_modules"),
+            # outputs, and corrections a person made on this machine's page: not the project's
+            ignore=shutil.ignore_patterns(
+                "__pycache__", "raw", "prepared", "node_modules", "feedback.npz", "*.json"
+            )
+            if folder in ("data", "feedback")
+            else shutil.ignore_patterns("__pycache__", "raw", "prepared", "node_modules"),
         )
     for name in PROJECT_FILES:
         shutil.copy2(REPO_ROOT / name, repo / name)

@@ -344,6 +344,52 @@ def test_a_model_the_registry_does_not_know_is_logged_as_unregistered(
     assert len(said) == 1 and "no run tagged model_sha256 = 000000000000" in said[0], said
 
 
+def test_a_correction_on_the_page_is_stored_once_with_the_version_that_answered(
+    browser, tiny, site, tmp_path, demo_module
+):
+    """Under the answer a person says which digit it was; the server keeps the image the
+    model saw with that label, once, and the page says how many it holds."""
+    import threading
+
+    from factories.params import TINY_EXPORT
+    from monitor.request_log import ServedModel, image_digest
+
+    feedback, serve = demo_module("demo.feedback"), demo_module("demo.serve")
+    identity = ServedModel(TINY_EXPORT["registered_model_name"], "1", "champion")
+    store = feedback.FeedbackStore(tmp_path / "store")
+    server = serve.make_server(site, 0, feedback=feedback.PageFeedback(store, {"fp32": identity}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = _open(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        assert page.is_hidden("#correct"), "nothing to correct before an answer"
+        result = _draw(page, SEVEN)
+        assert page.is_visible("#correct")
+        wrong = (result["digit"] + 1) % 10
+        page.click(f"#labels button[data-label='{wrong}']")
+        page.wait_for_function("document.body.dataset.feedbackState === 'stored'")
+        said = page.inner_text("#feedback-status")
+        page.screenshot(path=str(tmp_path / "corrected.png"))
+        # the same drawing again: the same image, kept once
+        page.click("#clear")
+        result_again = _draw(page, SEVEN)
+        page.click("#right")
+        page.wait_for_function("document.body.dataset.feedbackState === 'duplicate'")
+        said_again = page.inner_text("#feedback-status")
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert said == f"Thanks: kept as a {wrong}. 1 digit collected for the next training.", said
+    assert said_again.startswith("Already kept. 1 digit collected"), said_again
+    assert result_again["input"] == result["input"]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*.json")]
+    image = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
+    assert record["digest"] == image_digest(image)
+    assert (record["label"], record["answer"], record["version"]) == (wrong, result["digit"], "1")
+    np.testing.assert_allclose(np.array(record["image"]).reshape(28, 28), image, atol=5e-4)
+
+
 # --- 1. drawn digits --------------------------------------------------------------------------
 
 

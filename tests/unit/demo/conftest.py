@@ -23,3 +23,10 @@ def answers(monkeypatch) -> ModuleType:
     """``demo.answers``, imported from the project root."""
     monkeypatch.syspath_prepend(str(REPO_ROOT))
     return importlib.import_module("demo.answers")
+
+
+@pytest.fixture
+def feedback(monkeypatch) -> ModuleType:
+    """``demo.feedback``, imported from the project root."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return importlib.import_module("demo.feedback")
