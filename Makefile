@@ -35,7 +35,7 @@ export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
-	test test-system test-all lint bench sweep sweep-queue champion serve serve-mlflow triton-repo \
+	test test-system test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
 	demo monitor report team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
@@ -150,6 +150,9 @@ champion: setup ## download the model deployment uses (registry alias @champion)
 
 serve: setup serve-setup ## serve @champion (ALIAS=...) with MLServer over the Open Inference Protocol on 127.0.0.1:8080
 	python -m serving --alias $(ALIAS) --port $(SERVE_PORT) --mlserver $(SERVE_BIN)/mlserver
+
+serve-reload: setup ## switch the running make serve (SERVE_PORT=...) to the version @champion (ALIAS=...) names now, without a restart
+	python -m serving reload --alias $(ALIAS) --port $(SERVE_PORT)
 
 serve-mlflow: setup ## serve @champion (ALIAS=...) with mlflow models serve on 127.0.0.1:5002 (/invocations)
 	python -m serving --server mlflow --alias $(ALIAS) --port $(MLFLOW_SERVE_PORT)

@@ -3,7 +3,7 @@
 Each process that answers (an MLServer, the page's server) writes files of its own, so two
 servers on two ports, or a server and its restart, never write into one file:
 
-    <folder>/requests-<YYYY-MM-DD>-<source>-<HHMMSS>-<host>-<pid>-<n>.jsonl
+    <folder>/requests-<YYYY-MM-DD>-<source>-<HHMMSS>-<host>-<pid>.<log>-<n>.jsonl
 
 A file is closed and the next one begun at midnight (UTC) and past ``rotate_bytes``; files
 of days more than ``keep_days`` ago are deleted when a file is begun (0 keeps them all).
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -48,6 +49,7 @@ DEFAULT_ROTATE_BYTES = 32 * 2**20
 # images waiting for the writer; past it a burst is dropped rather than held in memory
 QUEUE_IMAGES = 65536
 _STOP = object()
+_INSTANCES = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ class RequestLog:
         self._warn = warn
         self._clock = clock
         started = clock()
-        self._writer = f"{source}-{started:%H%M%S}-{socket.gethostname()}-{os.getpid()}"
+        # a process may hold two logs at once (a served model switching versions)
+        instance = next(_INSTANCES)
+        self._writer = f"{source}-{started:%H%M%S}-{socket.gethostname()}-{os.getpid()}.{instance}"
         self._queue: queue.Queue = queue.Queue()
         self._queued = 0  # images on the queue; a bound the queue's own size cannot give
         self._lock = threading.Lock()

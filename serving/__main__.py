@@ -1,6 +1,7 @@
 """``python -m serving``: serve a registered version of the model on 127.0.0.1.
 
     python -m serving [--alias champion] [--port 8080] [--server mlserver|mlflow]
+    python -m serving reload [--alias champion] [--port 8080]
 
 Downloads ``models:/<registered model>@<alias>`` from the project's store into
 ``.serve/<port>/`` and replaces this process with the server:
@@ -8,10 +9,12 @@ Downloads ``models:/<registered model>@<alias>`` from the project's store into
 - ``mlserver`` (default): MLServer from ``.venv-serve`` with ``serving.runtime``, speaking
   the Open Inference Protocol (``/v2/health/ready``, ``/v2/models/<name>``,
   ``/v2/models/<name>/infer``); its gRPC twin listens on the next port. It starts through
-  ``serving.mlserver_app``, which caps request bodies, checks the Host and turns the
-  model-repository API off (see ``serving.guard``). Every answered image is appended to
-  the request log in ``monitor.log_dir`` (``monitor.request_log``; ``--no-request-log``
-  turns it off).
+  ``serving.mlserver_app``, which caps request bodies, checks the Host and closes the
+  model-repository API to all but this folder's owner (see ``serving.guard``): the key in
+  ``.serve/<port>/control.key`` lets ``reload`` (``serving.reload``) switch the running
+  server to the version the alias names now, without a restart. Every answered image is
+  appended to the request log in ``monitor.log_dir`` (``monitor.request_log``;
+  ``--no-request-log`` turns it off).
 - ``mlflow``: ``mlflow models serve`` from this environment (``/invocations``), with this
   environment's ``bin`` on PATH, where MLflow looks for ``uvicorn``.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +36,7 @@ from kernel.params import MonitorParams, load_params
 from kernel.ports import port_taken
 from kernel.signals import deferred_signals
 from monitor.shipping import is_team_store
+from serving.control import write_key
 from tracking.registry import download_version
 from tracking.store import connect
 
@@ -44,6 +49,12 @@ GRPC_MAX_MESSAGE_BYTES = 4 * 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reload"]:
+        from serving.reload import reload
+
+        reload(argv[1:])
+        return
     args = _parser().parse_args(argv)
     _refuse_taken(args.port, "HTTP")
     if args.server == "mlserver":
@@ -58,10 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # one folder per port: two servers (say @champion and @candidate) never share files
     serve_dir = args.serve_dir / str(args.port)
     version, model_dir = fetch(name, args.alias, serve_dir)
+    # versions a reload brought in while an earlier server ran here (the port was free)
+    for stale in (serve_dir / name).glob(f"{model_dir.name}-v*"):
+        shutil.rmtree(stale, ignore_errors=True)
     source = f"{name} v{version} (@{args.alias})"
     if args.server == "mlserver":
         request_log = None if args.no_request_log else request_log_settings(params.monitor, uri)
         write_mlserver_settings(serve_dir, name, version, args.port, args.alias, request_log)
+        write_key(serve_dir)  # what `python -m serving reload` shows the server
         print(
             f"serving: {source} over the Open Inference Protocol on http://{HOST}:{args.port}/v2/"
             f"models/{name} (gRPC {HOST}:{args.port + 1})",
@@ -191,7 +206,12 @@ def _refuse_taken(port: int, role: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m serving",
+        description=__doc__.splitlines()[0],
+        epilog="python -m serving reload --help: switch a running server to the version the "
+        "alias names now, without a restart",
+    )
     parser.add_argument("--alias", default="champion", help="registry alias (default: champion)")
     parser.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
     parser.add_argument("--server", choices=("mlserver", "mlflow"), default="mlserver")

@@ -9,7 +9,12 @@ reads a byte of the body:
 
 - a Host other than this server's loopback names (a web page's DNS rebinding): 400;
 - an Origin other than those (a web page's cross-site request): 403;
-- the model-repository routes, ``/v2/repository/...`` (load, unload, index): 404;
+- the model-repository routes, ``/v2/repository/...`` (load, unload, index): 404, but for
+  the one control request ``python -m serving reload`` makes (``controls``): ``POST
+  /v2/repository/models/<name>/load`` carrying the key of ``serving.control`` in its header,
+  from a loopback Host, with no Origin. ``CONTROL_REQUEST`` is true while that request runs,
+  and only then: ``serving.mlserver_app``'s repository handlers load only when it is (the
+  gRPC server never sets it);
 - a compressed body (MLServer would inflate a gzip bomb whole): 415;
 - a body above ``MAX_BODY_BYTES``: 413, from its Content-Length before reading, or
   counted as a chunked body arrives;
@@ -19,18 +24,21 @@ reads a byte of the body:
 At most ``MAX_CONCURRENT_BODIES`` requests with a body are read and answered at once (the
 others wait, unread), so the memory requests can take is bounded too.
 
-Standard library and ``digits_predict.contract`` only: the unit tests run it without
-MLServer.
+Standard library, ``serving.control`` and ``digits_predict.contract`` only: the unit tests
+run it without MLServer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from digits_predict.contract import IMAGE_SHAPE, MAX_BATCH_SIZE
+from serving.control import CONTROL_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,9 +66,12 @@ BODY_TIMEOUT_SECONDS = 30.0
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 REPOSITORY_OFF = (
-    "the model repository API (/v2/repository: index, load, unload) is off on this server; "
-    "to serve another version, restart `make serve` (ALIAS=...)"
+    "the model repository API (/v2/repository: index, load, unload) is closed on this server; "
+    "to serve another version, move the alias and run `make serve-reload` (python -m serving "
+    "reload --port <port>), or restart `make serve` (ALIAS=...)"
 )
+# true while the guard forwards the one authorised control request, false for any other
+CONTROL_REQUEST: ContextVar[bool] = ContextVar("serving_control_request", default=False)
 
 
 class RequestGuard:
@@ -74,7 +85,11 @@ class RequestGuard:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_concurrent_bodies: int = MAX_CONCURRENT_BODIES,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
+        control_key: str | None = None,
+        loadable: Iterable[str] = (),
     ) -> None:
+        """``control_key`` (None: no control request passes) lets ``python -m serving reload``
+        load the models named in ``loadable``, and nothing else."""
         self.app = app
         self.port = port
         self.hosts = frozenset(f"{name}:{port}" for name in LOOPBACK_NAMES)
@@ -82,16 +97,29 @@ class RequestGuard:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self._slots = asyncio.Semaphore(max_concurrent_bodies)
+        self._control_key = control_key.encode() if control_key else None
+        self._control_paths = frozenset(f"/v2/repository/models/{name}/load" for name in loadable)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan: the app's own
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        refusal = self.refusal(scope["path"], headers)
+        method, path = scope.get("method", "GET"), scope["path"]
+        refusal = self.refusal(path, headers, method)
         if refusal is not None:
             await reply(send, *refusal)
             return
+        # set in this request's own context (one task per request), so no other request sees it
+        token = CONTROL_REQUEST.set(self.controls(method, path, headers))
+        try:
+            await self._forward(scope, receive, send, headers)
+        finally:
+            CONTROL_REQUEST.reset(token)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, list[str]]
+    ) -> None:
         length = headers.get("content-length", [None])[0]
         if length is None and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body: health, metadata, readiness
@@ -124,8 +152,10 @@ class RequestGuard:
                 return
             await self.app(scope, _replay(body, receive), send)
 
-    def refusal(self, path: str, headers: dict[str, list[str]]) -> tuple[int, str] | None:
-        """The status and line a request gets from its path and headers, or None."""
+    def refusal(
+        self, path: str, headers: dict[str, list[str]], method: str = "GET"
+    ) -> tuple[int, str] | None:
+        """The status and line a request gets from its method, path and headers, or None."""
         hosts = headers.get("host", [])
         if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
             named = ", ".join(repr(host) for host in hosts) or "none"
@@ -140,7 +170,8 @@ class RequestGuard:
                 f"this server answers local clients and http://127.0.0.1:{self.port} only"
             )
         if [part for part in path.split("/") if part][:2] == ["v2", "repository"]:
-            return 404, REPOSITORY_OFF
+            if not self.controls(method, path, headers):
+                return 404, REPOSITORY_OFF
         encodings = {
             token.strip().lower()
             for value in headers.get("content-encoding", [])
@@ -159,6 +190,18 @@ class RequestGuard:
             if int(lengths[0]) > self.max_body_bytes:
                 return 413, self.too_large(f"a request body of {int(lengths[0]):,} bytes")
         return None
+
+    def controls(self, method: str, path: str, headers: dict[str, list[str]]) -> bool:
+        """Whether this is the control request: ``POST`` to a loadable model's load route,
+        exactly, with the server's key (once) and no Origin. The Host is checked before."""
+        if self._control_key is None or method != "POST" or path not in self._control_paths:
+            return False
+        keys = headers.get(CONTROL_HEADER, [])
+        return (
+            "origin" not in headers
+            and len(keys) == 1
+            and hmac.compare_digest(keys[0].encode("latin-1"), self._control_key)
+        )
 
     def too_large(self, what: str) -> str:
         return (

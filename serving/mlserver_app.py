@@ -5,43 +5,150 @@ MLServer 1.7 has no switch for what ``serving.guard`` refuses: no body limit (ne
 uvicorn), no Host check, and its model-repository API (index, load, unload) is served on
 REST and on gRPC whatever the settings say (its CORS settings only decide which pages may
 read answers, not which requests run). So this builds the server the way ``mlserver start``
-does, with two changes: the repository handlers both servers call refuse every call (gRPC
-clients get NOT_FOUND, as REST clients get 404), and ``RequestGuard`` wraps the REST app.
+does, with three changes:
+
+- the repository handlers both servers call refuse every call (gRPC clients get NOT_FOUND,
+  as REST clients get 404), except a load during the one control request ``RequestGuard``
+  lets through (``CONTROL_REQUEST``, set by the guard of the REST app only; the key is
+  ``FOLDER/control.key``, see ``serving.control``): what ``python -m serving reload`` sends;
+- ``RequestGuard`` wraps the REST app;
+- a model's registry switches versions without a gap (``OneVersionRegistry``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from fastapi import status
 from mlserver.cli.serve import load_settings
+from mlserver.context import model_context
 from mlserver.errors import MLServerError
 from mlserver.handlers import ModelRepositoryHandlers
-from mlserver.logging import configure_logger
+from mlserver.logging import configure_logger, logger
+from mlserver.model import MLModel
+from mlserver.registry import MultiModelRegistry, SingleModelRegistry
+from mlserver.repository import ModelRepository
 from mlserver.server import MLServer
+from mlserver.settings import ModelSettings, Settings
 from mlserver.types import RepositoryIndexRequest, RepositoryIndexResponse
 from mlserver.utils import install_uvloop_event_loop
 
-from serving.guard import REPOSITORY_OFF, RequestGuard
+from serving.control import read_key
+from serving.guard import CONTROL_REQUEST, REPOSITORY_OFF, RequestGuard
 
 
 class RepositoryOff(ModelRepositoryHandlers):
-    """The model-repository API with every call refused: the served model stays loaded."""
+    """The model-repository API with every call refused, but a load asked for by the control
+    request: the served model stays loaded until its owner switches it."""
+
+    def __init__(self, repository: ModelRepository, model_registry: MultiModelRegistry) -> None:
+        super().__init__(repository=repository, model_registry=model_registry)
+        self._loading = asyncio.Lock()  # one switch at a time
 
     async def index(self, payload: RepositoryIndexRequest) -> RepositoryIndexResponse:
         raise MLServerError(REPOSITORY_OFF, status.HTTP_404_NOT_FOUND)
 
     async def load(self, name: str) -> bool:
-        raise MLServerError(REPOSITORY_OFF, status.HTTP_404_NOT_FOUND)
+        if not CONTROL_REQUEST.get():
+            raise MLServerError(REPOSITORY_OFF, status.HTTP_404_NOT_FOUND)
+        async with self._loading:
+            try:
+                # the model's settings as `python -m serving reload` rewrote them; MLServer's
+                # own load, which then unloads any version the settings no longer name
+                return await super().load(name)
+            except MLServerError:
+                raise
+            except Exception as err:
+                lines = str(err).strip().splitlines() or ["(no message)"]
+                raise MLServerError(
+                    f"{name} could not be loaded ({type(err).__name__}: {lines[0]}); the "
+                    "served version stays",
+                    status.HTTP_500_INTERNAL_SERVER_ERROR,
+                ) from err
 
     async def unload(self, name: str) -> bool:
         raise MLServerError(REPOSITORY_OFF, status.HTTP_404_NOT_FOUND)
 
 
+class OneVersionRegistry(SingleModelRegistry):
+    """A model's versions, one served at a time, switched without a gap in answers.
+
+    MLServer reloads without a gap only a version already loaded (``_reload_model``: the
+    new model is loaded, registered, then the old one unloaded). Another version goes
+    through ``_load_model``, which registers the new model before loading it: a higher
+    version is the default from then on, not ready, and a request the event loop takes
+    before its load returns gets 400 "not ready". (MLflow's runtime loads without yielding
+    to the loop, which hides that today; a load that awaits, or a worker pool, would not.)
+    Here another version takes the reload path too: loaded while the old one is the default,
+    put in its place in one step (no ``await`` between), then the old one unloaded. A load
+    that fails leaves the old one serving.
+    """
+
+    async def load(self, model_settings: ModelSettings) -> MLModel:
+        old = self.default
+        version = model_settings.parameters.version if model_settings.parameters else None
+        if old is None or old.version is None or version is None or version == old.version:
+            return await super().load(model_settings)  # the first load, or MLServer's reload
+        new = self._model_initialiser(model_settings)
+        with model_context(model_settings):
+            for callback in self._on_model_reload:
+                new = await callback(old, new)
+            try:
+                new.ready = await new.load()
+                if not new.ready:
+                    raise MLServerError(f"version {version} of {new.name} did not load")
+            except BaseException:
+                for callback in self._on_model_reload:  # the old model's handlers back
+                    await callback(new, old)
+                raise
+            # one step: from here every request finds the new version, and only it
+            self._versions.pop(old.version, None)
+            self._versions[version] = new
+            self._default = new
+        with model_context(old.settings):
+            old.ready = not await old.unload()
+        logger.info(f"Switched model '{new.name}' from version {old.version} to {version}.")
+        return new
+
+
+class OneVersionRegistries(MultiModelRegistry):
+    """MLServer's registry of models, each in a ``OneVersionRegistry``."""
+
+    async def load(self, model_settings: ModelSettings) -> MLModel:
+        if model_settings.name not in self._models:
+            self._models[model_settings.name] = OneVersionRegistry(
+                model_settings,
+                on_model_load=self._on_model_load,
+                on_model_reload=self._on_model_reload,
+                on_model_unload=self._on_model_unload,
+                model_initialiser=self._model_initialiser,
+            )
+        return await super().load(model_settings)
+
+
 class GuardedMLServer(MLServer):
-    """MLServer whose REST and gRPC servers cannot change the models it loaded at start."""
+    """MLServer whose REST and gRPC servers cannot change its models, but for the control
+    request of the key's owner, which can load a new version of a model loaded at start."""
+
+    def __init__(
+        self, settings: Settings, control_key: str | None = None, loadable: Sequence[str] = ()
+    ) -> None:
+        self._control_key = control_key
+        self._loadable = tuple(loadable)
+        super().__init__(settings)
+
+    def _create_model_registry(self) -> MultiModelRegistry:
+        stock = super()._create_model_registry()  # its hooks: custom handlers, batching
+        return OneVersionRegistries(
+            on_model_load=stock._on_model_load,
+            on_model_reload=stock._on_model_reload,
+            on_model_unload=stock._on_model_unload,
+            model_initialiser=stock._model_initialiser,
+        )
 
     def _create_servers(self) -> None:
         # MLServer.__init__ builds both servers here from these handlers; the startup load
@@ -50,12 +157,33 @@ class GuardedMLServer(MLServer):
             repository=self._model_repository, model_registry=self._model_registry
         )
         super()._create_servers()
-        self._rest_server._app.add_middleware(RequestGuard, port=self._settings.http_port)
+        self._rest_server._app.add_middleware(
+            RequestGuard,
+            port=self._settings.http_port,
+            control_key=self._control_key,
+            loadable=self._loadable,
+        )
+
+
+def control_key(folder: str) -> str | None:
+    """The key ``python -m serving`` wrote for this server, or None (no reload) with a
+    warning when it is missing or others may read it."""
+    try:
+        return read_key(Path(folder))
+    except OSError as err:
+        print(
+            f"serving: warning: {err.filename}: {err.strerror}; `python -m serving reload` is "
+            "refused by this server (start it with `make serve`)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
 
 
 async def serve(folder: str) -> None:
     settings, models_settings = await load_settings(folder)
-    await GuardedMLServer(settings).start(models_settings)
+    names = [model.name for model in models_settings]
+    await GuardedMLServer(settings, control_key(folder), names).start(models_settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

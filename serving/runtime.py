@@ -9,6 +9,9 @@ refusals of the model's pyfunc (``digits_predict.pyfunc``, which checks the pixe
 as the Predictor does) into ``InferenceError``. Loading, metadata and response encoding
 stay MLServer's. Each answer goes to the request log (``monitor.request_log``) when the
 model's settings name one (``parameters.extra.request_log``, written by ``python -m serving``).
+Each loaded version opens a log of its own and names itself in every record; unloading it (a
+switch to another version, ``python -m serving reload``) writes what its log holds and closes
+it. A load says so on the server's stderr, one line.
 
 Nothing from ``digits_predict`` is imported here: the pyfunc must load the package the
 registered model ships in its ``code/`` folder, not the one of this checkout.
@@ -16,7 +19,9 @@ registered model ships in its ``code/`` folder, not the one of this checkout.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sys
 
 import numpy as np
 from mlflow.exceptions import MlflowException
@@ -41,11 +46,18 @@ class DigitsRuntime(MLflowRuntime):
         self._input_name = spec.name
         self._item_shape = tuple(spec.shape[1:])
         self._request_log, self._served = self._open_request_log()
+        served = self._served
+        alias = f" (@{served.alias})" if served.alias else ""
+        print(
+            f"serving: loaded {served.name} v{served.version}{alias}", file=sys.stderr, flush=True
+        )
         return loaded
 
     async def unload(self) -> bool:
-        if self._request_log is not None:
-            self._request_log.close()
+        log, self._request_log = getattr(self, "_request_log", None), None
+        if log is not None:
+            # its writer thread finishes what is queued; the event loop answers meanwhile
+            await asyncio.to_thread(log.close)
         return await super().unload()
 
     def _open_request_log(self) -> tuple[RequestLog | None, ServedModel]:

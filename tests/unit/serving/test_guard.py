@@ -11,6 +11,7 @@ import pytest
 
 from digits_predict.contract import IMAGE_SHAPE, MAX_BATCH_SIZE
 from serving.guard import (
+    CONTROL_REQUEST,
     MAX_BODY_BYTES,
     MAX_JSON_STRUCTURES,
     REPOSITORY_OFF,
@@ -350,3 +351,92 @@ def test_other_scopes_pass_through() -> None:
 
     asyncio.run(guard({"type": "lifespan"}, messages(), send))
     assert guard.app.calls == [("lifespan", b"")]
+
+
+# the control request of `python -m serving reload`: exactly one route, with the key
+
+KEY = "the-servers-key-0123456789"
+LOAD = "/v2/repository/models/mnist-digits/load"
+
+
+class ControlApp(App):
+    """The wrapped app, answering with what CONTROL_REQUEST said while it ran."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls.append((scope["path"], b""))
+        body = b"control" if CONTROL_REQUEST.get() else b"plain"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+def controlled() -> RequestGuard:
+    return RequestGuard(ControlApp(), port=PORT, control_key=KEY, loadable=["mnist-digits"])
+
+
+def control(path=LOAD, key=KEY, method="POST", host=HOST, headers=()) -> dict:
+    keyed = [("x-serving-control-key", key)] if key is not None else []
+    return scope(path=path, method=method, host=host, headers=[*keyed, *headers, *json_body(0)])
+
+
+def test_the_key_lets_the_load_through_as_the_control_request() -> None:
+    assert run(controlled(), control()) == (200, b"control")
+    assert CONTROL_REQUEST.get() is False  # set for that request only
+
+
+@pytest.mark.parametrize("host", [HOST, f"localhost:{PORT}", f"[::1]:{PORT}"])
+def test_the_load_comes_from_any_loopback_name(host: str) -> None:
+    assert run(controlled(), control(host=host)) == (200, b"control")
+
+
+def test_other_requests_run_as_plain_ones_on_a_guard_with_a_key() -> None:
+    guard = controlled()
+    assert run(guard, scope(method="GET", path="/v2/models/mnist-digits")) == (200, b"plain")
+    infer = scope(headers=[("x-serving-control-key", KEY), *json_body(2)])
+    assert run(guard, infer, messages(b"{}")) == (200, b"plain")
+
+
+@pytest.mark.parametrize(
+    ("case", "request_"),
+    [
+        ("no key", control(key=None)),
+        ("a wrong key", control(key=KEY[:-1] + "x")),
+        ("a longer key", control(key=KEY + "x")),
+        ("an empty key", control(key="")),
+        ("a key beyond latin-1", control(key=KEY[:-1] + "\u00e9")),
+        ("the key twice", control(headers=[("x-serving-control-key", KEY)])),
+        ("the key and another", control(headers=[("x-serving-control-key", "other")])),
+        ("the key and its own origin", control(headers=[("origin", f"http://{HOST}")])),
+        ("GET", control(method="GET")),
+        ("PUT", control(method="PUT")),
+        ("unload", control(path="/v2/repository/models/mnist-digits/unload")),
+        ("index", control(path="/v2/repository/index")),
+        ("another model", control(path="/v2/repository/models/other/load")),
+        ("a trailing slash", control(path=LOAD + "/")),
+        ("doubled slashes", control(path="//v2//repository/models/mnist-digits/load")),
+        ("a versioned load", control(path="/v2/repository/models/mnist-digits/versions/2/load")),
+    ],
+)
+def test_anything_else_on_the_repository_is_refused_even_with_the_key(case, request_) -> None:
+    assert refused(controlled(), request_) == (404, REPOSITORY_OFF), case
+
+
+def test_the_key_from_a_page_of_another_origin_is_refused_as_before() -> None:
+    status, error = refused(controlled(), control(headers=[("origin", "http://evil.example")]))
+    assert status == 403 and "(Origin 'http://evil.example')" in error
+
+
+@pytest.mark.parametrize("host", ["evil.example", f"evil.example:{PORT}", f"127.0.0.2:{PORT}"])
+def test_the_key_with_a_foreign_host_is_refused_as_before(host: str) -> None:
+    status, error = refused(controlled(), control(host=host))
+    assert status == 400 and error.startswith(f"Host '{host}' is not this server's")
+
+
+def test_a_guard_without_a_key_takes_no_control_request() -> None:
+    guard = RequestGuard(App(), port=PORT, loadable=["mnist-digits"])
+    assert refused(guard, control()) == (404, REPOSITORY_OFF)
+    guard = RequestGuard(App(), port=PORT, control_key="", loadable=["mnist-digits"])
+    assert refused(guard, control(key="")) == (404, REPOSITORY_OFF)
+
+
+def test_the_refusal_still_tells_how_to_serve_another_version() -> None:
+    assert "`make serve-reload`" in REPOSITORY_OFF and "restart `make serve`" in REPOSITORY_OFF
