@@ -17,7 +17,7 @@ import yaml
 
 from demo.answers import UNREGISTERED, PageAnswers, registry_identity
 from demo.build import BuildError, install_models
-from demo.feedback import FeedbackStore, PageFeedback
+from demo.feedback import FeedbackStore, PageFeedback, team_shipper
 from demo.serve import SiteError, port_number, serve
 from kernel.cli import run_command
 from kernel.params import Params, load_params
@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(PROJECT / "params.yaml")
     answers = None if args.no_request_log else page_answers(models, installed)
     identities = answers.models if answers else page_identities(params, models, installed)
-    feedback = PageFeedback(FeedbackStore(PROJECT / params.feedback.store), identities)
+    shipper = team_shipper(
+        tracking_uri(PROJECT),
+        params.feedback.experiment_name,
+        identities.get("fp32") or ServedModel(params.export.registered_model_name, UNREGISTERED),
+    )
+    feedback = PageFeedback(FeedbackStore(PROJECT / params.feedback.store, shipper), identities)
     serve(args.site, args.port, answers, feedback)
     return 0
 

@@ -12,6 +12,14 @@ line; nothing else is stored. A good one is written to the feedback store, one J
 per image named by its digest (``monitor.request_log.image_digest``), so the same image
 sent twice is stored once, whoever sends it: the first label stays. The feedback stage
 (``stages.feedback``) gathers the store into versioned data.
+
+In team mode (a team MLflow server for the store) each stored file is also copied to the
+team's bucket, as an artifact of the page server's run in the ``feedback.experiment_name``
+experiment (``monitor.shipping``); on the machine that trains,
+
+    python -m demo.feedback pull
+
+copies every member's corrections from there into its own store (those it has are kept).
 """
 
 from __future__ import annotations
@@ -21,24 +29,59 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from demo.answers import PIXELS, AnswerError, number_list
+from kernel.cli import CommandError, run_command
 from monitor.descriptors import INK_LEVEL
 from monitor.request_log import ServedModel, image_digest
+from monitor.shipping import ArtifactShipper, download_artifacts, is_team_store
 
 FEEDBACK_PATH = "/feedback"
 PER_PAGE_PER_MINUTE = 30
 ALL_PER_MINUTE = 300
 _PAGE_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 RECORD_SUFFIX = ".json"
+# how the copies in the team's store are found: runs of this role, artifacts in this folder
+SHIP_ROLE = "feedback-store"
+SHIP_FOLDER = "feedback"
+
+
+def _warn(message: str) -> None:
+    print(f"demo: warning: {message}", file=sys.stderr, flush=True)
+
+
+def team_shipper(
+    tracking_uri: str, experiment_name: str, model: ServedModel
+) -> ArtifactShipper | None:
+    """What copies the store's files to the team's bucket; None when the store is local."""
+    if not is_team_store(tracking_uri):
+        return None
+    return ArtifactShipper(
+        tracking_uri, experiment_name, "page", model, 0.0, role=SHIP_ROLE, folder=SHIP_FOLDER
+    )
+
+
+def pull(tracking_uri: str, experiment_name: str, store: Path) -> int:
+    """Every correction in the team's store that ``store`` lacks, copied into it."""
+    return download_artifacts(
+        tracking_uri,
+        experiment_name,
+        store,
+        role=SHIP_ROLE,
+        folder=SHIP_FOLDER,
+        wanted=lambda name: name.endswith(RECORD_SUFFIX) and len(name) == 32 + len(RECORD_SUFFIX),
+        skip_present=True,
+    )
 
 
 class TooMany(AnswerError):
@@ -115,10 +158,40 @@ class RateLimit:
 
 
 class FeedbackStore:
-    """A folder of corrections, one JSON file per image digest, each written whole."""
+    """A folder of corrections, one JSON file per image digest, each written whole; with a
+    ``shipper``, each new file is also copied to the team's store, off the request's thread."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        shipper: ArtifactShipper | None = None,
+        warn: Callable[[str], None] = _warn,
+    ) -> None:
         self.folder = Path(folder)
+        self._shipper = shipper
+        self._warn = warn
+        self._copies = ThreadPoolExecutor(1, thread_name_prefix="feedback-copy")
+        self._problem = False
+
+    def close(self) -> None:
+        """Wait for the copies still on their way."""
+        self._copies.shutdown(wait=True)
+
+    def _copy(self, path: Path) -> None:
+        try:
+            self._shipper.ship(path)
+        except Exception as err:  # the local store is the record; the copy can wait
+            if not self._problem:
+                self._problem = True
+                text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                self._warn(
+                    f"cannot copy {path.name} to the team's store ({type(err).__name__}: "
+                    f"{text}); corrections go on being stored in {self.folder}"
+                )
+            return
+        if self._problem:
+            self._problem = False
+            self._warn("copying corrections to the team's store again")
 
     def add(self, correction: Correction) -> bool:
         """Store ``correction``; False when its image is stored already (the first stays)."""
@@ -146,9 +219,11 @@ class FeedbackStore:
                 os.link(partial, target)  # never replaces: the first correction stays
             except FileExistsError:
                 return False
-            return True
         finally:
             os.unlink(partial)
+        if self._shipper is not None:
+            self._copies.submit(self._copy, target)
+        return True
 
     def count(self) -> int:
         if not self.folder.is_dir():
@@ -175,3 +250,33 @@ class PageFeedback:
         self.limit.take(correction.page)
         stored = self.store.add(correction)
         return stored, self.store.count()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from kernel.params import load_params
+    from tracking.store import connect
+
+    parser = argparse.ArgumentParser(
+        prog="python -m demo.feedback", description="the team's corrections into this store"
+    )
+    parser.add_argument("command", choices=["pull"])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = load_params(args.params).feedback
+    uri = connect()
+    if not is_team_store(uri):
+        raise CommandError(
+            f"{uri} is no team server: the corrections are all in {params.store} already "
+            "(set MLFLOW_TRACKING_URI to the team's server to pull theirs)"
+        )
+    store = Path(params.store)
+    added = pull(uri, params.experiment_name, store)
+    total = FeedbackStore(store).count()
+    print(f"feedback: {added} corrections pulled from {uri}; {store} holds {total}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command("feedback", main, any_error=True))

@@ -379,6 +379,8 @@ def serve(
         server.server_close()
         if answers is not None:
             answers.close()
+        if feedback is not None:
+            feedback.store.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,7 @@ class FeedbackParams(_Section):
     drawn_share: float = Field(gt=0, lt=1)
     seed: int = Field(ge=0)
     train_weight: float = Field(ge=0, le=100)
+    experiment_name: str = Field(min_length=1)
 
 
 # Evidently's drift scores that are distances: a descriptor drifted when its score >= threshold

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,11 @@ ARTIFACT_FOLDER = "requests"
 
 
 class ArtifactShipper:
-    """Uploads one writer's log files as artifacts of a run of its own (made on first use)."""
+    """Uploads one writer's files as artifacts of a run of its own (made on first use).
+
+    The request log's by default; the page's feedback store uses it too, with a ``role`` and
+    an artifact ``folder`` of its own.
+    """
 
     def __init__(
         self,
@@ -39,12 +44,17 @@ class ArtifactShipper:
         source: str,
         model: ServedModel,
         every_seconds: float = 60.0,
+        *,
+        role: str = LOG_ROLE,
+        folder: str = ARTIFACT_FOLDER,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.source = source
         self.model = model
         self.every_seconds = every_seconds
+        self.role = role
+        self.folder = folder
         self._run_id: str | None = None
         self._last: dict[Path, tuple[float, int]] = {}  # file -> (time, size) of its last upload
 
@@ -57,7 +67,7 @@ class ArtifactShipper:
         """Upload ``path`` (replacing its earlier upload); errors are the caller's to report."""
         size = path.stat().st_size
         client = self._client()
-        client.log_artifact(self._run(client), str(path), artifact_path=ARTIFACT_FOLDER)
+        client.log_artifact(self._run(client), str(path), artifact_path=self.folder)
         self._last[path] = (time.monotonic(), size)
 
     def finish(self) -> None:
@@ -82,9 +92,9 @@ class ArtifactShipper:
             name = f"{self.model.name} v{self.model.version}"
             run = client.create_run(
                 experiment_id,
-                run_name=f"requests {self.source} {name} {socket.gethostname()}",
+                run_name=f"{self.folder} {self.source} {name} {socket.gethostname()}",
                 tags={
-                    ROLE_TAG: LOG_ROLE,
+                    ROLE_TAG: self.role,
                     "mlflow.user": member_name(),
                     "model.version": name,
                     "model.alias": self.model.alias or "",
@@ -103,6 +113,30 @@ def is_team_store(uri: str) -> bool:
 def download_logs(tracking_uri: str, experiment_name: str, into: Path, keep_days: int) -> int:
     """Every request-log file of the team's servers begun in the last ``keep_days`` days
     (all when 0), downloaded into the folder ``into``; the number of files."""
+    return download_artifacts(
+        tracking_uri,
+        experiment_name,
+        into,
+        role=LOG_ROLE,
+        folder=ARTIFACT_FOLDER,
+        wanted=lambda name: name.startswith(FILE_PREFIX) and name.endswith(FILE_SUFFIX),
+        keep_days=keep_days,
+    )
+
+
+def download_artifacts(
+    tracking_uri: str,
+    experiment_name: str,
+    into: Path,
+    *,
+    role: str,
+    folder: str,
+    wanted: Callable[[str], bool],
+    keep_days: int = 0,
+    skip_present: bool = False,
+) -> int:
+    """The ``folder`` artifacts named as ``wanted`` of every run of ``role`` begun in the
+    last ``keep_days`` days (all when 0), downloaded into ``into``; how many were."""
     import os
     import tempfile
 
@@ -115,18 +149,18 @@ def download_logs(tracking_uri: str, experiment_name: str, into: Path, keep_days
     into.mkdir(parents=True, exist_ok=True)
     if experiment is None:
         return 0
-    query = f"tags.`{ROLE_TAG}` = '{LOG_ROLE}'"
+    query = f"tags.`{ROLE_TAG}` = '{role}'"
     if keep_days > 0:
         since = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days + 1)
         query += f" and attributes.start_time >= {int(since.timestamp() * 1000)}"
     count = 0
     for run in client.search_runs([experiment.experiment_id], query, max_results=5000):
-        for artifact in client.list_artifacts(run.info.run_id, ARTIFACT_FOLDER):
+        for artifact in client.list_artifacts(run.info.run_id, folder):
             name = Path(artifact.path).name
-            if artifact.is_dir or not (name.startswith(FILE_PREFIX) and name.endswith(FILE_SUFFIX)):
+            if artifact.is_dir or not wanted(name) or (skip_present and (into / name).exists()):
                 continue
-            with tempfile.TemporaryDirectory(dir=into) as scratch:
+            with tempfile.TemporaryDirectory(dir=into, prefix=".download-") as scratch:
                 local = client.download_artifacts(run.info.run_id, artifact.path, scratch)
-                Path(local).replace(into / name)  # names are unique per writer
+                Path(local).replace(into / name)  # names are unique per writer or image
             count += 1
     return count

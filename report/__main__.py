@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from kernel.cli import CommandError, exit_process, run_command
 from report import compare, figures
@@ -25,9 +28,11 @@ from report.folder import INDEX, check_target, replaced_folder
 from report.page import Review, render
 from report.runs import look_up
 from report.sides import (
+    PARAMS_FILE,
     PipelinePaths,
     Side,
     default_base,
+    feedback_digest,
     git,
     head_commit,
     open_side,
@@ -165,7 +170,13 @@ def gather(repo: Repo, root: Path, args: argparse.Namespace) -> Review:
         ),
     ]
     rule = compare.apply_rule(
-        old["parity"], new["parity"], test_data_digest(base, paths), test_data_digest(this, paths)
+        old["parity"],
+        new["parity"],
+        test_data_digest(base, paths),
+        test_data_digest(this, paths),
+        _drawn(base, paths),
+        _drawn(this, paths),
+        _tolerance(this),
     )
     runs = None if args.no_mlflow else look_up(root, [base, this], paths.run_file)
     return Review(
@@ -188,6 +199,31 @@ def gather(repo: Repo, root: Path, args: argparse.Namespace) -> Review:
             compare.confusion_counts(this.text(paths.confusion)),
         ),
     )
+
+
+def _drawn(side: Side, paths: PipelinePaths) -> tuple[float, str] | None:
+    """The side's accuracy on its drawn test set and the digest of the feedback set it came
+    from, or None when it had none."""
+    metrics = side.text(paths.metrics)
+    digest = feedback_digest(side, paths)
+    try:
+        drawn = json.loads(metrics).get("drawn") if metrics else None
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(drawn, dict) or digest is None:
+        return None
+    accuracy = drawn.get("accuracy")
+    return (float(accuracy), digest) if isinstance(accuracy, int | float) else None
+
+
+def _tolerance(side: Side) -> float:
+    """``export.promotion_tolerance`` of the side's params.yaml (0 before it existed)."""
+    text = side.text(PARAMS_FILE)
+    try:
+        value = (yaml.safe_load(text) or {}).get("export", {}).get("promotion_tolerance", 0.0)
+    except (yaml.YAMLError, AttributeError):
+        return 0.0
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _reports(side: Side, paths: PipelinePaths) -> dict[str, dict | None]:

@@ -251,10 +251,14 @@ def apply_rule(
     parity_new: dict | None,
     digest_old: str | None,
     digest_new: str | None,
+    drawn_old: tuple[float, str] | None = None,
+    drawn_new: tuple[float, str] | None = None,
+    tolerance: float = 0.0,
 ) -> RuleOutcome:
     """What ``stages.handoff.promotion.decide`` makes of this side against the base, with the
     test accuracy export compares (the parity report's ONNX accuracy) and dvc.lock's digest
-    of the test split."""
+    of the test split; and, when a side has a drawn test set, its accuracy there (``drawn``
+    in metrics.json) with dvc.lock's digest of the feedback set it came from."""
     if parity_new is None:
         return RuleOutcome(False, False, "this side has no parity report: it was not exported")
     if not parity_new.get("passed"):
@@ -266,11 +270,16 @@ def apply_rule(
         return RuleOutcome(False, False, "this side's parity report has no ONNX test accuracy")
     if digest_old is None or digest_new is None:
         digest_old = digest_new = "unknown"  # dvc.lock does not say: the same test data assumed
-    candidate = Standing("THIS", new_accuracy, digest_new)
+    candidate = Standing("THIS", new_accuracy, digest_new, *(drawn_new or (None, None)))
     champion = None
     if parity_old is not None and parity_old.get("passed"):
-        champion = Standing(_BASE, _number(parity_old.get("onnx_accuracy")), digest_old)
-    decision = decide(candidate, champion)
+        champion = Standing(
+            _BASE,
+            _number(parity_old.get("onnx_accuracy")),
+            digest_old,
+            *(drawn_old or (None, None)),
+        )
+    decision = decide(candidate, champion, tolerance)
     reason = decision.reason.replace(f"champion v{_BASE}", "the base")
     if champion is None:
         reason = "the base has no handed-off model to defend the title"

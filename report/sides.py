@@ -39,6 +39,7 @@ class PipelinePaths:
     confusion: str
     run_file: str
     prepared: str
+    feedback: str | None = None  # the feedback set (a pipeline before it had none)
 
     @classmethod
     def read(cls, root: Path) -> PipelinePaths:
@@ -59,7 +60,11 @@ class PipelinePaths:
                 f"{root / 'dvc.yaml'}: vars lack {', '.join(missing)}: expected the pipeline's "
                 "dvc.yaml, which names every output it writes there"
             )
-        return cls(**{name: str(merged[name]) for name in names})
+        feedback = merged.get("feedback_data")
+        return cls(
+            **{name: str(merged[name]) for name in names},
+            feedback=str(feedback) if feedback else None,
+        )
 
     def reports(self) -> tuple[str, ...]:
         return tuple(getattr(self, name) for name in REPORT_VARS)
@@ -181,6 +186,15 @@ def head_commit(root: Path) -> str:
 
 def test_data_digest(side: Side, paths: PipelinePaths) -> str | None:
     """The md5 dvc.lock records for the test split export measured on (None: unknown)."""
+    return _export_dep_md5(side, f"{paths.prepared}/test.npz")
+
+
+def feedback_digest(side: Side, paths: PipelinePaths) -> str | None:
+    """The md5 dvc.lock records for the feedback set export read (None: none, or unknown)."""
+    return _export_dep_md5(side, paths.feedback) if paths.feedback else None
+
+
+def _export_dep_md5(side: Side, wanted: str) -> str | None:
     text = side.text(LOCK_FILE)
     if text is None:
         return None
@@ -189,7 +203,6 @@ def test_data_digest(side: Side, paths: PipelinePaths) -> str | None:
         deps = lock["stages"]["export"]["deps"]
     except (yaml.YAMLError, KeyError, TypeError):
         return None
-    wanted = f"{paths.prepared}/test.npz"
     for dep in deps:
         if isinstance(dep, dict) and dep.get("path") == wanted:
             return dep.get("md5")

@@ -2,7 +2,8 @@
 trimmed to what tells them apart.
 
 ``dvc exp show --only-changed`` in 120 columns, keeping only the headline test figures
-(accuracy, loss, macro F1, the int8 model's accuracy) and the params, of which
+(accuracy, loss, macro F1, the int8 model's accuracy, and ``drawn.accuracy``, the accuracy
+on the drawn test set, once an experiment has one) and the params, of which
 ``--only-changed`` leaves those that differ. Everything else (secondary figures, gate
 settings, file hashes, the time) is dropped, whatever its file, so a new metric or file
 cannot push the params off the screen.
@@ -11,19 +12,21 @@ cannot push the params off the screen.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 
 WIDTH = 120
-HEADLINE = ("accuracy", "loss", "macro_f1", "int8_accuracy")
+# column names as DVC shows them: a nested figure's keys joined by dots
+HEADLINE = ("accuracy", "loss", "macro_f1", "int8_accuracy", "drawn.accuracy")
 PARAM_SECTIONS = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 
 
 def drop_pattern() -> str:
     """DVC's ``--drop`` regex (matched at a column name's start): every column but the
     experiment's name, the headline figures and the params."""
-    kept = ["Experiment$", *(f"{name}$" for name in HEADLINE)]
+    kept = ["Experiment$", *(f"{re.escape(name)}$" for name in HEADLINE)]
     kept.append(rf"({'|'.join(PARAM_SECTIONS)})\.")
     return f"(?!{'|'.join(kept)})"
 

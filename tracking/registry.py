@@ -21,6 +21,9 @@ import digits_predict
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from tracking.store import retry_locked
 
+# the file the onnx flavor writes into the logged model's folder
+ONNX_FILE = "model.onnx"
+
 if TYPE_CHECKING:
     from mlflow.models import Model, ModelSignature
     from mlflow.models.model import ModelInfo
@@ -200,6 +203,32 @@ def version_tags(registered_name: str, version: str) -> dict[str, str]:
     import mlflow
 
     return dict(mlflow.MlflowClient().get_model_version(registered_name, version).tags)
+
+
+def version_onnx_bytes(registered_name: str, version: str) -> bytes:
+    """The ONNX file of version ``version`` of ``registered_name``, read from the registry.
+
+    A version that cannot be downloaded or holds no ``.onnx`` file raises ``CommandError``.
+    """
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from kernel.cli import CommandError
+
+    uri = f"models:/{registered_name}/{version}"
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            fetched = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri}/{ONNX_FILE}", dst_path=scratch
+            )
+        except MlflowException as err:
+            raise CommandError(f"{uri}: {err.message.splitlines()[0]}") from None
+        found = Path(fetched)
+        if not found.is_file():
+            raise CommandError(f"{uri}: holds no {ONNX_FILE}")
+        return found.read_bytes()
 
 
 def download_version(registered_name: str, alias: str, destination: Path) -> tuple[str, Path]:

@@ -8,10 +8,23 @@ from digits_predict.contract import MAX_BATCH_SIZE, NUM_CLASSES, OUTPUT_DTYPE
 from kernel.params import ExportParams
 
 
-def model_card(metadata: dict[str, str], parity: dict, params: ExportParams) -> str:
-    """The card as Markdown: provenance, the input contract, parity, and how to use the model."""
+def model_card(
+    metadata: dict[str, str], parity: dict, params: ExportParams, drawn: dict | None = None
+) -> str:
+    """The card as Markdown: provenance, the input contract, parity, and how to use the model.
+
+    ``drawn`` gives the model's ``accuracy`` on the drawn test set, its ``images`` and
+    ``digest``, when there is one.
+    """
     labels = ", ".join(json.loads(metadata["class_labels"]))
     name, champion = params.registered_model_name, params.champion_alias
+    tolerance = f"{params.promotion_tolerance * 100:.4g} points"
+    drawn_row = (
+        f"| Drawn test accuracy | {drawn['accuracy']:.4%} on {drawn['images']} digits people "
+        f"drew on the page (digest `{drawn['digest']}`) |\n"
+        if drawn
+        else ""
+    )
     return f"""# Model card: MNIST digit classifier (ONNX)
 
 ## Provenance
@@ -22,7 +35,7 @@ def model_card(metadata: dict[str, str], parity: dict, params: ExportParams) -> 
 | Data digest (sha256 of the prepared splits) | `{metadata["data_digest"]}` |
 | Registered model | `{name}`, handed off as `@{params.alias}` |
 | Test accuracy | {float(metadata["test_accuracy"]):.4%} on {parity["samples"]} MNIST test images |
-
+{drawn_row}
 The MLflow run that trained this model is the one tagged `model_sha256` with the model
 digest (in the UI, search runs for `tags.model_sha256 = '{metadata["model_digest"]}'`);
 its registered versions, with their numbers, aliases and promotion tags, are those made
@@ -34,8 +47,14 @@ training writes the same card in every clone.
 Deploy `{name}@{champion}`, not this file by default:
 `@{params.alias}` is the newest model that passed the parity gate, `@{champion}`
 the best one, which moves only when a candidate has a higher test accuracy on the same
-test data (a tie keeps it). Whether this version became champion, and why, is in its
-registry tags (`promotion.*`). To fetch the champion's ONNX file:
+test data (a tie keeps it). With a drawn test set (digits people drew and corrected on the
+page), the candidate must, on the same data of both sets (same digests), be higher on at
+least one set and lower on neither by more than {tolerance} (`export.promotion_tolerance`).
+The rule's weakness: losses within the tolerance can add up over many promotions, so the
+champion may end up well below an older version on one set; every registered version
+carries both accuracies as tags (`test_accuracy`, `drawn_accuracy`), so read them down the
+versions to see it. Whether this version became champion, and why, is in its registry tags
+(`promotion.*`). To fetch the champion's ONNX file:
 
     python -m tracking download {champion} deploy/   # deploy/model.onnx
 

@@ -4,12 +4,32 @@
 to it only when it beats the current champion under ``RULE``. Pure: the registry reads
 and writes are the caller's.
 
+Without a drawn test set (the digits people drew and corrected on the page) the rule
+weighs the MNIST test accuracy alone, on the same test data. With one, it weighs both
+sets, on the same data of each (same digests): the candidate must be strictly better on
+at least one and lose no more than ``tolerance`` on the other. If the champion has no
+accuracy on the candidate's drawn set (it was registered before the set existed, or on
+another one, and could not be measured on it), the MNIST test set alone decides, and the
+reason says so.
+
+The rule's known weakness: each promotion may lose up to ``tolerance`` on one set, so a
+run of promotions can lose more than that in all (five promotions each 0.2 points worse on
+MNIST and better on the drawn set leave a champion 1 point below the one five versions
+back). Every version carries both accuracies as registry tags, so a person sees the drift
+by reading them down the versions.
+
 Two machines exporting at once may both read the same champion and move the alias one
 after the other, the worse model last. So after every decision the exporter settles the
 alias (``settle``): it re-reads every version measured on the champion's test data and
-moves ``@champion`` to the best of them if it is not there, until a read confirms it.
-Every exporter settles after its own version is registered, and the best version wins
-every settle, so the last one leaves ``@champion`` on the best version, whoever ran it.
+moves ``@champion`` to a better one if there is one, until a read confirms it. With one
+set "better" is a higher test accuracy and the best version wins every settle. With two
+sets the rule's own relation cannot serve: it is not transitive (A may beat B within the
+tolerance on one set while B beats A within it on the other), so settling on "a version
+that beats the champion" could move the alias back and forth for ever. Settling uses
+dominance instead: a version better on one set and no worse on the other. It never moves
+the alias where the rule would not (dominance is beating with no loss at all), it only
+ever moves up, so it stops, and it ends on a version that no version measured on both of
+the champion's sets dominates.
 """
 
 from __future__ import annotations
@@ -18,17 +38,31 @@ from dataclasses import dataclass
 
 RULE = (
     "a candidate becomes champion when its test accuracy is higher than the champion's on "
-    "the same test data (same data digest); a tie keeps the champion"
+    "the same test data (same data digest); with a drawn test set, on the same MNIST and "
+    "drawn test data (same digests of both), when it is higher on at least one of the two "
+    "and lower on neither by more than the promotion tolerance (export.promotion_tolerance; "
+    "the MNIST test set alone decides when the champion has no accuracy on the drawn set); "
+    "a tie keeps the champion"
 )
+
+# a loss of exactly the tolerance is within it, whatever float rounding does to the difference
+_ROUNDING = 1e-12
 
 
 @dataclass(frozen=True)
 class Standing:
-    """A registered version, its test accuracy and the digest of the data it was measured on."""
+    """A registered version, its test accuracy and the digest of the data it was measured on;
+    and its accuracy on the drawn test set with that set's digest (None: no drawn set)."""
 
     version: str
     test_accuracy: float | None  # None: a version registered before the rule recorded it
     data_digest: str
+    drawn_accuracy: float | None = None
+    drawn_digest: str | None = None
+
+    @property
+    def on_drawn(self) -> bool:
+        return self.drawn_accuracy is not None and self.drawn_digest is not None
 
 
 @dataclass(frozen=True)
@@ -37,12 +71,45 @@ class Decision:
     reason: str
     candidate: Standing
     champion: Standing | None  # as it stood when the rule was applied
+    tolerance: float = 0.0
+    # whether both sets decided (False: MNIST's alone, with or without a drawn set)
+    both_sets: bool = False
 
 
-def decide(candidate: Standing, champion: Standing | None) -> Decision:
-    """Apply ``RULE``: promote the candidate, or keep the champion, and say why in one line."""
+def decide(candidate: Standing, champion: Standing | None, tolerance: float = 0.0) -> Decision:
+    """Apply ``RULE``: promote the candidate, or keep the champion, and say why in one line.
+
+    ``tolerance`` is what the candidate may lose on one set while better on the other (an
+    accuracy fraction); it only counts when both have a drawn accuracy on the same set.
+    """
+    if (
+        champion is not None
+        and champion.version != candidate.version
+        and champion.test_accuracy is not None
+        and champion.data_digest == candidate.data_digest
+        and candidate.on_drawn
+    ):
+        if champion.on_drawn and champion.drawn_digest == candidate.drawn_digest:
+            promote, reason = _two_sets(candidate, champion, tolerance)
+            return Decision(promote, reason, candidate, champion, tolerance, both_sets=True)
+        promote, reason = _verdict(candidate, champion)
+        return Decision(
+            promote, _fallback(candidate, champion) + reason, candidate, champion, tolerance
+        )
     promote, reason = _verdict(candidate, champion)
-    return Decision(promote, reason, candidate, champion)
+    return Decision(promote, reason, candidate, champion, tolerance)
+
+
+def _fallback(candidate: Standing, champion: Standing) -> str:
+    drawn = f"{candidate.drawn_digest[:12]}…"
+    if champion.drawn_digest is None:
+        why = f"champion v{champion.version} has no accuracy on the drawn test set ({drawn})"
+    else:
+        why = (
+            f"champion v{champion.version} was measured on another drawn test set "
+            f"({champion.drawn_digest[:12]}…, candidate {drawn})"
+        )
+    return f"{why}, so the MNIST test set alone decides: "
 
 
 def _verdict(candidate: Standing, champion: Standing | None) -> tuple[bool, str]:
@@ -73,23 +140,75 @@ def _verdict(candidate: Standing, champion: Standing | None) -> tuple[bool, str]
     )
 
 
+def _two_sets(candidate: Standing, champion: Standing, tolerance: float) -> tuple[bool, str]:
+    sets = {
+        "MNIST test": (candidate.test_accuracy, champion.test_accuracy),
+        "drawn": (candidate.drawn_accuracy, champion.drawn_accuracy),
+    }
+    figures = ", ".join(
+        f"{name} accuracy {new:.4%} vs {old:.4%} ({(new - old) * 100:+.4f} points)"
+        for name, (new, old) in sets.items()
+    )
+    better = [name for name, (new, old) in sets.items() if new > old]
+    beyond = [name for name, (new, old) in sets.items() if old - new > tolerance + _ROUNDING]
+    limit = f"the tolerance of {tolerance * 100:.4f} points"
+    who = f"champion v{champion.version}"
+    if not better:
+        tied = all(new == old for new, old in sets.values())
+        verdict = f"ties {who} on both sets" if tied else f"is better than {who} on neither set"
+        return False, f"{verdict}: {figures}"
+    if beyond:
+        return False, (
+            f"better than {who} on the {better[0]} set but lower on the {beyond[0]} set by "
+            f"more than {limit}: {figures}"
+        )
+    if len(better) == 2:
+        return True, f"beats {who} on both sets: {figures}"
+    (other,) = [name for name in sets if name not in better]
+    new, old = sets[other]
+    within = "ties on" if new == old else f"is lower by at most {limit} on"
+    return True, f"beats {who} on the {better[0]} set and {within} the {other} set: {figures}"
+
+
+def _dominates(rival: Standing, champion: Standing) -> bool:
+    """Better on one set and no worse on the other: beating with no loss at all."""
+    pairs = [
+        (rival.test_accuracy, champion.test_accuracy),
+        (rival.drawn_accuracy, champion.drawn_accuracy),
+    ]
+    return all(new >= old for new, old in pairs) and any(new > old for new, old in pairs)
+
+
 def settle(champion: Standing | None, standings: list[Standing]) -> Standing | None:
     """The version ``@champion`` must move to so that no version measured on its test data is
     better; None when it is where it belongs (or there is no champion to compare with).
 
-    Among equally good versions the current champion stays (a tie keeps the champion), else
-    the oldest, so that every exporter settling at once picks the same one.
+    With one set (the champion has no drawn accuracy): the version with the highest test
+    accuracy, the current champion staying among equals (a tie keeps the champion), else the
+    oldest. With two (the champion's drawn accuracy on a drawn set): among the versions
+    measured on both of its sets that dominate it (better on one, no worse on the other),
+    the one with the highest sum of the two accuracies, the oldest among equals; no version
+    dominates it, since dominance is transitive and raises the sum. Either way every
+    exporter settling at once picks the same one, and a second settle finds nothing to do.
     """
     if champion is None or champion.test_accuracy is None:
         return None
-    rivals = [
+    same_data = [
         s
         for s in standings
         if s.data_digest == champion.data_digest and s.test_accuracy is not None
     ]
-    if not rivals:
-        return None
-    best = max(s.test_accuracy for s in rivals)
-    if champion.test_accuracy >= best:
-        return None
-    return min((s for s in rivals if s.test_accuracy == best), key=lambda s: int(s.version))
+    if champion.on_drawn:
+        rivals = [
+            s
+            for s in same_data
+            if s.on_drawn and s.drawn_digest == champion.drawn_digest and _dominates(s, champion)
+        ]
+        return min(
+            rivals,
+            # rounded: equal sums of different figures are equal whatever float addition does
+            key=lambda s: (-round(s.test_accuracy + s.drawn_accuracy, 12), int(s.version)),
+            default=None,
+        )
+    rivals = [s for s in same_data if s.test_accuracy > champion.test_accuracy]
+    return min(rivals, key=lambda s: (-s.test_accuracy, int(s.version)), default=None)

@@ -573,7 +573,7 @@ def test_a_champion_moved_but_unrecorded_says_so(
             raise CommandError("MLflow store: database is locked")
         real_tag(model, version, tags)
 
-    def always_promote(candidate, champion):
+    def always_promote(candidate, champion, tolerance=0.0):
         return dataclasses.replace(real_decide(candidate, None), champion=champion)
 
     monkeypatch.setattr(export, "tag_version", tags_fail_for_the_record)
@@ -590,4 +590,160 @@ def test_a_champion_moved_but_unrecorded_says_so(
     assert warnings == [
         f"export: warning: v{candidate}'s promotion record is not on it: "
         "MLflow store: database is locked"
+    ]
+
+
+# --- @champion with a drawn test set: both sets weighed, the champion measured on it -----------
+
+
+def _feedback_with_drawn(ws: Workspace, path: Path, count: int, labels_shift: int = 0) -> Path:
+    """A feedback file whose drawn part is ``count`` tiny test digits (labels moved by
+    ``labels_shift`` on every other one, so that another shift is another drawn set)."""
+    from kernel.atomic import write_npz
+
+    x, y = ws.splits["test"]
+    drawn_y = y[:count].astype(np.uint8).copy()
+    drawn_y[::2] = (drawn_y[::2] + labels_shift) % 10
+    empty = {"x": np.zeros((0, 28, 28), np.uint8), "y": np.zeros(0, np.uint8)}
+    write_npz(
+        path,
+        {
+            "train_x": empty["x"],
+            "train_y": empty["y"],
+            "drawn_x": x[:count].astype(np.uint8),
+            "drawn_y": drawn_y,
+        },
+    )
+    return path
+
+
+def _with_feedback(args: list[str], feedback: Path) -> list[str]:
+    """export_args with ``--feedback`` naming ``feedback`` (stage_args gives an empty one)."""
+    at = args.index("--feedback")
+    return [*args[: at + 1], str(feedback), *args[at + 2 :]]
+
+
+def _drawn_accuracy(model_bytes: bytes, feedback: Path) -> tuple[float, str]:
+    from stages.dataset.canonical import dataset_digest
+    from stages.dataset.feedback import load_feedback
+    from stages.handoff.onnx_runtime import onnx_session, run_onnx
+
+    x, y = load_feedback(feedback)["drawn"]
+    predicted = run_onnx(onnx_session(model_bytes), x).argmax(axis=1)
+    return float((predicted == y).mean()), dataset_digest({"drawn_x": x, "drawn_y": y})
+
+
+def test_a_drawn_set_is_measured_on_the_candidate_and_the_champion(
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert not any(key.startswith("drawn_") for key in champion.tags), "registered before it"
+    with tiny_trained.store():
+        champion_bytes = mlflow.onnx.load_model(f"models:/{name}/{champion.version}")
+    feedback = _feedback_with_drawn(tiny_trained, tmp_path / "feedback.npz", 40, labels_shift=1)
+    out = tmp_path / "out"
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(_with_feedback(export_args(tiny_trained, out, run_file=run_file), feedback))
+
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    tags = client.get_model_version(name, candidate.version).tags
+    accuracy, digest = _drawn_accuracy((out / "model.onnx").read_bytes(), feedback)
+    assert 0 < accuracy < 1
+    assert float(tags["drawn_accuracy"]) == accuracy
+    assert tags["drawn_digest"] == digest and tags["drawn_images"] == "40"
+    assert tags["test_accuracy"] and tags["test_data_digest"], "beside the MNIST figures"
+    # the champion, registered before the drawn set, measured on it from its registered model
+    measured, _ = _drawn_accuracy(champion_bytes.SerializeToString(), feedback)
+    champion_tags = client.get_model_version(name, champion.version).tags
+    assert float(champion_tags[f"drawn_accuracy.{digest}"]) == measured
+    # the decision weighed both sets, and its record says so
+    assert tags["promotion.sets"] == "MNIST test and drawn"
+    assert tags["promotion.drawn_digest"] == digest
+    assert float(tags["promotion.candidate_drawn_accuracy"]) == accuracy
+    assert float(tags["promotion.champion_drawn_accuracy"]) == measured
+    assert (
+        float(tags["promotion.tolerance"])
+        == load_params(tiny_trained.params).export.promotion_tolerance
+    )
+    reason = tags["promotion.reason"]
+    assert "MNIST test accuracy" in reason and "drawn accuracy" in reason, reason
+    assert f"champion v{champion.version}" in reason
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"| Drawn test accuracy | {accuracy:.4%} on 40 digits" in card
+    assert "export.promotion_tolerance" in card and "add up over many promotions" in card
+    err = capsys.readouterr().err
+    assert f"drawn test accuracy {accuracy:.4f} on 40 images" in err
+    (line,) = [line for line in err.splitlines() if "@champion" in line]
+    assert reason in line
+
+
+def test_a_champion_measured_on_the_drawn_set_is_not_downloaded_again(
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow
+
+    def no_download(*args: object) -> bytes:
+        raise AssertionError("the champion's figure on this drawn set is in its tags")
+
+    monkeypatch.setattr(export, "version_onnx_bytes", no_download)
+    feedback = _feedback_with_drawn(tiny_trained, tmp_path / "feedback.npz", 40, labels_shift=1)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(
+            _with_feedback(export_args(tiny_trained, tmp_path / "out", run_file=run_file), feedback)
+        )
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    assert candidate.tags["promotion.sets"] == "MNIST test and drawn"
+
+
+def test_a_champion_that_cannot_be_measured_leaves_the_mnist_test_set_to_decide(
+    tiny_trained: Workspace,
+    exported: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow
+
+    def download_fails(*args: object) -> bytes:
+        raise CommandError("models:/tiny-digits/1: no such artifact")
+
+    monkeypatch.setattr(export, "version_onnx_bytes", download_fails)
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    # a drawn set of its own: no version has a figure on it
+    feedback = _feedback_with_drawn(tiny_trained, tmp_path / "feedback.npz", 30, labels_shift=3)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(
+            _with_feedback(export_args(tiny_trained, tmp_path / "out", run_file=run_file), feedback)
+        )
+
+    candidate = client.get_model_version_by_alias(name, "candidate")
+    tags = client.get_model_version(name, candidate.version).tags
+    assert tags["promotion.sets"] == "MNIST test"
+    assert tags["promotion.champion_drawn_accuracy"] == "none"
+    assert "so the MNIST test set alone decides: test accuracy" in tags["promotion.reason"]
+    assert f"champion v{champion.version}" in tags["promotion.reason"]
+    champion_tags = client.get_model_version(name, champion.version).tags
+    assert f"drawn_accuracy.{tags['drawn_digest']}" not in champion_tags
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"export: warning: champion v{champion.version}'s model could not be measured on the "
+        "drawn test set, so the MNIST test set alone decides: "
+        "models:/tiny-digits/1: no such artifact"
     ]

@@ -225,6 +225,53 @@ def test_a_members_request_log_is_copied_to_the_team_bucket_and_read_back_elsewh
     assert len(read_window(tmp_path / "rita")) == 30, "the local log is whole"
 
 
+def test_corrections_on_a_members_page_reach_the_training_machine_through_the_bucket(
+    team, tmp_path, monkeypatch
+):
+    """Team mode's feedback store: the page's server copies each correction to the team's
+    store; `python -m demo.feedback pull` on another machine brings the same files."""
+    import importlib
+
+    import numpy as np
+
+    from factories.processes import REPO_ROOT
+    from factories.team_stack import logged_in
+    from monitor.request_log import ServedModel
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    feedback = importlib.import_module("demo.feedback")
+    uri = team["exports"]["MLFLOW_TRACKING_URI"]
+    alice, rita = team["members"]["alice"], team["members"]["rita"]
+    model = ServedModel("mnist-digits", "1", "champion")
+    images, labels = digit_images(3, seed=8)
+    with logged_in(alice):
+        shipper = feedback.team_shipper(uri, "feedback", model)
+        said: list[str] = []
+        store = feedback.FeedbackStore(tmp_path / "alice", shipper, warn=said.append)
+        for image, label in zip(images, labels, strict=True):
+            correction = feedback.Correction(
+                "alice-page-0001",
+                model,
+                image.astype(np.float32),
+                int(label),
+                (int(label) + 1) % 10,
+            )
+            assert store.add(correction)
+        store.close()
+    assert said == []
+
+    theirs = team["repo"] / "feedback"
+    # a reader may read the team's corrections; demo/ is run from the checkout
+    env = {**team["env"], **rita, "PYTHONPATH": str(REPO_ROOT)}
+    done = _run([sys.executable, "-m", "demo.feedback", "pull"], team["repo"], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"feedback: 3 corrections pulled from {uri}; feedback holds 3"
+    mine = {p.name: p.read_bytes() for p in (tmp_path / "alice").glob("*.json")}
+    assert {p.name: p.read_bytes() for p in theirs.glob("*.json")} == mine
+    again = _run([sys.executable, "-m", "demo.feedback", "pull"], team["repo"], env)
+    assert again.stdout.strip().startswith("feedback: 0 corrections pulled"), again.stdout
+
+
 def test_the_object_store_refuses_unsigned_and_wrongly_signed_requests(team):
     import boto3
     from botocore.exceptions import ClientError

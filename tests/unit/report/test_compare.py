@@ -194,6 +194,31 @@ def test_the_champion_rule_on_two_sides(old, new, digests, applies, promote, rea
     assert (outcome.applies, outcome.promote, outcome.reason) == (applies, promote, reason)
 
 
+@pytest.mark.parametrize(
+    ("drawn_old", "drawn_new", "promote", "said"),
+    [
+        # a little worse on MNIST, better on the same drawn set, within the tolerance
+        ((0.80, "f"), (0.90, "f"), True, "drawn"),
+        # better on the drawn set by a point: enough, with MNIST within the tolerance
+        ((0.80, "f"), (0.81, "f"), True, "drawn"),
+        # the base measured on another feedback set: MNIST alone decides (0.949 < 0.95)
+        ((0.80, "g"), (0.90, "f"), False, "MNIST test set alone decides"),
+        # no drawn set on either side: today's rule
+        (None, None, False, "below"),
+    ],
+)
+def test_the_champion_rule_weighs_a_drawn_test_set(drawn_old, drawn_new, promote, said) -> None:
+    outcome = compare.apply_rule(
+        _parity(0.95), _parity(0.949), "a", "a", drawn_old, drawn_new, tolerance=0.002
+    )
+    assert outcome.applies and outcome.promote == promote, outcome.reason
+    assert said in outcome.reason, outcome.reason
+    beyond = compare.apply_rule(
+        _parity(0.95), _parity(0.94), "a", "a", (0.80, "f"), (0.90, "f"), tolerance=0.002
+    )
+    assert not beyond.promote, beyond.reason
+
+
 def test_f1_changes_at_or_above_the_threshold_only() -> None:
     def classes(f1: dict[str, float]) -> dict:
         return {"per_class": {d: {"f1": v} for d, v in f1.items()}}
