@@ -10,11 +10,13 @@ of days more than ``keep_days`` ago are deleted when a file is begun (0 keeps th
 pandas reads a file with ``read_json(path, lines=True)``; ``monitor.window`` reads many.
 
 Logging never fails or holds up an answer: ``record`` copies the arrays onto a queue and
-returns; a thread of its own computes the descriptors and appends. A folder that cannot be
-written (full disk, no permission) gives one warning line, and answers go on unlogged until
-a write succeeds again; records that find the queue full are dropped and counted the same
-way. Raw pixels are written only when ``keep_pixels`` is set. With a ``shipper`` (team
-mode, ``monitor.shipping``) the writer also copies its files to the team's store.
+returns; a thread of its own gathers what comes within ``BATCH_SECONDS``, computes the
+descriptors of all of it at once and appends (``flush`` and ``close`` write at once). A
+folder that cannot be written (full disk, no permission) gives one warning line, and answers
+go on unlogged until a write succeeds again; records that find the queue full are dropped
+and counted the same way. Raw pixels are written only when ``keep_pixels`` is set. With a
+``shipper`` (team mode, ``monitor.shipping``) the writer also copies its files to the
+team's store.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,8 @@ FILE_MODE = 0o640
 DEFAULT_ROTATE_BYTES = 32 * 2**20
 # images waiting for the writer; past it a burst is dropped rather than held in memory
 QUEUE_IMAGES = 65536
+# the writer gathers what comes within this long and describes and writes it in one go
+BATCH_SECONDS = 0.25
 _STOP = object()
 _INSTANCES = itertools.count(1)
 
@@ -138,47 +143,74 @@ class RequestLog:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            batch, control = self._collect()
+            if batch:
+                self._write_batch(batch)
+            if control is _STOP:
                 if self._file is not None:
                     self._ship(self._file, finished=True)
                 return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            when, model, images, probabilities = item
-            try:
-                self._write(self._lines(when, model, images, probabilities), when)
-            except Exception as err:  # the writer outlives any one record
-                self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
-            finally:
-                with self._lock:
-                    self._queued -= len(images)
+            if isinstance(control, threading.Event):
+                control.set()
 
-    def _lines(
-        self, when: dt.datetime, model: ServedModel, images: np.ndarray, probabilities: np.ndarray
-    ) -> bytes:
-        described = describe(images)
-        answered = answers(probabilities)
-        request = uuid.uuid4().hex[:16]
-        stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    def _collect(self) -> tuple[list[tuple], object]:
+        """The answers queued within ``BATCH_SECONDS`` of the first, and a control item
+        (stop, or a flush's event) if one came; described and written together, they cost
+        the answering thread little of the interpreter's time."""
+        item = self._queue.get()
+        batch: list[tuple] = []
+        deadline = time.monotonic() + BATCH_SECONDS
+        while True:
+            if item is _STOP or isinstance(item, threading.Event):
+                return batch, item
+            batch.append(item)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return batch, None
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return batch, None
+
+    def _write_batch(self, batch: list[tuple]) -> None:
+        try:
+            # a batch across midnight is written to the files of its two days
+            for _, same_day in itertools.groupby(batch, key=lambda item: item[0].date()):
+                items = list(same_day)
+                self._write(self._lines(items), items[-1][0])
+        except Exception as err:  # the writer outlives any one record
+            self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
+        finally:
+            with self._lock:
+                self._queued -= sum(len(images) for _, _, images, _ in batch)
+
+    def _lines(self, items: list[tuple]) -> bytes:
+        """The JSON lines of several answers, their descriptors computed in one pass."""
+        described = describe(np.concatenate([images for _, _, images, _ in items]))
+        answered = answers(np.concatenate([probabilities for _, _, _, probabilities in items]))
         lines = []
-        for index, image in enumerate(images):
-            record: dict[str, object] = {
-                "time": stamp,
-                "source": self.source,
-                "model": model.name,
-                "version": model.version,
-                "alias": model.alias,
-                "request": request,
-                "index": index,
-                "digest": image_digest(image),
-            }
-            record.update({name: _plain(described[name][index]) for name in DESCRIPTORS})
-            record.update({name: _plain(values[index]) for name, values in answered.items()})
-            if self.keep_pixels:
-                record["pixels"] = _pixels(image)
-            lines.append(json.dumps(record, separators=(",", ":")))
+        offset = 0
+        for when, model, images, _ in items:
+            request = uuid.uuid4().hex[:16]
+            stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            for index, image in enumerate(images):
+                row = offset + index
+                record: dict[str, object] = {
+                    "time": stamp,
+                    "source": self.source,
+                    "model": model.name,
+                    "version": model.version,
+                    "alias": model.alias,
+                    "request": request,
+                    "index": index,
+                    "digest": image_digest(image),
+                }
+                record.update({name: _plain(described[name][row]) for name in DESCRIPTORS})
+                record.update({name: _plain(values[row]) for name, values in answered.items()})
+                if self.keep_pixels:
+                    record["pixels"] = _pixels(image)
+                lines.append(json.dumps(record, separators=(",", ":")))
+            offset += len(images)
         return ("\n".join(lines) + "\n").encode()
 
     def _write(self, data: bytes, when: dt.datetime) -> None:

@@ -101,9 +101,9 @@ def test_files_rotate_past_their_size_and_at_midnight(tmp_path) -> None:
     clock = _Clock(dt.datetime(2026, 3, 1, 23, 59, tzinfo=dt.UTC))
     log = RequestLog(tmp_path, "page", rotate_bytes=2000, clock=clock)
     images, probabilities = _batch(1)
-    for _ in range(10):
+    for _ in range(10):  # each written on its own: a file takes whole writes
         log.record(images, probabilities, MODEL)
-    log.flush()
+        log.flush()
     clock.now = dt.datetime(2026, 3, 2, 0, 1, tzinfo=dt.UTC)
     log.record(images, probabilities, MODEL)
     log.close()
