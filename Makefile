@@ -125,7 +125,7 @@ lint: setup ## format check and lint (ruff format --check, ruff check, the CI wo
 	ruff check .
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-bench: setup serve-setup browser $(BROWSER_EXTRA) $(SWEEP_EXTRA) $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
+bench: setup serve-setup browser postgres $(TEAM_EXTRA) $(BROWSER_EXTRA) $(SWEEP_EXTRA) $(DEMO_NODE_MODULES) ## measure speed, memory and accuracy; writes reports/bench.json and BENCHMARKS.md
 	python -m bench
 
 # a grid of DVC experiments: every combination of the comma-separated values

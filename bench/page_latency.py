@@ -2,7 +2,9 @@
 
 The page times itself with ``performance.now()``, from the start of its pointerup handler
 to the moment the digit and the bars are in the page (``window.lastResult``); the
-browser's paint, which follows, is not counted. Headless Debian chromium, strokes drawn
+browser's paint, which follows, is not counted, nor the report of the answer that the page
+then sends its server (logged to a request log in a temporary folder, as ``make demo``
+logs it). Headless Debian chromium, strokes drawn
 with Playwright's mouse, one warm-up stroke first.
 
     python -m bench.page_latency    # prints the figures for models/model.onnx as JSON
@@ -14,6 +16,7 @@ there, as ``bench.__main__`` does for the other measurements).
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,10 +44,15 @@ def bench_page(site_dir: Path, runs: int = RUNS) -> dict:
 
     Returns ``{"stroke_to_answer_ms": {"median": ..., "p90": ..., "runs": runs}}``.
     """
+    from demo.answers import UNREGISTERED, PageAnswers
     from demo.serve import make_server
     from factories.browser import chromium
+    from monitor.request_log import RequestLog, ServedModel
 
-    server = make_server(Path(site_dir), port=0)
+    log_folder = tempfile.mkdtemp(prefix="page-requests-")
+    identity = ServedModel("mnist-digits", UNREGISTERED)
+    answers = PageAnswers(RequestLog(log_folder, "page"), {"fp32": identity, "int8": identity})
+    server = make_server(Path(site_dir), port=0, answers=answers)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -62,6 +70,8 @@ def bench_page(site_dir: Path, runs: int = RUNS) -> dict:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        answers.close()
+        shutil.rmtree(log_folder, ignore_errors=True)
     return {
         "stroke_to_answer_ms": {
             "median": round(statistics.median(samples), 2),
