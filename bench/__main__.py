@@ -462,7 +462,8 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     report = PROJECT / "reports/bench.json"
     results = _last_report()
     repo = make_copy(work, log)
-    _run(["dvc", "repro", "preprocess"], repo, log)
+    # what train reads: the prepared splits and the page's corrections (feedback.npz)
+    _run(["dvc", "repro", "preprocess", "feedback"], repo, log)
     results.setdefault("accuracy", {}).update(bench_presets(repo, work, log, names))
     results["accuracy_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report.write_text(json.dumps(results, indent=2) + "\n")
