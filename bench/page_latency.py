@@ -4,8 +4,8 @@ The page times itself with ``performance.now()``, from the start of its pointeru
 to the moment the digit and the bars are in the page (``window.lastResult``); the
 browser's paint, which follows, is not counted, nor the report of the answer that the page
 then sends its server (logged to a request log in a temporary folder, as ``make demo``
-logs it). Headless Debian chromium, strokes drawn
-with Playwright's mouse, one warm-up stroke first.
+logs it). Headless Debian chromium, strokes drawn with Playwright's mouse, one warm-up
+stroke first.
 
     python -m bench.page_latency    # prints the figures for models/model.onnx as JSON
 
