@@ -161,14 +161,13 @@ def test_static_quantization_is_qdq_per_channel_and_calibrated() -> None:
     assert "QuantizeLinear" in operators and "DequantizeLinear" in operators
     conv = next(node for node in graph.node if node.op_type == "Conv")
     weight_dq = next(node for node in graph.node if node.output[0] == conv.input[1])
-    scales = {t.name: numpy_helper.to_array(t) for t in graph.initializer}[weight_dq.input[1]]
-    assert scales.shape == (4,), "one weight scale per output channel"
-    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}[weight_dq.input[0]]
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    assert initializers[weight_dq.input[1]].shape == (4,), "one weight scale per output channel"
+    weights = initializers[weight_dq.input[0]]
     # 7-bit weights: full-range ones saturate u8 x s8 products on CPUs without VNNI
     assert weights.dtype == np.int8 and np.abs(weights).max() <= 64
     activation_q = next(node for node in graph.node if node.op_type == "QuantizeLinear")
-    zero_points = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    assert zero_points[activation_q.input[2]].dtype == np.uint8, "uint8 activations"
+    assert initializers[activation_q.input[2]].dtype == np.uint8, "uint8 activations"
     images = _images(64, seed=2)
     fp32_probs = run_onnx(onnx_session(fp32), images)
     int8_probs = run_onnx(onnx_session(int8), images)
