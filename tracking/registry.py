@@ -162,6 +162,7 @@ def set_alias(registered_name: str, alias: str, version: str) -> None:
     retry_locked(
         lambda: client.set_registered_model_alias(registered_name, alias, version),
         "setting the registry alias",
+        upsert=True,
     )
 
 
@@ -178,6 +179,7 @@ def withdraw(registered_name: str, versions: list[str], alias: str, previous: st
         retry_locked(
             lambda: client.set_registered_model_alias(registered_name, alias, previous),
             "restoring the registry alias",
+            upsert=True,
         )
     for version in versions:
         retry_locked(
@@ -196,6 +198,7 @@ def tag_version(registered_name: str, version: str, tags: dict[str, str]) -> Non
                 registered_name, version, key, value
             ),
             f"tagging version {version} of {registered_name}",
+            upsert=True,  # two machines may tag the champion with its drawn accuracy at once
         )
 
 

@@ -230,10 +230,22 @@ def permission_error(uri: str, doing: str) -> CommandError:
     )
 
 
+# What PostgreSQL answers the loser of two writers inserting the same key at once: MLflow
+# sets an alias by select-then-insert (``session.merge``), so two machines setting a new
+# alias together collide on its primary key, and the same call a moment later updates it.
+_INSERT_RACE = "duplicate key value violates unique constraint"
+
+
 def retry_locked(
-    action: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.25
+    action: Callable[[], T],
+    what: str,
+    attempts: int = 8,
+    first_wait: float = 0.25,
+    upsert: bool = False,
 ) -> T:
-    """Run ``action()``, retrying a bounded number of times while SQLite says it is locked."""
+    """Run ``action()``, retrying a bounded number of times while SQLite says it is locked;
+    with ``upsert`` (an action that inserts or updates, so repeating it is safe), also when
+    it lost an insert race to another writer."""
     from mlflow.exceptions import MlflowException
 
     wait = first_wait
@@ -241,7 +253,9 @@ def retry_locked(
         try:
             return action()
         except MlflowException as err:
-            if "locked" not in str(err).lower() or attempt == attempts:
+            text = str(err).lower()
+            transient = "locked" in text or (upsert and _INSERT_RACE in text)
+            if not transient or attempt == attempts:
                 raise CommandError(f"MLflow: {what} failed: {str(err).splitlines()[0]}") from None
         time.sleep(wait)
         wait = min(wait * 2, 8.0)

@@ -91,6 +91,10 @@ def test_two_machines_promoting_at_once_leave_the_champion_on_the_best_version(t
         with logged_in(admin_login(team)):
             client = mlflow.MlflowClient(team["exports"]["MLFLOW_TRACKING_URI"])
             _follow_rounds(client, members, plans, processes, tmp_path)
+    except BaseException:
+        for process in processes:  # one that failed leaves the other waiting for its go
+            process.kill()
+        raise
     finally:
         for process in processes:
             process.wait(timeout=60)

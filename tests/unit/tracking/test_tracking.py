@@ -271,6 +271,32 @@ def test_retry_locked_does_not_retry_other_mlflow_errors(sleeps: list[float]) ->
     assert sleeps == []
 
 
+def _lost_insert_race():
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException(
+        "BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates unique "
+        'constraint "registered_model_alias_pk"\nDETAIL: Key (name, alias)=(m, champion)'
+    )
+
+
+def test_retry_locked_repeats_an_upsert_that_lost_an_insert_race(sleeps: list[float]) -> None:
+    action = FlakyAction(failures=1, error=_lost_insert_race())
+    assert retry_locked(action, "setting the registry alias", upsert=True) == "done"
+    assert action.calls == 2
+    assert sleeps == [0.25]
+
+
+def test_retry_locked_does_not_repeat_a_plain_insert_on_a_duplicate_key(
+    sleeps: list[float],
+) -> None:
+    action = FlakyAction(failures=1, error=_lost_insert_race())
+    with pytest.raises(CommandError, match="registered_model_alias_pk"):
+        retry_locked(action, "creating the model")
+    assert action.calls == 1
+    assert sleeps == []
+
+
 def test_retry_locked_lets_other_exceptions_through(sleeps: list[float]) -> None:
     action = FlakyAction(failures=1, error=ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):
