@@ -468,7 +468,6 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     results["accuracy_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report.write_text(json.dumps(results, indent=2) + "\n")
     (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 # what ``--update`` can measure again on its own, after a repro in a fresh copy
@@ -494,7 +493,6 @@ def update_sections(names: list[str], work: Path, log: Path) -> None:
         results[f"{name}_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     (PROJECT / "reports/bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def _last_report() -> dict:
@@ -535,11 +533,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
     log = work / "bench.log"
     print(f"bench: working in {work} (log: {log})", file=sys.stderr)
-    if args.update_presets:
-        update_presets(work, log, args.presets.split(",") if args.presets else None)
-        return
-    if args.update:
-        update_sections(args.update.split(","), work, log)
+    if args.update_presets or args.update:
+        if args.update_presets:
+            update_presets(work, log, args.presets.split(",") if args.presets else None)
+        else:
+            update_sections(args.update.split(","), work, log)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
         return
     started = time.perf_counter()
     results = {

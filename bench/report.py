@@ -132,8 +132,13 @@ def render_markdown(results: dict) -> str:
         lines.append(
             f"| train stage on the team server ≤ 1.10 × on the local SQLite store | "
             f"{team['ratio']:.2f} × ({team['server_seconds']:.1f} s vs "
-            f"{team['sqlite_seconds']:.1f} s, median of {team['repeats']}) | "
-            f"{_at_most(team['ratio'], TARGETS['team_server_ratio'])} |"
+            f"{team['sqlite_seconds']:.1f} s, median of {team['repeats']}"
+            + (
+                f"; measured {results['team_updated']} with `--update team`"
+                if results.get("team_updated")
+                else ""
+            )
+            + f") | {_at_most(team['ratio'], TARGETS['team_server_ratio'])} |"
         )
     accuracy = results.get("accuracy", {})
     checks = (

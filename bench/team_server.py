@@ -46,7 +46,7 @@ def bench_team_server(
         "ratio": served_seconds / local_seconds,
         "sqlite_runs": local,
         "server_runs": served,
-        "server": "mlflow server --workers 2, PostgreSQL 15, SeaweedFS S3, basic-auth member",
+        "server": "mlflow server --workers 1, PostgreSQL 15, SeaweedFS S3, basic-auth member",
         "os_user_is_root": os.geteuid() == 0,
         "python": sys.version.split()[0],
     }

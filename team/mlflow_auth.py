@@ -75,7 +75,7 @@ def _authenticate() -> Authorization | Response:
     except MlflowException as err:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             return _store_down()
-        # removed while another server worker still trusted the password it cached
+        # removed while the server's credential cache still trusted the password
         return auth.make_basic_auth_response()
     except Exception:
         return _store_down()

@@ -50,10 +50,14 @@ def start(settings: Settings) -> None:
     package = Path(team.__file__).resolve().parent
     python = service_python(folder)
     services.check_reachable_by_services([python, package / "mlflow_auth.py"])
+    # One uvicorn process (its requests run on threads): with --workers N uvicorn binds the
+    # socket itself and leaves Nagle on for every connection (uvicorn issue 3149), so each
+    # request after the first on a kept-alive connection, as MLflow's client and browsers
+    # send them, waited about 44 ms for the client's delayed ACK.
     command = [
         str(python), "-m", "mlflow", "server",
         "--artifacts-destination", f"s3://{ARTIFACTS_BUCKET}",
-        "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "2",
+        "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "1",
         "--app-name", "basic-auth",
     ]  # fmt: skip
     env = {

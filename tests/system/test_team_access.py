@@ -347,7 +347,7 @@ def test_a_removed_member_gets_401_at_once(team):
     removed = _run([sys.executable, "-m", "team", "member", "remove", "leaver"],
                    team["repo"], team["env"])  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    # both server workers, whatever their credential cache holds
+    # whatever the server's credential cache holds
     assert {_request(search, *me)[0] for _ in range(6)} == {401}
 
 
