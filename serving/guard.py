@@ -18,11 +18,17 @@ reads a byte of the body:
 - a compressed body (MLServer would inflate a gzip bomb whole): 415;
 - a body above ``MAX_BODY_BYTES``: 413, from its Content-Length before reading, or
   counted as a chunked body arrives;
-- a body still incomplete after ``BODY_TIMEOUT_SECONDS``: 408;
+- a body that stalls: 408, and the connection is closed. Its first byte must come within
+  ``FIRST_BYTE_SECONDS`` of the headers, each later piece within ``CHUNK_SECONDS`` of the
+  one before, and the whole body within ``BODY_TIMEOUT_SECONDS`` of its reading;
 - a body with more JSON lists, objects and strings than ``MAX_JSON_STRUCTURES``: 400.
 
-At most ``MAX_CONCURRENT_BODIES`` requests with a body are read and answered at once (the
-others wait, unread), so the memory requests can take is bounded too.
+A request holds nothing while it waits for its body's first byte: a client that sends
+headers and stalls keeps no other request waiting. After that, at most
+``MAX_HELD_BODIES`` bodies are read or wait in memory at once, and at most
+``MAX_CONCURRENT_BODIES`` of them are parsed and answered (the others wait, unread or
+unparsed), so the memory requests can take is bounded too. A request gives its places
+back once its answer starts: a client that does not read its answer holds only that.
 
 Standard library, ``serving.control`` and ``digits_predict.contract`` only: the unit tests
 run it without MLServer.
@@ -31,6 +37,7 @@ run it without MLServer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -55,14 +62,21 @@ MAX_BODY_BYTES = 16 * MiB
 # inference runs in the server's one event loop (parallel_workers 0): more requests in
 # flight add no throughput, only parsed bodies held in memory at once
 MAX_CONCURRENT_BODIES = 2
+# bodies being read, or read and waiting for one of the places above: enough that a few
+# clients that send a byte and stall (each let go after CHUNK_SECONDS) leave room for
+# others, few enough that bodies at the cap held at once stay at 128 MiB
+MAX_HELD_BODIES = 8
 # "[]," is 3 bytes of JSON and a 64-byte list once parsed: 16 MiB of them took MLServer
 # 600 MiB up, of short strings 340 MiB, of numbers (what a request is made of) 240 MiB. The
 # largest batch as nested lists (an outer list, one per image and one per row) needs 29,697
 # lists, and the envelope a few objects and strings: twice that is plenty.
 MAX_JSON_STRUCTURES = 2 * (1 + MAX_BATCH_SIZE * (1 + IMAGE_SHAPE[0]))
-# over loopback the largest body arrives in well under a second; a client that stalls
-# mid-body must not hold one of the few slots above for ever
-BODY_TIMEOUT_SECONDS = 30.0
+# the server listens on loopback only, where a client sends its body with its headers and
+# the largest one arrives whole in well under a second: a body that pauses for seconds is
+# a client holding a place, not a slow network
+FIRST_BYTE_SECONDS = 2.0
+CHUNK_SECONDS = 2.0
+BODY_TIMEOUT_SECONDS = 10.0
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 REPOSITORY_OFF = (
@@ -72,6 +86,10 @@ REPOSITORY_OFF = (
 )
 # true while the guard forwards the one authorised control request, false for any other
 CONTROL_REQUEST: ContextVar[bool] = ContextVar("serving_control_request", default=False)
+
+
+class Stalled(Exception):
+    """The body stopped arriving; the message says for how long."""
 
 
 class RequestGuard:
@@ -84,6 +102,9 @@ class RequestGuard:
         port: int,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_concurrent_bodies: int = MAX_CONCURRENT_BODIES,
+        max_held_bodies: int = MAX_HELD_BODIES,
+        first_byte_timeout: float = FIRST_BYTE_SECONDS,
+        chunk_timeout: float = CHUNK_SECONDS,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
         control_key: str | None = None,
         loadable: Iterable[str] = (),
@@ -95,7 +116,10 @@ class RequestGuard:
         self.hosts = frozenset(f"{name}:{port}" for name in LOOPBACK_NAMES)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.max_body_bytes = max_body_bytes
+        self.first_byte_timeout = first_byte_timeout
+        self.chunk_timeout = chunk_timeout
         self.body_timeout = body_timeout
+        self._held = asyncio.Semaphore(max(max_held_bodies, max_concurrent_bodies))
         self._slots = asyncio.Semaphore(max_concurrent_bodies)
         self._control_key = control_key.encode() if control_key else None
         self._control_paths = frozenset(f"/v2/repository/models/{name}/load" for name in loadable)
@@ -114,6 +138,9 @@ class RequestGuard:
         token = CONTROL_REQUEST.set(self.controls(method, path, headers))
         try:
             await self._forward(scope, receive, send, headers)
+        except Stalled as stalled:
+            # closed, so that what the client sends later is not read as a new request
+            await reply(send, 408, str(stalled), close=True)
         finally:
             CONTROL_REQUEST.reset(token)
 
@@ -124,17 +151,16 @@ class RequestGuard:
         if length is None and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body: health, metadata, readiness
             return
-        async with self._slots:
-            try:
-                body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
-            except TimeoutError:
-                await reply(
-                    send,
-                    408,
-                    f"the request body did not arrive within {self.body_timeout:g} s; "
-                    "send it whole, at once",
-                )
-                return
+        # no place is held before the first byte: stalling after the headers costs no one
+        first = await _within(
+            receive(),
+            self.first_byte_timeout,
+            f"no byte of the request body arrived within {self.first_byte_timeout:g} s of its "
+            "headers; send the body with them, at once",
+        )
+        async with contextlib.AsyncExitStack() as places:
+            await places.enter_async_context(self._held)
+            body = await self._read_body(first, receive)
             if body is None:  # the client left
                 return
             if isinstance(body, int):
@@ -150,7 +176,17 @@ class RequestGuard:
                     "by image and row",
                 )
                 return
-            await self.app(scope, _replay(body, receive), send)
+            await places.enter_async_context(self._slots)
+
+            async def answer(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    # the answer is made: a client slow to read it holds only its bytes
+                    await places.aclose()
+                await send(message)
+
+            replayed = _replay(body, receive)
+            del body  # the app's copy is the only one left once it has read it
+            await self.app(scope, replayed, answer)
 
     def refusal(
         self, path: str, headers: dict[str, list[str]], method: str = "GET"
@@ -209,17 +245,20 @@ class RequestGuard:
             f"({self.max_body_bytes / MiB:g} MiB); send fewer images per request"
         )
 
-    async def _read_body(self, receive: Receive) -> bytes | int | None:
-        """The whole body; the bytes read once they pass ``max_body_bytes``; None if the
-        client left.
+    async def _read_body(self, first: Message, receive: Receive) -> bytes | int | None:
+        """The whole body from its first message on; the bytes read once they pass
+        ``max_body_bytes``; None if the client left. ``Stalled`` if the body pauses for
+        ``chunk_timeout``, or is not whole within ``body_timeout``.
 
         uvicorn stops reading the socket while a request's unread body exceeds 64 KiB and
         drops what arrives after the answer, so a refused body is never held.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         chunks: list[bytes] = []
         size = 0
+        message = first
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -229,6 +268,28 @@ class RequestGuard:
                 return size
             if not message.get("more_body", False):
                 return b"".join(chunks)
+            left = deadline - loop.time()
+            if left <= self.chunk_timeout:
+                message = await _within(
+                    receive(),
+                    left,
+                    f"the request body did not arrive whole within {self.body_timeout:g} s "
+                    f"({size:,} bytes came); send it whole, at once",
+                )
+            else:
+                message = await _within(
+                    receive(),
+                    self.chunk_timeout,
+                    f"the request body stopped for {self.chunk_timeout:g} s after {size:,} "
+                    "bytes; send it whole, at once",
+                )
+
+
+async def _within(waiting: Awaitable[Message], seconds: float, stalled: str) -> Message:
+    try:
+        return await asyncio.wait_for(waiting, max(seconds, 0))
+    except TimeoutError:
+        raise Stalled(stalled) from None
 
 
 def _structures(body: bytes) -> int:
@@ -247,29 +308,29 @@ def _headers(scope: Scope) -> dict[str, list[str]]:
 def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for the app: the body read already, then the connection's own messages
     (the app may wait on them for the client's disconnect)."""
-    sent = False
+    held: bytes | None = body
 
     async def replayed() -> Message:
-        nonlocal sent
-        if sent:
+        nonlocal held
+        if held is None:
             return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        # handed over, not kept: the app's own copy is all that holds it from here
+        message = {"type": "http.request", "body": held, "more_body": False}
+        held = None
+        return message
 
     return replayed
 
 
-async def reply(send: Send, status: int, message: str) -> None:
-    """One line of JSON, as MLServer answers its own errors."""
+async def reply(send: Send, status: int, message: str, close: bool = False) -> None:
+    """One line of JSON, as MLServer answers its own errors; ``close``: and the connection
+    is closed after it."""
     body = json.dumps({"error": message}, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

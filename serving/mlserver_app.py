@@ -5,13 +5,18 @@ MLServer 1.7 has no switch for what ``serving.guard`` refuses: no body limit (ne
 uvicorn), no Host check, and its model-repository API (index, load, unload) is served on
 REST and on gRPC whatever the settings say (its CORS settings only decide which pages may
 read answers, not which requests run). So this builds the server the way ``mlserver start``
-does, with three changes:
+does, with four changes:
 
 - the repository handlers both servers call refuse every call (gRPC clients get NOT_FOUND,
   as REST clients get 404), except a load during the one control request ``RequestGuard``
   lets through (``CONTROL_REQUEST``, set by the guard of the REST app only; the key is
   ``FOLDER/control.key``, see ``serving.control``): what ``python -m serving reload`` sends;
 - ``RequestGuard`` wraps the REST app;
+- the gRPC server answers at most ``MAX_CONCURRENT_RPCS`` calls at once, and the calls
+  beyond get RESOURCE_EXHAUSTED before their message is read; a connection lasts at
+  most ``GRPC_CONNECTION_AGE_MS`` (clients reconnect), its calls then have
+  ``GRPC_CONNECTION_GRACE_MS`` to end, so a call that stalls holds its place that long
+  at most (``BoundedGRPCServer``);
 - a model's registry switches versions without a gap (``OneVersionRegistry``).
 """
 
@@ -21,12 +26,20 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi import status
+from grpc import aio
 from mlserver.cli.serve import load_settings
 from mlserver.context import model_context
 from mlserver.errors import MLServerError
+from mlserver.grpc import GRPCServer
+from mlserver.grpc.dataplane_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from mlserver.grpc.model_repository import ModelRepositoryServicer
+from mlserver.grpc.model_repository_pb2_grpc import add_ModelRepositoryServiceServicer_to_server
+from mlserver.grpc.server import DefaultGrpcWorkers
+from mlserver.grpc.servicers import InferenceServicer
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.logging import configure_logger, logger
 from mlserver.model import MLModel
@@ -39,6 +52,15 @@ from mlserver.utils import install_uvloop_event_loop
 
 from serving.control import read_key
 from serving.guard import CONTROL_REQUEST, REPOSITORY_OFF, RequestGuard
+
+# as for REST (serving.guard): inference runs in one event loop, so calls beyond a few add
+# no throughput, only messages (up to 4 MiB each) held at once
+MAX_CONCURRENT_RPCS = 8
+# gRPC has no timeout for a call's message to arrive: a client that opens calls and sends
+# nothing holds their places until its connection ends, which these bound. An honest
+# client's channel reconnects on its own after the server's GOAWAY, its calls unharmed.
+GRPC_CONNECTION_AGE_MS = 10_000
+GRPC_CONNECTION_GRACE_MS = 5_000
 
 
 class RepositoryOff(ModelRepositoryHandlers):
@@ -130,9 +152,51 @@ class OneVersionRegistries(MultiModelRegistry):
         return await super().load(model_settings)
 
 
+class BoundedGRPCServer(GRPCServer):
+    """MLServer's gRPC server with at most ``MAX_CONCURRENT_RPCS`` calls at once and
+    connections of a bounded age.
+
+    MLServer 1.7 builds its ``grpc.aio`` server in ``_create_server`` with no way to pass
+    ``maximum_concurrent_rpcs`` (grpc's own bound: a call beyond it gets RESOURCE_EXHAUSTED
+    before its message is read), so this builds it as that method does for the settings
+    ``python -m serving`` writes, which turn off the access log, metrics and tracing that
+    MLServer adds interceptors for.
+    """
+
+    def _create_server(self) -> aio.Server:
+        settings = self._settings
+        if settings.debug or settings.metrics_endpoint or settings.tracing_server:
+            raise RuntimeError(
+                "settings.json asks for gRPC debug logs, metrics or tracing, which this server "
+                "does not build; write it with `python -m serving`"
+            )
+        self._inference_servicer = InferenceServicer(
+            self._data_plane, self._model_repository_handlers
+        )
+        self._model_repository_servicer = ModelRepositoryServicer(self._model_repository_handlers)
+        self._interceptors = []
+        self._server = aio.server(
+            ThreadPoolExecutor(max_workers=DefaultGrpcWorkers),
+            options=self._get_options(),
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
+        add_GRPCInferenceServiceServicer_to_server(self._inference_servicer, self._server)
+        add_ModelRepositoryServiceServicer_to_server(self._model_repository_servicer, self._server)
+        self._server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        return self._server
+
+    def _get_options(self) -> list[tuple[str, object]]:
+        return [
+            *super()._get_options(),
+            ("grpc.max_connection_age_ms", GRPC_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", GRPC_CONNECTION_GRACE_MS),
+        ]
+
+
 class GuardedMLServer(MLServer):
     """MLServer whose REST and gRPC servers cannot change its models, but for the control
-    request of the key's owner, which can load a new version of a model loaded at start."""
+    request of the key's owner, which can load a new version of a model loaded at start,
+    and whose gRPC server takes a bounded number of calls at once."""
 
     def __init__(
         self, settings: Settings, control_key: str | None = None, loadable: Sequence[str] = ()
@@ -157,6 +221,9 @@ class GuardedMLServer(MLServer):
             repository=self._model_repository, model_registry=self._model_registry
         )
         super()._create_servers()
+        self._grpc_server = BoundedGRPCServer(
+            self._settings, self._data_plane, self._model_repository_handlers
+        )
         self._rest_server._app.add_middleware(
             RequestGuard,
             port=self._settings.http_port,

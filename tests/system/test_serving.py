@@ -432,9 +432,10 @@ def test_a_body_at_the_cap_costs_a_few_hundred_mib_at_most(mlserver, case) -> No
 
 
 def test_bodies_sent_at_once_are_parsed_a_few_at_a_time(mlserver) -> None:
-    """Eight clients at the cap at once cost about what one does: the bodies wait unread
-    while two (``MAX_CONCURRENT_BODIES``) are read and answered. Without that wait, each
-    would hold its 16 MiB and more."""
+    """Sixteen clients at the cap at once cost eight bodies (``MAX_HELD_BODIES``, 128 MiB)
+    and what one parse does: the others wait unread, and two (``MAX_CONCURRENT_BODIES``) are
+    parsed and answered at once. Without that wait, each would hold its 16 MiB and its
+    parse, ~290 MiB."""
     body, _ = ADVERSARIAL_BODIES["floats"]
     statuses = []
 
@@ -442,14 +443,106 @@ def test_bodies_sent_at_once_are_parsed_a_few_at_a_time(mlserver) -> None:
         statuses.append(_send(mlserver, f"/v2/models/{NAME}/infer", body)[0])
 
     with _PeakRSS(mlserver.server.pid) as rss:
-        clients = [threading.Thread(target=client) for _ in range(8)]
+        clients = [threading.Thread(target=client) for _ in range(16)]
         for thread in clients:
             thread.start()
         for thread in clients:
             thread.join(timeout=120)
-    print(f"8 bodies of 16 MiB at once: peak RSS growth {rss.growth:.0f} MiB")
-    assert statuses == [400] * 8
-    assert rss.growth < 384
+    print(f"16 bodies of 16 MiB at once: peak RSS growth {rss.growth:.0f} MiB")
+    assert statuses == [400] * 16
+    assert rss.growth < 512
+    _assert_serving(mlserver)
+
+
+def _stall(mlserver, sent: bytes) -> socket.socket:
+    """A client that announces a body of 100 bytes, sends ``sent`` of it and stalls."""
+    host, port = mlserver.url.split(":")
+    sock = socket.create_connection((host, int(port)), timeout=15)
+    head = (
+        f"POST /v2/models/{NAME}/infer HTTP/1.1\r\nHost: {mlserver.url}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def _answer_then_close(sock: socket.socket) -> tuple[str, bytes]:
+    """The status line and body the server sent before it closed the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body
+
+
+@pytest.mark.parametrize("sent", [b"", b"{"], ids=["headers only", "one byte"])
+def test_clients_that_stall_their_bodies_keep_no_honest_request_waiting(mlserver, sent) -> None:
+    """Eight clients send a request's headers (and a byte of its body) and stall; an honest
+    request sent after them is answered in a few seconds, as long as the server lets one of
+    them hold a place (``CHUNK_SECONDS``), and each of them gets 408 and a closed connection."""
+    stallers = [_stall(mlserver, sent) for _ in range(8)]
+    try:
+        time.sleep(0.5)  # all eight are in the server before the honest request
+        started = time.monotonic()
+        _assert_serving(mlserver)
+        waited = time.monotonic() - started
+        print(
+            f"8 clients stalling after {len(sent)} bytes: an honest request waited {waited:.2f} s"
+        )
+        assert waited < 5
+        for sock in stallers:
+            status, body = _answer_then_close(sock)
+            assert status.startswith("HTTP/1.1 408 "), status
+            assert body.count(b"\n") == 0 and json.loads(body)["error"].endswith(", at once")
+    finally:
+        for sock in stallers:
+            sock.close()
+
+
+_GRPC_STALLS = """
+import json, sys, threading, time
+import grpc
+from mlserver.grpc import dataplane_pb2 as pb, dataplane_pb2_grpc
+address, model, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+never = threading.Event()
+
+def nothing():  # a stream of requests that never sends one
+    never.wait()
+    yield pb.ModelInferRequest()
+
+stalling = dataplane_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(address))
+held = [stalling.ModelStreamInfer(nothing()) for _ in range(calls)]
+time.sleep(1)  # the calls are open on the server
+honest = dataplane_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(address))
+answers, started = [], time.monotonic()
+while time.monotonic() - started < 40:
+    try:
+        honest.ModelReady(pb.ModelReadyRequest(name=model), timeout=5)
+        answers.append(["OK", round(time.monotonic() - started, 1)])
+        break
+    except grpc.RpcError as err:
+        answers.append([err.code().name, err.details()])
+    time.sleep(0.5)
+print(json.dumps(answers))
+"""
+
+
+def test_grpc_takes_a_bounded_number_of_calls_and_stalled_ones_end(mlserver) -> None:
+    """Calls beyond MAX_CONCURRENT_RPCS get RESOURCE_EXHAUSTED at once, before their
+    message is read; calls that stall are ended with their connection's age."""
+    host, port = mlserver.url.split(":")
+    result = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", _GRPC_STALLS, f"{host}:{int(port) + 1}", NAME, "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answers = json.loads(result.stdout)
+    print(f"gRPC calls while 8 stall: {answers[0]}, ..., {answers[-1]} ({len(answers)} calls)")
+    assert answers[0][0] == "RESOURCE_EXHAUSTED", answers
+    # the connection lives 10 s (+10% jitter), its calls 5 s more: then the places are free
+    assert answers[-1][0] == "OK" and answers[-1][1] < 20, answers
     _assert_serving(mlserver)
 
 

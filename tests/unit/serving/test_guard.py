@@ -264,13 +264,104 @@ def test_a_client_that_leaves_mid_body_gets_nothing_and_the_app_nothing() -> Non
     assert guard.app.calls == []
 
 
-def test_a_body_that_stalls_gets_408() -> None:
-    async def stalled() -> dict:
-        await asyncio.sleep(60)
+def stalling(*pieces: bytes):
+    """``receive`` of a client that sends these pieces of its body, more to come, then
+    nothing, ever (until the guard gives up on it)."""
+    pending = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces]
+
+    async def receive() -> dict:
+        if pending:
+            return pending.pop(0)
+        await asyncio.Event().wait()
         raise AssertionError("not cancelled")
 
-    status, error = refused(guarded(body_timeout=0.05), scope(headers=json_body(10)), stalled)
-    assert status == 408 and error.startswith("the request body did not arrive within 0.05 s")
+    return receive
+
+
+async def timed(guard: RequestGuard, request: dict, receive) -> tuple[int, str, dict, float]:
+    """Status, error line (or body), headers and seconds taken of one request."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await guard(request, receive, send)
+    (start, body) = sent
+    text = body["body"].decode()
+    if start["status"] != 200:
+        (text,) = json.loads(text).values()
+    return start["status"], text, dict(start["headers"]), loop.time() - started
+
+
+@pytest.mark.parametrize(
+    ("pieces", "timeouts", "words"),
+    [
+        ((), {"first_byte_timeout": 0.05}, "no byte of the request body arrived within 0.05 s"),
+        ((b"{",), {"chunk_timeout": 0.05}, "the request body stopped for 0.05 s after 1 bytes"),
+        (
+            (b"{",) * 30,  # a byte now and then, each in time, never the whole
+            {"chunk_timeout": 0.2, "body_timeout": 0.05},
+            "the request body did not arrive whole within 0.05 s",
+        ),
+    ],
+)
+def test_a_body_that_stalls_gets_408_and_its_connection_closed(pieces, timeouts, words) -> None:
+    async def trickle() -> dict:
+        await asyncio.sleep(0.01)
+        return pending.pop(0)
+
+    pending = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces]
+    guard = guarded(**timeouts)
+    receive = trickle if len(pieces) > 1 else stalling(*pieces)
+    status, error, headers, _ = asyncio.run(timed(guard, scope(headers=json_body(100)), receive))
+    assert (status, headers[b"connection"]) == (408, b"close")
+    assert error.startswith(words) and error.endswith(
+        "send it whole, at once" if pieces else "once"
+    )
+    assert "\n" not in error and guard.app.calls == []
+
+
+def test_clients_that_send_headers_and_stall_keep_no_one_waiting() -> None:
+    """Eight clients announce a body of 100 bytes and send none: with the server's own
+    limits, a request sent after them is answered at once, and each of them gets 408 when
+    its first byte is late, its place (it took none) free."""
+
+    async def main() -> tuple[list, tuple]:
+        guard = guarded()
+        stallers = [
+            asyncio.create_task(timed(guard, scope(headers=json_body(100)), stalling()))
+            for _ in range(8)
+        ]
+        await asyncio.sleep(0.05)
+        honest = await asyncio.wait_for(
+            timed(guard, scope(headers=json_body(2)), messages(b"{}")), timeout=3
+        )
+        return await asyncio.gather(*stallers), honest
+
+    stalled, honest = asyncio.run(main())
+    assert honest[0] == 200 and honest[3] < 0.5, honest
+    assert {(status, seconds // 1) for status, _, _, seconds in stalled} == {(408, 2)}
+
+
+def test_clients_that_send_a_byte_and_stall_hold_their_place_briefly() -> None:
+    """Clients that send a byte and stall fill every place; a request sent after them gets
+    one as soon as the first of them is let go, ``chunk_timeout`` later."""
+
+    async def main() -> tuple[list, tuple]:
+        guard = guarded(max_held_bodies=8, chunk_timeout=0.3)
+        stallers = [
+            asyncio.create_task(timed(guard, scope(headers=json_body(100)), stalling(b"{")))
+            for _ in range(16)
+        ]
+        await asyncio.sleep(0.05)
+        honest = await timed(guard, scope(headers=json_body(2)), messages(b"{}"))
+        return await asyncio.gather(*stallers), honest
+
+    stalled, honest = asyncio.run(main())
+    assert honest[0] == 200 and honest[3] < 0.3 * 2 + 0.2, honest  # two rounds of 8 ahead
+    assert [status for status, *_ in stalled] == [408] * 16
 
 
 def test_a_body_of_many_lists_is_refused_before_the_parse() -> None:
@@ -304,8 +395,10 @@ def test_the_largest_batch_fits_the_cap_in_any_encoding_a_client_makes() -> None
     assert run(guard, scope(headers=json_body(len(flat))), messages(flat))[0] == 200
 
 
-def test_requests_with_bodies_wait_for_a_slot_unread() -> None:
-    """Only ``max_concurrent_bodies`` bodies are read and answered at once."""
+def test_bodies_are_held_and_answered_a_few_at_a_time() -> None:
+    """Only ``max_held_bodies`` bodies are read past their first piece, and only
+    ``max_concurrent_bodies`` of them answered at once; a request without a body waits
+    for neither."""
     order: list[str] = []
 
     async def main() -> None:
@@ -318,29 +411,59 @@ def test_requests_with_bodies_wait_for_a_slot_unread() -> None:
             order.append(f"app {(await receive())['body'].decode()}")
             await gate.wait()
 
-        guard = RequestGuard(app, port=PORT, max_concurrent_bodies=1)
+        guard = RequestGuard(app, port=PORT, max_concurrent_bodies=1, max_held_bodies=2)
 
         def receive_of(name: str):
+            pieces = [name[:1], name[1:]]
+
             async def receive() -> dict:
-                order.append(f"read {name}")
-                return {"type": "http.request", "body": name.encode(), "more_body": False}
+                order.append(f"read {name} {len(pieces)}")
+                piece = pieces.pop(0)
+                return {"type": "http.request", "body": piece.encode(), "more_body": bool(pieces)}
 
             return receive
 
         async def send(message: dict) -> None:
             pass
 
-        first = asyncio.create_task(guard(scope(headers=json_body(1)), receive_of("a"), send))
-        second = asyncio.create_task(guard(scope(headers=json_body(1)), receive_of("b"), send))
+        bodies = [
+            asyncio.create_task(guard(scope(headers=json_body(2)), receive_of(name), send))
+            for name in ("a1", "b2", "c3")
+        ]
         health = asyncio.create_task(guard(scope(method="GET"), receive_of("-"), send))
         await asyncio.sleep(0.01)
         assert health.done()  # a bodiless GET is not held
-        assert sorted(order) == ["app a", "health", "read a"]  # b waits unread
+        # each first piece is read; a and b are held whole, a is answered; c waits unread
+        assert sorted(order) == ["app a1", "health"] + sorted(
+            ["read a1 2", "read a1 1", "read b2 2", "read b2 1", "read c3 2"]
+        )
         gate.set()
-        await asyncio.gather(first, second)
+        await asyncio.gather(*bodies)
 
     asyncio.run(main())
-    assert order[-2:] == ["read b", "app b"]
+    assert order[-3:] == ["app b2", "read c3 1", "app c3"]
+
+
+def test_a_client_slow_to_read_its_answer_holds_no_place() -> None:
+    """Once the answer starts, the request's places are free: a client that never reads
+    a large answer (its ``send`` never returns) keeps no other request waiting."""
+
+    async def main() -> tuple:
+        guard = guarded(max_concurrent_bodies=1, max_held_bodies=1)
+
+        async def never_read(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                await asyncio.Event().wait()
+
+        slow = asyncio.create_task(guard(scope(headers=json_body(2)), messages(b"{}"), never_read))
+        await asyncio.sleep(0.01)
+        honest = await asyncio.wait_for(
+            timed(guard, scope(headers=json_body(2)), messages(b"[]")), timeout=1
+        )
+        slow.cancel()
+        return honest
+
+    assert asyncio.run(main())[:2] == (200, "answered")
 
 
 def test_other_scopes_pass_through() -> None:
