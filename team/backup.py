@@ -6,11 +6,13 @@ buckets (MLflow's artifacts, the DVC remote), with ``manifest.json`` naming each
 and its sha256, written last: a folder without it is no backup. Everything in it is
 owner-only, as it holds the users' password hashes.
 
-A restore fills a fresh stack (``make team-up``, nothing logged or pushed to it yet):
-checks every checksum first, then replaces the databases, uploads the objects and
-restarts the MLflow server. The admin keeps this stack's password; every member keeps
-theirs from the backup. A restore that fails half-way leaves the MLflow server running;
-move ``.team/`` away, ``make team-up`` a new stack and restore again.
+A restore fills a fresh stack (``make team-up``, nothing logged or pushed to it yet). It
+refuses a backup that another user could have written (a file or folder in it owned by
+neither you nor root, or writable by others; a symbolic link in it; a folder above it
+that others may change), then checks every checksum, replaces the databases, uploads
+the objects and restarts the MLflow server. The admin keeps this stack's password; every
+member keeps theirs from the backup. A restore that fails half-way leaves the MLflow
+server running; move ``.team/`` away, ``make team-up`` a new stack and restore again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import datetime
 import hashlib
 import json
 import os
+import pwd
+import stat
 import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -112,10 +116,74 @@ def backup(settings: Settings, folder: Path) -> None:
     print(f"team: backup in {folder}: {len(DATABASES)} databases, {count} objects", flush=True)
 
 
+def _refuse_foreign(path: Path, info: os.stat_result, kind: str) -> None:
+    """One line if another user could have written ``path``: owned by someone else than
+    the one restoring (or root), or writable by its group or by anyone."""
+    if info.st_uid not in (os.geteuid(), 0):
+        raise CommandError(
+            f"{path}: {kind} owned by {_user(info.st_uid)}, not by you; restore reads only "
+            "a backup that you (or root) own"
+        )
+    if info.st_mode & 0o022:
+        raise CommandError(
+            f"{path}: {kind} writable by other users (mode {stat.S_IMODE(info.st_mode):o}); "
+            "restore reads only a backup that you alone can change"
+        )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _check_ancestors(folder: Path) -> None:
+    """Whoever may write a folder above the backup may swap the backup for their own: each
+    must be owned by you or root and writable by no other user, but a sticky one (``/tmp``),
+    where others cannot rename what is not theirs."""
+    # as named and as it really is: a link on the way is as safe as the folder holding it
+    for parent in dict.fromkeys([*folder.absolute().parents, *folder.resolve().parents]):
+        info = parent.stat()
+        if info.st_uid not in (os.geteuid(), 0) or (
+            info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+        ):
+            raise CommandError(
+                f"{parent}: a folder above the backup that another user could change (owner "
+                f"{_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):o}); move the backup "
+                "under a folder of yours"
+            )
+
+
+def _check_trusted(folder: Path) -> None:
+    """Refuse a backup that another user could have written or swapped: its folder, every
+    file and folder inside it and the folders above it. Checked before anything is read,
+    so that nothing is restored from it; a symbolic link anywhere in it is refused, as it
+    may lead to another user's file."""
+    _check_ancestors(folder)
+    if folder.is_symlink():
+        raise CommandError(f"{folder}: a symbolic link; name the backup folder itself")
+    _refuse_foreign(folder, folder.lstat(), "the backup folder")
+    for root, folders, files in os.walk(folder, onerror=_raise):
+        for name in [*folders, *files]:
+            path = Path(root) / name
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                raise CommandError(f"{path}: a symbolic link; a backup holds files and folders")
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise CommandError(f"{path}: neither a file nor a folder; not part of a backup")
+            _refuse_foreign(path, info, "folder" if stat.S_ISDIR(info.st_mode) else "file")
+
+
+def _raise(error: OSError) -> None:
+    raise error  # a folder left unread would be a folder left unchecked
+
+
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise CommandError(f"{folder}: no such folder; expected one `python -m team backup` wrote")
+    _check_trusted(folder)
     try:
         manifest = json.loads(path.read_text())
         if manifest.get("format") != FORMAT or set(manifest["databases"]) != set(DATABASES):
