@@ -15,9 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from demo.answers import UNREGISTERED, PageAnswers, registry_identity
+from demo.answers import LOG_BYTES_PER_DAY, UNREGISTERED, PageAnswers, registry_identity
 from demo.build import BuildError, install_models
 from demo.feedback import FeedbackStore, PageFeedback, team_shipper
+from demo.pages import PageIds
 from demo.serve import SiteError, port_number, serve
 from kernel.cli import run_command
 from kernel.params import Params, load_params
@@ -60,14 +61,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     params = load_params(PROJECT / "params.yaml")
-    answers = None if args.no_request_log else page_answers(models, installed)
+    pages = PageIds()  # the ids the page gets, good for its answers and its corrections
+    answers = None if args.no_request_log else page_answers(models, installed, pages)
     identities = answers.models if answers else page_identities(params, models, installed)
     shipper = team_shipper(
         tracking_uri(PROJECT),
         params.feedback.experiment_name,
         identities.get("fp32") or ServedModel(params.export.registered_model_name, UNREGISTERED),
     )
-    feedback = PageFeedback(FeedbackStore(PROJECT / params.feedback.store, shipper), identities)
+    store = FeedbackStore(PROJECT / params.feedback.store, shipper)
+    feedback = PageFeedback(store, identities, pages)
     serve(args.site, args.port, answers, feedback)
     return 0
 
@@ -84,7 +87,7 @@ def page_identities(
     }
 
 
-def page_answers(models: dict[str, Path], installed: list[str]) -> PageAnswers:
+def page_answers(models: dict[str, Path], installed: list[str], pages: PageIds) -> PageAnswers:
     """The request log of the page's answers, and the registry version of each model."""
     params = load_params(PROJECT / "params.yaml")
     export, monitor = params.export, params.monitor
@@ -108,8 +111,9 @@ def page_answers(models: dict[str, Path], installed: list[str]) -> PageAnswers:
         rotate_bytes=monitor.rotate_mb * 2**20,
         keep_days=monitor.keep_days,
         shipper=shipper,
+        max_day_bytes=LOG_BYTES_PER_DAY,
     )
-    return PageAnswers(log, identities)
+    return PageAnswers(log, identities, pages)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 The page runs the model in the browser; after each answer it posts what the model saw and
 said to ``/answers``:
 
-    {"model": "fp32", "image": [784 numbers 0..255], "probabilities": [10 numbers]}
+    {"page": "<the id the server gave the page>", "model": "fp32",
+     "image": [784 numbers 0..255], "probabilities": [10 numbers]}
 
-The server checks the body (one line and a 4xx for anything else), and logs the answer
-under the registry version of the model file it serves (``registry_identity``): the page
-names which of the site's models answered, never which version that is.
+The server checks the body (one line and a 4xx for anything else: a number that is no pixel
+value, however large, is a 400 like any other), takes at most ``PER_PAGE_PER_MINUTE``
+answers a minute from one page id (``demo.pages``: ids the server handed out) and
+``ALL_PER_MINUTE`` from all, and logs the answer under the registry version of the model
+file it serves (``registry_identity``): the page names which of the site's models answered,
+never which version that is. The page's log writes at most ``LOG_BYTES_PER_DAY`` a day.
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ from typing import Any
 
 import numpy as np
 
+from demo.pages import PageIds, RateLimit
 from monitor.request_log import RequestLog, ServedModel
 
 ANSWERS_PATH = "/answers"
+# A person draws a stroke a second or two at most; a page reporting faster is no person's.
+PER_PAGE_PER_MINUTE = 120
+ALL_PER_MINUTE = 600
+# What the page's request log may write a day (about 150,000 answers without pixels): at
+# ALL_PER_MINUTE all day it would write about 400 MB; past this the answers go unlogged,
+# counted, until the day (UTC) ends.
+LOG_BYTES_PER_DAY = 64 * 2**20
+# An integer of more digits than this is no pixel value or probability; Python refuses to
+# read one of more than 4300 digits at all, so the JSON reader must not try.
+_MAX_DIGITS = 32
 # 784 numbers and 10 probabilities in JSON take under 20 KB however they are written
 MAX_ANSWER_BYTES = 64 * 1024
 PIXELS = 28 * 28
@@ -37,54 +52,107 @@ class AnswerError(ValueError):
     """A reported answer the server refuses; the message is the one line sent back."""
 
 
-def parse_answer(body: bytes, models: Mapping[str, ServedModel]) -> tuple[ServedModel, Any, Any]:
-    """The model, the 28x28 image and the probabilities of a reported answer, checked."""
+def read_report(body: bytes, expected: set[str]) -> dict[str, Any]:
+    """The JSON object of a post with exactly the ``expected`` keys, else ``AnswerError``."""
     try:
-        report = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        report = json.loads(body, parse_int=_bounded_int)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise AnswerError("the body is not JSON; expected an object") from None
-    expected = {"model", "image", "probabilities"}
     if not isinstance(report, dict) or set(report) != expected:
         keys = sorted(report) if isinstance(report, dict) else type(report).__name__
-        raise AnswerError(f"the body has {keys}; expected an object with keys {sorted(expected)}")
+        raise AnswerError(
+            f"the body has {short(keys)}; expected an object with keys {sorted(expected)}"
+        )
+    return report
+
+
+class _HugeNumber(float):
+    """An integer of too many digits to be read: out of every range, and said as such."""
+
+    def __new__(cls, text: str) -> _HugeNumber:
+        number = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
+        number.digits = len(text.lstrip("-"))
+        return number
+
+    def __repr__(self) -> str:
+        return f"a {'negative ' if self < 0 else ''}number of {self.digits} digits"
+
+
+def _bounded_int(text: str) -> int | float:
+    # Python refuses to read an integer of more than 4300 digits (a ValueError deep in the
+    # decoder), and one of fewer is no value the page sends either
+    return _HugeNumber(text) if len(text.lstrip("-")) > _MAX_DIGITS else int(text)
+
+
+def short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message quoting what a client sent
+    stays short whatever it sent."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for Python to write out
+        return "a number of thousands of digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_answer(
+    body: bytes, models: Mapping[str, ServedModel]
+) -> tuple[object, ServedModel, Any, Any]:
+    """The page id, the model, the 28x28 image and the probabilities of a reported answer."""
+    report = read_report(body, {"page", "model", "image", "probabilities"})
     name = report["model"]
     if not isinstance(name, str) or name not in models:
-        raise AnswerError(f"model {name!r} is not one this page serves ({sorted(models)})")
-    image = number_list(report["image"], PIXELS, "image")
-    if not all(0 <= value <= 255 for value in image):
-        raise AnswerError("image values must be pixel values 0..255")
-    probabilities = number_list(report["probabilities"], DIGITS, "probabilities")
-    if not all(0 <= value <= 1 for value in probabilities):
-        raise AnswerError("probabilities must each be within 0..1")
+        raise AnswerError(f"model {short(name)} is not one this page serves ({sorted(models)})")
+    image = number_list(report["image"], PIXELS, "image", 255)
+    probabilities = number_list(report["probabilities"], DIGITS, "probabilities", 1)
     if abs(math.fsum(probabilities) - 1) > SUM_TOLERANCE:
         raise AnswerError(f"probabilities sum to {math.fsum(probabilities):.4f}; expected 1")
     return (
+        report["page"],
         models[name],
         np.asarray(image, dtype=np.float32).reshape(1, 28, 28),
         np.asarray(probabilities, dtype=np.float64).reshape(1, DIGITS),
     )
 
 
-def number_list(value: object, count: int, what: str) -> list[float]:
+def number_list(value: object, count: int, what: str, top: int) -> list[float]:
+    """``count`` numbers within 0..``top``, as floats; ``AnswerError`` for anything else.
+
+    Each is checked before it becomes a float: an integer too large for a float is out of
+    range, not a crash, and ``true`` is no number.
+    """
     if not isinstance(value, list) or len(value) != count:
         size = len(value) if isinstance(value, list) else type(value).__name__
         raise AnswerError(f"{what} has {size} values; expected a list of {count} numbers")
-    if not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
-    ):
-        raise AnswerError(f"{what} holds something that is not a finite number")
+    unit = "pixel values" if top == 255 else "within"
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise AnswerError(f"{what} holds {short(v)}, which is not a number")
+        # an int is compared as it is: made a float first, a large one would overflow
+        if not (isinstance(v, int) or math.isfinite(v)) or not 0 <= v <= top:
+            raise AnswerError(f"{what} values must be {unit} 0..{top}; found {short(v)}")
     return [float(v) for v in value]
 
 
 class PageAnswers:
     """The site's models as the registry knows them, and the log their answers go to."""
 
-    def __init__(self, log: RequestLog, models: Mapping[str, ServedModel]) -> None:
+    def __init__(
+        self,
+        log: RequestLog,
+        models: Mapping[str, ServedModel],
+        pages: PageIds | None = None,
+        limit: RateLimit | None = None,
+    ) -> None:
         self.log = log
         self.models = dict(models)
+        self.pages = pages or PageIds()
+        self.limit = limit or RateLimit(PER_PAGE_PER_MINUTE, ALL_PER_MINUTE, "answers")
 
     def record(self, body: bytes) -> None:
-        model, image, probabilities = parse_answer(body, self.models)
+        """Check, limit and log one reported answer (``AnswerError``, ``UnknownPage`` or
+        ``TooMany`` when it is not logged)."""
+        page, model, image, probabilities = parse_answer(body, self.models)
+        self.limit.take(self.pages.check(page))
         self.log.record(image, probabilities, model)
 
     def close(self) -> None:

@@ -12,13 +12,16 @@ that has not sent its whole request (line and headers) ``REQUEST_TIMEOUT`` secon
 the server began waiting for it is closed (an idle one quietly), at most ``MAX_CONNECTIONS``
 are handled at once (one more gets a 503), a folder is never listed (404), and a request
 whose path is malformed (a NUL or other control character, a bad percent escape, bytes
-that are not UTF-8, more than ``MAX_TARGET_LENGTH`` characters) gets a one-line 400.
+that are not UTF-8, more than ``MAX_TARGET_LENGTH`` characters) gets a one-line 400. So does
+a request whose ``Host`` is not this server's own loopback address and port: a page of
+another site whose name an attacker points at 127.0.0.1 (DNS rebinding) reads nothing.
 
-The two things it takes are ``POST /answers``, the page reporting an answer for the request
-log (``demo.answers``), and ``POST /feedback``, a person's correction for the feedback store
-(``demo.feedback``; ``GET /feedback`` says how many it holds), from the page's own origin
-only, JSON of at most ``MAX_ANSWER_BYTES``; anything else posted gets a one-line 4xx and
-nothing is kept.
+What it takes is ``POST /session``, the page asking for its id (``demo.pages``), then,
+naming that id, ``POST /answers``, the page reporting an answer for the request log
+(``demo.answers``), and ``POST /feedback``, a person's correction, kept for review
+(``demo.feedback``; ``GET /feedback`` says how many are accepted and waiting), from the
+page's own origin only, JSON of at most ``MAX_ANSWER_BYTES``, each within its limits a
+minute; anything else posted gets a one-line 4xx and nothing is kept.
 """
 
 from __future__ import annotations
@@ -38,13 +41,25 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from demo.answers import ANSWERS_PATH, MAX_ANSWER_BYTES, AnswerError, PageAnswers
-from demo.feedback import FEEDBACK_PATH, PageFeedback, TooMany
+from demo.answers import (
+    ANSWERS_PATH,
+    LOG_BYTES_PER_DAY,
+    MAX_ANSWER_BYTES,
+    UNREGISTERED,
+    AnswerError,
+    PageAnswers,
+    read_report,
+    short,
+)
+from demo.feedback import FEEDBACK_PATH, FeedbackStore, PageFeedback, ReviewQueueFull
+from demo.pages import SESSION_PATH, PageIds, TooMany, UnknownPage
 from kernel.cli import CommandError, one_line, run_command
+from monitor.request_log import RequestLog, ServedModel
 
 HOST = "127.0.0.1"
 LAST_PORT = 65535
@@ -102,6 +117,19 @@ def path_problem(target: str) -> str | None:
     return None
 
 
+def host_problem(host: str | None, port: int) -> str | None:
+    """Why a request with the ``Host`` header ``host`` is not for this server on ``port``,
+    or None: only its loopback address or ``localhost``, with its port, name it."""
+    names = ("127.0.0.1", "localhost", "[::1]")
+    allowed = {f"{name}:{port}" for name in names}
+    if port == 80:  # a browser leaves the default port out
+        allowed.update(names)
+    if host is not None and host.strip().lower() in allowed:
+        return None
+    said = "no Host header" if host is None else f"Host {short(host)}"
+    return f"{said}; this server is 127.0.0.1:{port} (or localhost:{port})"
+
+
 class _RequestReader(io.RawIOBase):
     """A connection's bytes, no read waiting past the deadline of the request being read."""
 
@@ -154,7 +182,9 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
-        problem = path_problem(self.path)
+        problem = path_problem(self.path) or host_problem(
+            self.headers.get("Host"), self.server.server_address[1]
+        )
         if problem is not None:
             self.send_error(HTTPStatus.BAD_REQUEST, explain=problem)
             return False
@@ -163,40 +193,61 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         feedback: PageFeedback | None = getattr(self.server, "feedback", None)
         if self.path.split("?", 1)[0] == FEEDBACK_PATH and feedback is not None:
-            self._send_json(HTTPStatus.OK, {"count": feedback.store.count()})
+            self._send_json(HTTPStatus.OK, feedback.counts())
             return
         super().do_GET()
 
     def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        answers: PageAnswers | None = getattr(self.server, "answers", None)
-        feedback: PageFeedback | None = getattr(self.server, "feedback", None)
-        if not ((path == ANSWERS_PATH and answers) or (path == FEEDBACK_PATH and feedback)):
+        take = self._takers().get(self.path.split("?", 1)[0])
+        if take is None:
             self.send_error(HTTPStatus.NOT_FOUND, explain="nothing here takes a POST")
             return
         body = self._page_body()
         if body is None:
             return
         try:
-            if path == ANSWERS_PATH:
-                answers.record(body)
-                self.send_response(HTTPStatus.NO_CONTENT)
-                self.end_headers()
-                return
-            stored, count = feedback.submit(body)
+            status, value = take(body)
         except TooMany as err:
             self.send_error(HTTPStatus.TOO_MANY_REQUESTS, explain=str(err))
-            return
-        except AnswerError as err:
+        except (AnswerError, UnknownPage) as err:
             self.send_error(HTTPStatus.BAD_REQUEST, explain=str(err))
-            return
+        except ReviewQueueFull as err:
+            self.send_error(HTTPStatus.INSUFFICIENT_STORAGE, explain=str(err))
         except OSError as err:
             self.send_error(
                 HTTPStatus.INSUFFICIENT_STORAGE, explain=f"the feedback store: {err.strerror}"
             )
-            return
-        status = HTTPStatus.CREATED if stored else HTTPStatus.OK
-        self._send_json(status, {"stored": stored, "count": count})
+        except Exception as err:  # an answer, not a dropped connection, whatever went wrong
+            self.server.handle_error(self.request, self.client_address)
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, explain=type(err).__name__)
+        else:
+            if value is None:
+                self.send_response(status)
+                self.end_headers()
+            else:
+                self._send_json(status, value)
+
+    def _takers(self) -> dict[str, Callable[[bytes], tuple[HTTPStatus, dict | None]]]:
+        """What each path that takes a POST does with a body; the status and JSON to answer."""
+        answers: PageAnswers | None = getattr(self.server, "answers", None)
+        feedback: PageFeedback | None = getattr(self.server, "feedback", None)
+        pages: PageIds | None = getattr(self.server, "pages", None)
+
+        def issue(body: bytes) -> tuple[HTTPStatus, dict]:
+            read_report(body, set())  # the page sends {}; anything else is no page's
+            return HTTPStatus.CREATED, {"page": pages.issue()}
+
+        def report(body: bytes) -> tuple[HTTPStatus, None]:
+            answers.record(body)
+            return HTTPStatus.NO_CONTENT, None
+
+        def correct(body: bytes) -> tuple[HTTPStatus, dict]:
+            said = feedback.submit(body)
+            return HTTPStatus.CREATED if said["stored"] else HTTPStatus.OK, said
+
+        takers = {SESSION_PATH: issue, ANSWERS_PATH: report, FEEDBACK_PATH: correct}
+        present = {SESSION_PATH: pages, ANSWERS_PATH: answers, FEEDBACK_PATH: feedback}
+        return {path: take for path, take in takers.items() if present[path] is not None}
 
     def _page_body(self) -> bytes | None:
         """The body of a POST from the page itself, or None once a 4xx has been sent."""
@@ -267,6 +318,7 @@ class SiteServer(http.server.ThreadingHTTPServer):
 
     answers: PageAnswers | None = None
     feedback: PageFeedback | None = None
+    pages: PageIds | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -326,16 +378,21 @@ def make_server(
 ) -> SiteServer:
     """A server for ``site`` on ``host:port`` (0 picks a free port), not yet serving; the
     page's answers go to ``answers`` and its corrections to ``feedback`` (None: a POST
-    there is 404)."""
+    there is 404), and it hands out the page ids they check (one ``PageIds`` for both: an
+    id is the page's for both)."""
     if not (site / "index.html").is_file():
         raise SiteError(
             f"{site} holds no built site (no index.html); run make demo, which builds it"
         )
+    issuers = {id(taker.pages): taker.pages for taker in (answers, feedback) if taker}
+    if len(issuers) > 1:
+        raise ValueError("answers and feedback check ids of two PageIds; give them one")
     handler = functools.partial(SiteHandler, directory=str(site))
     try:
         server = SiteServer((host, port), handler)
         server.answers = answers
         server.feedback = feedback
+        server.pages = next(iter(issuers.values()), None)
         return server
     except OverflowError:
         # The socket's answer to a port outside 0..65535 is OverflowError, not OSError; callers
@@ -389,9 +446,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--site", type=Path, required=True, help="the folder demo.build wrote")
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free one")
+    parser.add_argument("--feedback-store", type=Path, help="take corrections, kept here")
+    parser.add_argument("--request-log", type=Path, help="take answers, logged here")
+    parser.add_argument(
+        "--log-day-bytes",
+        type=int,
+        default=LOG_BYTES_PER_DAY,
+        help="the most the request log writes a day",
+    )
     args = parser.parse_args(argv)
-    serve(args.site, args.port)
+    answers, feedback = site_takers(
+        args.site, args.request_log, args.feedback_store, args.log_day_bytes
+    )
+    serve(args.site, args.port, answers, feedback)
     return 0
+
+
+def site_takers(
+    site: Path, log: Path | None, store: Path | None, log_day_bytes: int = LOG_BYTES_PER_DAY
+) -> tuple[PageAnswers | None, PageFeedback | None]:
+    """The answers and corrections of the site's models (by the names its manifest gives
+    them, none registered), to a request log in ``log`` and a store in ``store``: the page's
+    server without the pipeline (``python -m demo`` is the one with it)."""
+    try:
+        manifest = json.loads((site / "models.json").read_text(encoding="utf-8"))
+        names = [entry["name"] for entry in manifest["models"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = []
+    models = {name: ServedModel(name, UNREGISTERED) for name in names}
+    pages = PageIds()
+    answers = feedback = None
+    if log is not None:
+        request_log = RequestLog(log, "page", max_day_bytes=log_day_bytes)
+        answers = PageAnswers(request_log, models, pages)
+    if store is not None:
+        feedback = PageFeedback(FeedbackStore(store), models, pages)
+    return answers, feedback
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ returns; a thread of its own gathers what comes within ``BATCH_SECONDS``, comput
 descriptors of all of it at once and appends (``flush`` and ``close`` write at once). A
 folder that cannot be written (full disk, no permission) gives one warning line, and answers
 go on unlogged until a write succeeds again; records that find the queue full are dropped
-and counted the same way. Raw pixels are written only when ``keep_pixels`` is set. With a
-``shipper`` (team mode, ``monitor.shipping``) the writer also copies its files to the
-team's store.
+and counted the same way, and so are records past ``max_day_bytes`` written in one day
+(UTC) by one writer, when that is set: a client that can make a server answer without end
+(the page's, which anyone on the machine can post to) fills no disk. Raw pixels are written
+only when ``keep_pixels`` is set. With a ``shipper`` (team mode, ``monitor.shipping``) the
+writer also copies its files to the team's store.
 """
 
 from __future__ import annotations
@@ -84,11 +86,15 @@ class RequestLog:
         warn: Callable[[str], None] = _warn,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         shipper: ArtifactShipper | None = None,
+        max_day_bytes: int = 0,
     ) -> None:
         self.folder = Path(folder)
         self.source = source
         self.keep_pixels = keep_pixels
         self.rotate_bytes = rotate_bytes
+        self.max_day_bytes = max_day_bytes  # 0: no cap
+        self._day_written: tuple[dt.date | None, int] = (None, 0)
+        self._capped_day: dt.date | None = None  # the day max_day_bytes was reached
         self.keep_days = keep_days
         self._warn = warn
         self._clock = clock
@@ -213,7 +219,37 @@ class RequestLog:
             offset += len(images)
         return ("\n".join(lines) + "\n").encode()
 
+    def _within_cap(self, data: bytes, day: dt.date) -> bytes:
+        """The whole lines of ``data`` that fit in what is left of ``max_day_bytes`` today;
+        the rest, and every line after them that day, are dropped and counted, with one
+        warning."""
+        if self.max_day_bytes <= 0:
+            return data
+        written = self._day_written[1] if self._day_written[0] == day else 0
+        lines = data.splitlines(keepends=True)
+        kept = 0
+        for line in lines:
+            if written + len(line) > self.max_day_bytes:
+                written = self.max_day_bytes  # full: no shorter line slips in later today
+                break
+            written += len(line)
+            kept += 1
+        self._day_written = (day, written)
+        if kept < len(lines):
+            with self._lock:
+                self._dropped += len(lines) - kept
+            if self._capped_day != day:
+                self._capped_day = day
+                self._warn(
+                    f"{self.folder}: this log wrote its {self.max_day_bytes} bytes for {day} "
+                    "(max_day_bytes); answers go on unlogged until the day ends"
+                )
+        return b"".join(lines[:kept])
+
     def _write(self, data: bytes, when: dt.datetime) -> None:
+        data = self._within_cap(data, when.date())
+        if not data:
+            return
         try:
             path = self._current_file(when, len(data))
             # one write on an O_APPEND descriptor: whole lines, never interleaved with another
@@ -231,7 +267,8 @@ class RequestLog:
             where = err.filename or self.folder
             self._complain(f"cannot write {where} ({err.strerror or err}); answers go on unlogged")
             return
-        if self._problem is not None or self._dropped:
+        # on a day whose cap was reached the lines that fit are no recovery: said the next day
+        if (self._problem is not None or self._dropped) and self._capped_day != when.date():
             dropped = f" ({self._dropped} images were not logged)" if self._dropped else ""
             self._warn(f"writing {self.folder} again{dropped}")
             self._problem, self._dropped = None, 0

@@ -7,7 +7,8 @@
 // Each answer is also reported to the page's server (POST answers), which appends it to the
 // request log with the registry version of the model; a report that fails changes nothing.
 // Under an answer a person can say it was right or which digit it was (POST feedback): the
-// server stores the 28x28 input with that label, once per image, for the next training.
+// server keeps the 28x28 input with that label, once per image, for a person to review before
+// the next training. Both name the page's id, which the server hands out (POST session).
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 import {
@@ -23,8 +24,9 @@ import {
 const MANIFEST_URL = "models.json";
 const ANSWERS_URL = "answers";
 const FEEDBACK_URL = "feedback";
-// which page sent a correction: the server limits how many one page sends a minute
-const PAGE_ID = crypto.randomUUID();
+const SESSION_URL = "session";
+// Said by the server of a post whose page id it did not hand out (it restarted, say).
+const UNKNOWN_PAGE = "page is not an id this server handed out";
 const WASM_FILE = "vendor/ort-wasm-simd-threaded.wasm";
 // A pen 1/14 of the pad wide (20 px) leaves strokes about 2 px thick, as thick as MNIST's,
 // once a digit drawn 200 px tall is scaled into the 20 px box.
@@ -328,7 +330,7 @@ function setUpCorrections() {
   fetch(FEEDBACK_URL, { cache: "no-cache" })
     .then((response) => (response.ok ? response.json() : null))
     .then((body) => {
-      if (body) showFeedbackCount(body.count, null);
+      if (body) showFeedbackCount(body, null);
     })
     .catch(() => {});
 }
@@ -344,9 +346,14 @@ function withdrawCorrection() {
   elements.correct.hidden = true;
 }
 
-function showFeedbackCount(count, said) {
-  const total = `${count} digit${count === 1 ? "" : "s"} collected for the next training`;
-  elements.feedbackStatus.textContent = said ? `${said} ${total}.` : `${total}.`;
+// The server's counts: accepted ones are in the training data; the others wait for a person's
+// review (python -m demo.feedback review) before they are.
+function showFeedbackCount({ count, pending }, said) {
+  const total = count + pending;
+  const collected = `${total} digit${total === 1 ? "" : "s"} collected for the next training`;
+  // a no-break space keeps the count with its words when the line wraps
+  const waiting = pending ? `, ${pending}\u00a0of them awaiting review` : "";
+  elements.feedbackStatus.textContent = `${said ? `${said} ` : ""}${collected}${waiting}.`;
 }
 
 async function sendCorrection(label) {
@@ -355,16 +362,11 @@ async function sendCorrection(label) {
   elements.correct.querySelectorAll("button").forEach((button) => (button.disabled = true));
   document.body.dataset.feedbackState = "sending";
   try {
-    const response = await fetch(FEEDBACK_URL, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        page: PAGE_ID,
-        model: answered.model,
-        image: answered.input,
-        answer: answered.digit,
-        label,
-      }),
+    const response = await postAsPage(FEEDBACK_URL, {
+      model: answered.model,
+      image: answered.input,
+      answer: answered.digit,
+      label,
     });
     if (!response.ok) {
       const said = (await response.text()).trim();
@@ -378,7 +380,7 @@ async function sendCorrection(label) {
         ? "Thanks: kept as a right answer."
         : `Thanks: kept as a ${label}.`
       : "Already kept.";
-    showFeedbackCount(body.count, said);
+    showFeedbackCount(body, said);
     document.body.dataset.feedbackState = body.stored ? "stored" : "duplicate";
   } catch (error) {
     elements.feedbackStatus.textContent = `Not stored: ${error.message}`;
@@ -388,17 +390,55 @@ async function sendCorrection(label) {
 
 // Fire and forget: the answer is on the page already, and the log is the server's affair.
 function reportAnswer(model, input, probabilities) {
-  const body = JSON.stringify({
-    model,
-    image: Array.from(input),
-    probabilities: Array.from(probabilities),
-  });
-  fetch(ANSWERS_URL, {
+  postAsPage(
+    ANSWERS_URL,
+    { model, image: Array.from(input), probabilities: Array.from(probabilities) },
+    { keepalive: true },
+  ).catch(() => {});
+}
+
+// --- the page's id ----------------------------------------------------------------------------
+
+// The id the server handed this page, asked for once, when the page first posts.
+let pageId = null;
+
+async function askForPageId() {
+  const response = await fetch(SESSION_URL, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body,
-    keepalive: true,
-  }).catch(() => {});
+    body: "{}",
+  });
+  if (!response.ok) throw new Error((await response.text()).trim());
+  return (await response.json()).page;
+}
+
+function currentPageId(fresh) {
+  if (fresh || !pageId) {
+    const asked = askForPageId();
+    pageId = asked;
+    // a refusal is not kept: the next post asks again
+    asked.catch(() => {
+      if (pageId === asked) pageId = null;
+    });
+  }
+  return pageId;
+}
+
+// POST fields as JSON with the page's id; asks for a new id once when the server has
+// forgotten this one (it restarted), then posts again.
+async function postAsPage(url, fields, options = {}) {
+  const send = async (page) =>
+    fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ page, ...fields }),
+      ...options,
+    });
+  let response = await send(await currentPageId(false));
+  if (response.status === 400 && (await response.clone().text()).includes(UNKNOWN_PAGE)) {
+    response = await send(await currentPageId(true));
+  }
+  return response;
 }
 
 function argmax(values) {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from factories.data import digit_images
 from factories.params import write_params
-from factories.processes import error_lines, run_module, stage_args
+from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
 from factories.trained import Workspace, gated_onnx
 from monitor.request_log import image_digest
 from stages import evaluate, feedback
@@ -107,6 +109,72 @@ def test_an_empty_store_gives_empty_parts_the_bytes_stage_args_hands_every_stage
     assert (out / "feedback.npz").read_bytes() == empty_feedback().read_bytes()
     parts = load_feedback(out / "feedback.npz")
     assert all(len(y) == 0 for _, y in parts.values())
+
+
+def _page_store(tmp_path: Path, monkeypatch, count: int):
+    """A store as the page's server leaves it: ``count`` corrections waiting for review."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    from demo.feedback import Correction, FeedbackStore
+    from monitor.request_log import ServedModel
+
+    store = FeedbackStore(tmp_path / "feedback")
+    store.folder.mkdir()
+    (store.folder / "README.md").write_text("# The feedback store\n")
+    images, labels = digit_images(count, seed=5)
+    model = ServedModel("mnist-digits", "1", "champion")
+    for image, label in zip(images, labels, strict=True):
+        page = "an-id-the-server-handed-out-0001"
+        assert store.add(Correction(page, model, image.astype(np.float32), 0, int(label)))
+    return store
+
+
+def test_the_stage_reads_accepted_corrections_only(tmp_path, monkeypatch) -> None:
+    """Waiting corrections change nothing: the stage's outputs are the empty store's, byte for
+    byte (the committed report's); once a person accepts some, those and only those are in."""
+    from factories.processes import empty_feedback
+
+    store = _page_store(tmp_path, monkeypatch, 6)
+    from demo import review  # demo/ is run from the checkout: _page_store put it on the path
+
+    out = _gather(tmp_path, store.folder, "waiting")
+    assert (out / "feedback.npz").read_bytes() == empty_feedback().read_bytes()
+    committed = (REPO_ROOT / "reports" / "feedback.json").read_bytes()
+    assert (out / "feedback.json").read_bytes() == committed
+    chosen = review.waiting(store)[:2]
+    assert review.accept(store, chosen) == 2
+    report = json.loads((_gather(tmp_path, store.folder, "accepted") / "feedback.json").read_text())
+    assert report["train"]["images"] + report["drawn"]["images"] == 2
+    assert report["corrections"] + report["confirmations"] == 2
+    assert store.pending_count() == 4
+
+
+def test_waiting_corrections_leave_the_stages_dvc_inputs_as_they_were(
+    tmp_path, monkeypatch
+) -> None:
+    """The pending folder tells DVC (and git) to pass it by: a stage whose input is the
+    store is not changed by what waits there, and is by what is accepted."""
+    store = _page_store(tmp_path, monkeypatch, 2)
+    from demo import review  # demo/ is run from the checkout: _page_store put it on the path
+
+    pending = store.pending.rename(tmp_path / "aside")  # the store as it was before the page
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  gather:\n    cmd: ls feedback > out.txt\n    deps: [feedback]\n"
+        "    outs: [out.txt]\n"
+    )
+    dvc = [sys.executable, "-m", "dvc"]
+    for args in (["init", "--no-scm", "-q"], ["repro", "-q"]):
+        done = subprocess.run([*dvc, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    pending.rename(store.pending)
+
+    def status() -> str:
+        done = subprocess.run([*dvc, "status"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "up to date" in status()
+    review.accept(store, review.waiting(store)[:1])
+    assert "modified:           feedback" in status()
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -84,14 +85,23 @@ def _build(out: Path, *model_args: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _server(site: Path) -> Iterator[SimpleNamespace]:
-    """``python -m demo.serve`` on a free loopback port, stopped afterwards; yields its URL,
-    its port, its process and the file its stdout and stderr go to."""
+def _server(site: Path, *args: str | Path, log: Path | None = None) -> Iterator[SimpleNamespace]:
+    """``python -m demo.serve`` (with ``args``) on a free loopback port, stopped afterwards;
+    yields its URL, its port, its process and the file its stdout and stderr go to."""
     port = free_port()
-    log = site.with_name(f"{site.name}-serve.log")
+    log = log or site.with_name(f"{site.name}-serve.log")
     with open(log, "w") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "demo.serve", "--site", str(site), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "demo.serve",
+                "--site",
+                str(site),
+                "--port",
+                str(port),
+                *map(str, args),
+            ],  # fmt: skip
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
             stdout=sink,
@@ -380,14 +390,234 @@ def test_a_correction_on_the_page_is_stored_once_with_the_version_that_answered(
     finally:
         server.shutdown()
         server.server_close()
-    assert said == f"Thanks: kept as a {wrong}. 1 digit collected for the next training.", said
+    assert said == (
+        f"Thanks: kept as a {wrong}. 1 digit collected for the next training, 1\u00a0of them "
+        "awaiting review."
+    ), said
     assert said_again.startswith("Already kept. 1 digit collected"), said_again
     assert result_again["input"] == result["input"]
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*.json")]
+    assert not list((tmp_path / "store").glob("*.json")), "nothing accepted before a review"
+    (kept,) = (tmp_path / "store" / "pending").glob("*.json")
+    record = json.loads(kept.read_text())
     image = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
     assert record["digest"] == image_digest(image)
     assert (record["label"], record["answer"], record["version"]) == (wrong, result["digit"], "1")
+    assert len(record["page"]) == 32, "the id the server handed the page"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     np.testing.assert_allclose(np.array(record["image"]).reshape(28, 28), image, atol=5e-4)
+
+
+def test_the_page_asks_for_a_new_id_when_the_server_forgot_its_own(
+    browser, site, tmp_path, demo_module
+):
+    """A restart forgets the ids handed out: the page's next correction is refused as from an
+    id the server did not hand out, and the page asks for a new one and sends it again."""
+    import threading
+
+    from monitor.request_log import ServedModel
+
+    feedback, serve = demo_module("demo.feedback"), demo_module("demo.serve")
+    pages = demo_module("demo.pages")
+    store = feedback.FeedbackStore(tmp_path / "store")
+    page_feedback = feedback.PageFeedback(store, {"fp32": ServedModel("m", "1")})
+    server = serve.make_server(site, 0, feedback=page_feedback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = _open(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        _draw(page, SEVEN)
+        page.click("#right")
+        page.wait_for_function("document.body.dataset.feedbackState === 'stored'")
+        # as after a restart: no id handed out yet
+        server.pages = page_feedback.pages = pages.PageIds()
+        page.click("#clear")
+        _draw(page, FOUR)
+        page.click("#right")
+        page.wait_for_function("document.body.dataset.feedbackState === 'stored'")
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    ids = {json.loads(p.read_text())["page"] for p in (tmp_path / "store" / "pending").glob("*")
+           if p.suffix == ".json"}  # fmt: skip
+    assert len(ids) == 2, ids
+
+
+# --- the page's server against insiders -------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(site, tmp_path) -> Iterator[SimpleNamespace]:
+    """``python -m demo.serve`` taking answers (its request log capped at 40 kB a day) and
+    corrections, as ``make demo``'s server does, in folders of this test's own."""
+    store, log = tmp_path / "store", tmp_path / "requests"
+    with _server(
+        site, "--feedback-store", store, "--request-log", log, "--log-day-bytes", "40000",
+        log=tmp_path / "serve.log",
+    ) as server:  # fmt: skip
+        server.store, server.requests = store, log
+        yield server
+
+
+def _post(port: int, path: str, body: bytes | str, headers: dict | None = None):
+    """``POST path`` as the page sends it: the status and the text of the answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+    try:
+        connection.request("POST", path, body=body, headers={**sent, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def _issued(port: int) -> str:
+    status, text = _post(port, "/session", "{}")
+    assert status == 201, text
+    return json.loads(text)["page"]
+
+
+def _stroke(column: int) -> list[float]:
+    """A drawn-looking image of its own for each ``column`` below 24."""
+    image = np.zeros((28, 28))
+    image[4:24, column : column + 4] = 255
+    return image.ravel().tolist()
+
+
+def _correction(page: str, k: int) -> str:
+    """A correction of an image of its own for each ``k`` below 4096 (its bits in a row)."""
+    image = np.zeros((28, 28))
+    image[4:24, k % 24 : k % 24 + 4] = 255
+    image[27, :12] = [128 * (k >> bit & 1) for bit in range(12)]
+    report = {"page": page, "model": "fp32", "image": image.ravel().tolist(), "answer": 1,
+              "label": k % 10}  # fmt: skip
+    return json.dumps(report)
+
+
+def _waiting(store: Path) -> list[Path]:
+    pending = store / "pending"
+    return sorted(pending.glob("*.json")) if pending.exists() else []
+
+
+def test_row6_page_ids_the_client_chooses_are_refused_and_the_budget_holds(guarded):
+    """330 corrections, a new client-chosen page id every 30: none is kept; an id the server
+    handed out is held to 30 a minute, and an honest page's id still works after it."""
+    port = guarded.port
+    statuses = [_post(port, "/feedback", _correction(f"rotating-id-{k // 30:03d}", k))
+                for k in range(330)]  # fmt: skip
+    assert {status for status, _ in statuses} == {400}
+    assert all(text.count("\n") == 1 and "not an id this server handed out" in text
+               for _, text in statuses)  # fmt: skip
+    assert _waiting(guarded.store) == []
+    # an id of the server's own, flooded: 30 kept, the rest 429, the honest page unhurt
+    flooder, honest = _issued(port), _issued(port)
+    flooded = [_post(port, "/feedback", _correction(flooder, k))[0] for k in range(330)]
+    assert flooded == [201] * 30 + [429] * 300, flooded
+    assert _post(port, "/feedback", _correction(honest, 1000))[0] == 201
+    # new ids by the dozen: handed out a few a minute, and all pages together stay within
+    # the budget of all (300 a minute); the honest page then waits for the minute as well
+    minted = [_post(port, "/session", "{}") for _ in range(30)]
+    issued = [json.loads(text)["page"] for status, text in minted if status == 201]
+    assert len(issued) == 20 - 2 and {s for s, _ in minted[18:]} == {429}
+    flood = [_post(port, "/feedback", _correction(issued[k % 18], 2000 + k))[0]
+             for k in range(600)]  # fmt: skip
+    assert flood.count(201) == 300 - 31 and set(flood) == {201, 429}
+    status, text = _post(port, "/feedback", _correction(honest, 1001))
+    assert status == 429 and "a minute from all pages together" in text
+    assert len(_waiting(guarded.store)) == 300, "no more than the budget of a minute"
+    assert list(guarded.store.glob("*.json")) == [], "and none of it is training data"
+
+
+def _with_number(path: str, page: str, number: str) -> str:
+    """A post to ``path`` whose first pixel is ``number`` written as it is."""
+    if path == "/feedback":
+        report = json.loads(_correction(page, 5))
+    else:
+        probabilities = [0.1] * 10
+        report = {
+            "page": page,
+            "model": "fp32",
+            "image": _stroke(5),
+            "probabilities": probabilities,
+        }
+    report["image"][0] = "@"
+    return json.dumps(report).replace('"@"', number)
+
+
+@pytest.mark.parametrize("path", ["/feedback", "/answers"])
+@pytest.mark.parametrize(
+    "number", ["9" * 4000, "9" * 5000, "-" + "9" * 5000, "1e400", "NaN", "-Infinity", "true", "-1"]
+)
+def test_row7_a_number_that_is_no_pixel_is_a_400_of_one_line_on_a_live_connection(
+    guarded, path, number
+):
+    port = guarded.port
+    page = _issued(port)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+        connection.request("POST", path, body=_with_number(path, page, number), headers=headers)
+        response = connection.getresponse()  # an answer, not a connection dropped unanswered
+        text = response.read().decode()
+    finally:
+        connection.close()
+    assert response.status == 400 and text.count("\n") == 1 and len(text) < 200, text
+    assert "image" in text, text
+    assert _get(port, "/feedback")[2] == b'{"count": 0, "pending": 0}', "nothing kept"
+    said = guarded.log.read_text()
+    assert "Traceback" not in said and "demo: warning" not in said, said
+
+
+def test_row8_answers_in_a_loop_are_limited_and_the_log_is_capped(guarded):
+    from monitor.window import read_window
+
+    port = guarded.port
+    probabilities = [0.1] * 10
+
+    def answer(page: str, k: int) -> int:
+        body = {"page": page, "model": "fp32", "image": _stroke(k % 24),
+                "probabilities": probabilities}  # fmt: skip
+        return _post(port, "/answers", json.dumps(body))[0]
+
+    one = _issued(port)
+    statuses = [answer(one, k) for k in range(200)]
+    assert statuses == [204] * 120 + [429] * 80, statuses
+    ids = [_issued(port) for _ in range(8)]
+    statuses = [answer(ids[k % 8], k) for k in range(600)]
+    assert statuses.count(204) == 600 - 120 and statuses.count(429) == 120
+    guarded.process.terminate()  # the log is written whole on the way out
+    guarded.process.wait(timeout=10)
+    written = sum(path.stat().st_size for path in guarded.requests.glob("*.jsonl"))
+    assert 30_000 < written <= 40_000, written
+    assert len(read_window(guarded.requests)) < 600, "answers past the cap are not logged"
+    said = [line for line in guarded.log.read_text().splitlines() if "warning" in line]
+    assert len(said) == 1 and "this log wrote its 40000 bytes" in said[0], said
+
+
+@pytest.mark.parametrize("host", ["evil.example:8120", "evil.example:{port}", "127.0.0.1:1"])
+@pytest.mark.parametrize("target", ["/feedback", "/", "/models.json"])
+def test_row10_another_host_is_a_400_of_one_line(guarded, host, target):
+    host = host.format(port=guarded.port)
+    connection = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=10)
+    try:
+        connection.request("GET", target, headers={"Host": host})
+        response = connection.getresponse()
+        text = response.read().decode()
+    finally:
+        connection.close()
+    assert response.status == 400 and text.count("\n") == 1, text
+    assert f"Host '{host}'" in text and f"this server is 127.0.0.1:{guarded.port}" in text
+    status, _, _ = _get(guarded.port, target)  # the server's own name is answered
+    assert status == 200
+
+
+def test_records_are_the_owners_only_and_wait_for_a_review(guarded):
+    port = guarded.port
+    assert _post(port, "/feedback", _correction(_issued(port), 3))[0] == 201
+    (record,) = _waiting(guarded.store)
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert stat.S_IMODE(record.parent.stat().st_mode) == 0o700
+    assert list(guarded.store.glob("*.json")) == []
 
 
 # --- 1. drawn digits --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The loop after hand-off, end to end on rendered digits: the champion is served; people
 open 100 digits drawn in a style MNIST lacks (thick strokes, tilted) on the page and say
-which digit each was; the feedback stage gathers them; ``dvc exp run`` trains with them;
+which digit each was; a person accepts them in review (``python -m demo.feedback review``);
+the feedback stage gathers them; ``dvc exp run`` trains with them;
 the new model is better on the drawn test set and within the tolerance on MNIST's, so
 ``@champion`` moves by the rule; the running server switches without a restart and a
 request after the switch is logged under the new version."""
@@ -102,6 +103,7 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
         monkeypatch.syspath_prepend(str(REPO_ROOT))
         answers = importlib.import_module("demo.answers")
         feedback = importlib.import_module("demo.feedback")
+        pages = importlib.import_module("demo.pages")
         serve = importlib.import_module("demo.serve")
         build = importlib.import_module("demo.build")
         site = tmp_path / "site"
@@ -111,9 +113,10 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
         )
         assert (identity.version, identity.alias) == ("1", "champion")
         store = feedback.FeedbackStore(repo / "feedback")
-        limit = feedback.RateLimit(per_key=1000, total=1000)  # one person, 100 corrections
+        # one person, 100 corrections in a minute or two
+        limit = pages.RateLimit(1000, 1000, "corrections")
         page_server = serve.make_server(
-            site, 0, feedback=feedback.PageFeedback(store, {"fp32": identity}, limit)
+            site, 0, feedback=feedback.PageFeedback(store, {"fp32": identity}, limit=limit)
         )
         threading.Thread(target=page_server.serve_forever, daemon=True).start()
         images, labels = digit_images(100, seed=31)
@@ -131,7 +134,14 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
             page_server.server_close()
             store.close()
         assert wrong >= 10, f"the style is one MNIST lacks: the champion got {wrong} of 100 wrong"
-        assert store.count() >= 95  # the same picture twice is stored once
+        assert store.count() == 0, "nothing reaches the training data unreviewed"
+        assert store.pending_count() >= 95  # the same picture twice is kept once
+
+        # a person reviews them and accepts them all
+        listed = _ok([sys.executable, "-m", "demo.feedback", "review"], repo, env)
+        assert f"feedback: {store.pending_count()} waiting for review" in listed, listed
+        _ok([sys.executable, "-m", "demo.feedback", "review", "accept", "--all"], repo, env)
+        assert store.pending_count() == 0 and store.count() >= 95
 
         # the feedback stage, then an experiment that trains with the corrections
         _ok(["dvc", "repro", "feedback"], repo, env)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 SLOW = 0.3  # seconds: the handler's timeout in the tests that wait for it
+PORT = 8000  # the port the handler's server says it listens on
 
 
 @pytest.fixture
@@ -25,7 +27,8 @@ def site(tmp_path):
 def _handle(serve, site, server_side: socket.socket) -> float:
     """Run the handler on ``server_side`` to the end; the seconds it took."""
     started = time.monotonic()
-    serve.SiteHandler(server_side, ("127.0.0.1", 40000), None, directory=str(site))
+    server = SimpleNamespace(server_address=("127.0.0.1", PORT))
+    serve.SiteHandler(server_side, ("127.0.0.1", 40000), server, directory=str(site))
     return time.monotonic() - started
 
 
@@ -51,8 +54,11 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _get(serve, site, target: str) -> tuple[str, dict[str, str], bytes]:
-    return _exchange(serve, site, f"GET {target} HTTP/1.1\r\nHost: here\r\n\r\n".encode())
+def _get(
+    serve, site, target: str, host: str | None = f"127.0.0.1:{PORT}"
+) -> tuple[str, dict[str, str], bytes]:
+    header = f"Host: {host}\r\n" if host is not None else ""
+    return _exchange(serve, site, f"GET {target} HTTP/1.1\r\n{header}\r\n".encode())
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,36 @@ def test_a_malformed_path_gets_a_400_of_one_line(serve, site, target, capsys):
     assert headers["content-type"] == "text/plain; charset=utf-8"
     assert body.decode().startswith("400 Bad Request: the path ")
     assert body.endswith(b"\n") and body.count(b"\n") == 1, body
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "host", [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"LocalHost:{PORT}", f"[::1]:{PORT}"]
+)
+def test_the_servers_own_host_and_port_are_served(serve, site, host):
+    assert serve.host_problem(host, PORT) is None
+    status, _, body = _get(serve, site, "/", host)
+    assert status == "HTTP/1.0 200 OK" and body == (site / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("evil.example:8120", "Host 'evil.example:8120'"),
+        (f"evil.example:{PORT}", f"Host 'evil.example:{PORT}'"),
+        ("127.0.0.1:8001", "Host '127.0.0.1:8001'"),
+        ("127.0.0.1", "Host '127.0.0.1'"),
+        ("localhost.evil.example:8000", "Host 'localhost.evil.example:8000'"),
+        (None, "no Host header"),
+    ],
+)
+def test_another_host_gets_a_400_of_one_line(serve, site, host, said, capsys):
+    status, headers, body = _get(serve, site, "/", host)
+    assert status == "HTTP/1.0 400 Bad Request"
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    text = body.decode()
+    assert said in text and f"this server is 127.0.0.1:{PORT}" in text, text
+    assert text.count("\n") == 1 and b"<title>" not in body
     assert "Traceback" not in capsys.readouterr().err
 
 

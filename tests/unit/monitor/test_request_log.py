@@ -182,6 +182,34 @@ def test_a_writer_behind_by_more_than_the_queue_drops_and_says_so(tmp_path, monk
     assert warnings[1].endswith("(5 images were not logged)")
 
 
+def test_past_max_day_bytes_a_day_records_are_dropped_counted_and_said_once(tmp_path) -> None:
+    clock = _Clock(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC))
+    warnings: list[str] = []
+    cap = 2000  # about four lines of ~450 bytes
+    log = RequestLog(tmp_path, "page", max_day_bytes=cap, clock=clock, warn=warnings.append)
+    for seed in range(10):
+        log.record(*_batch(3, seed=seed), MODEL)
+        log.flush()
+    written = sum(path.stat().st_size for path in tmp_path.glob("requests-*.jsonl"))
+    kept = len(_lines(tmp_path))
+    assert 0 < written <= cap and 3 <= kept < 30, (written, kept)
+    assert len(warnings) == 1 and "wrote its 2000 bytes for 2026-03-01" in warnings[0], warnings
+    assert "answers go on unlogged until the day ends" in warnings[0]
+    clock.now = dt.datetime(2026, 3, 2, 0, 1, tzinfo=dt.UTC)  # a new day, a new allowance
+    log.record(*_batch(1), MODEL)
+    log.close()
+    assert len(_lines(tmp_path)) == kept + 1
+    assert warnings[1].endswith(f"({30 - kept} images were not logged)"), warnings
+
+
+def test_without_max_day_bytes_nothing_is_dropped(tmp_path) -> None:
+    log = RequestLog(tmp_path, "page")
+    for seed in range(10):
+        log.record(*_batch(3, seed=seed), MODEL)
+    log.close()
+    assert len(_lines(tmp_path)) == 30
+
+
 def test_the_window_is_the_newest_records_or_those_since_a_moment(tmp_path) -> None:
     clock = _Clock(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC))
     log = RequestLog(tmp_path, "page", clock=clock)
