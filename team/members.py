@@ -98,6 +98,42 @@ def ensure_roles(client: AdminClient) -> dict[str, int]:
     return roles
 
 
+# --- what members share -------------------------------------------------------------------------
+
+# the experiment page the MLflow UI shows for a classic model's runs
+MODEL_TRAINING_KIND = [{"key": "mlflow.experimentKind", "value": "custom_model_development"}]
+
+
+def _exists(client: AdminClient, resource: str, name: str) -> bool:
+    found = client.call(
+        "GET", f"/api/2.0/mlflow/{resource}/search",
+        params={"filter": f"name = '{name}'", "max_results": 1},
+    )  # fmt: skip
+    return bool(found.get(resource.replace("-", "_")))
+
+
+def add_experiment(client: AdminClient, name: str, announce: bool = False) -> None:
+    """An experiment made by the admin: members log to it through their role's grant and
+    manage none of it."""
+    _add(client, "experiments", "experiment", name, {"tags": MODEL_TRAINING_KIND}, announce)
+
+
+def add_registered_model(client: AdminClient, name: str, announce: bool = False) -> None:
+    """A registered model made by the admin: members register versions and move aliases."""
+    _add(client, "registered-models", "registered model", name, {}, announce)
+
+
+def _add(client: AdminClient, resource: str, kind: str, name: str, extra: dict, announce: bool):  # noqa: ANN202
+    if not name.strip():
+        raise CommandError(f"a {kind} needs a name")
+    exists = _exists(client, resource, name)
+    if not exists:
+        client.call("POST", f"/api/2.0/mlflow/{resource}/create", {"name": name, **extra})
+    if announce:
+        done = "exists already" if exists else "made; every member may use it"
+        print(f"team: {kind} {name!r} {done}", file=sys.stderr)
+
+
 # --- members ------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@ to the object store, run as the services' unprivileged user.
 
 No permission by default (``NO_PERMISSIONS``): what a user may do comes from the role
 ``python -m team member add`` gives them (``team.roles``); ``team.mlflow_auth`` closes
-what MLflow's permissions leave open.
+what MLflow's permissions leave open, and ``team.mlflow_app`` refuses other origins. Its
+S3 keys open the artifacts bucket alone.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import sysconfig
 from pathlib import Path
 
 import team
-from team import services
+from team import routes, services
 from team.settings import ADMIN, ARTIFACTS_BUCKET, HOST, Settings, write_private
 
 AUTHORIZATION_FUNCTION = "team.mlflow_auth:authenticate"
+# the basic-auth app behind a check of the Origin (team.mlflow_app; pyproject's mlflow.app)
+APP_NAME = "team-basic-auth"
 
 
 def _auth_config(folder: Path, settings: Settings) -> Path:
@@ -58,10 +61,20 @@ def start(settings: Settings) -> None:
         str(python), "-m", "mlflow", "server",
         "--artifacts-destination", f"s3://{ARTIFACTS_BUCKET}",
         "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "1",
-        "--app-name", "basic-auth",
+        "--app-name", APP_NAME,
     ]  # fmt: skip
-    env = {
-        **settings.s3_env(),
+    env = server_environment(settings, config)
+    services.start_and_wait(settings, "mlflow", command, env, settings.mlflow_port, health)
+
+
+def server_environment(settings: Settings, config: Path) -> dict[str, str]:
+    """What the server process is told, beside ``PATH`` and the locale."""
+    own = (f"{HOST}:{settings.mlflow_port}", f"localhost:{settings.mlflow_port}")
+    return {
+        **settings.s3_env("mlflow"),
+        # its own origin alone (team.mlflow_app), and its own names in Host
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": ",".join(f"http://{name}" for name in own),
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(own),
         # in the environment, not on the command line, where `ps` would show its password
         "MLFLOW_BACKEND_STORE_URI": settings.database_uri("mlflow"),
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
@@ -76,7 +89,21 @@ def start(settings: Settings) -> None:
         "MLFLOW_ENABLE_AI_GATEWAY": "false",
         "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
     }
-    services.start_and_wait(settings, "mlflow", command, env, settings.mlflow_port, health)
+
+
+def served_routes(settings: Settings) -> set[tuple[str, str]]:
+    """Every route the server serves, from its app built here as the server builds it: run
+    in a process of its own (``python -m team routes``), which it leaves changed."""
+    config = settings.state / "service" / "basic_auth.ini"
+    if not config.exists():
+        raise services.ServiceError(f"{config} missing: start the stack with `make team-up`")
+    os.environ.update(server_environment(settings, config))
+    os.environ["_MLFLOW_SGI_NAME"] = "uvicorn"  # as `mlflow server` tells its worker
+    from mlflow.server import app as flask_app
+
+    from team.mlflow_app import create_app
+
+    return routes.live_routes(create_app().app, flask_app)
 
 
 def service_python(folder: Path) -> Path:

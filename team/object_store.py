@@ -2,8 +2,9 @@
 ``weed server``), locked down with SeaweedFS's own mechanisms so that only signed S3
 requests reach the data:
 
-- the S3 gateway checks every request's signature against the one identity of
-  ``s3.json`` (the keys in ``.team/settings.env``);
+- the S3 gateway checks every request's signature against the identities of ``s3.json``
+  (the keys in ``.team/settings.env``): the stack's own, the MLflow server's, which opens
+  the artifacts bucket alone, and DVC's, which opens the DVC bucket alone;
 - the master and the filer answer no HTTP (``-disableHttp``, ``-filer.disableHttp``): the
   gateway talks to the filer over gRPC and a Unix socket in the services' private folder;
 - every gRPC port takes only clients with a certificate of the stack's own CA (mutual TLS,
@@ -40,20 +41,27 @@ JWT_KEYS = (
 GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "client", "admin")
 
 
+# what each identity may do: the stack's own all, the MLflow server's and DVC's one
+# bucket each, so that neither key opens the other's objects
+_ACTIONS = ("Read", "List", "Tagging", "Write")
+IDENTITY_ACTIONS = {
+    "admin": ["Admin", *_ACTIONS],
+    "mlflow": [f"{action}:{ARTIFACTS_BUCKET}" for action in _ACTIONS],
+    "dvc": [f"{action}:{DVC_BUCKET}" for action in _ACTIONS],
+}
+
+
 def _weed_identities(folder: Path, settings: Settings) -> Path:
     """Identities for SeaweedFS's S3 gateway: with one configured, anonymous requests fail."""
     path = folder / "s3.json"
-    identity = {
-        "name": "team",
-        "credentials": [
-            {
-                "accessKey": settings.secrets["TEAM_S3_ACCESS_KEY"],
-                "secretKey": settings.secrets["TEAM_S3_SECRET_KEY"],
-            }
-        ],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }
-    write_private(path, json.dumps({"identities": [identity]}))
+    identities = []
+    for name, actions in IDENTITY_ACTIONS.items():
+        access, secret = settings.s3_keys(name)
+        identities.append(
+            {"name": name, "credentials": [{"accessKey": access, "secretKey": secret}],
+             "actions": actions}
+        )  # fmt: skip
+    write_private(path, json.dumps({"identities": identities}))
     return path
 
 
@@ -161,16 +169,17 @@ def stop(settings: Settings) -> bool:
     return services.stop(settings, "s3")
 
 
-def s3_client(settings: Settings):  # noqa: ANN201 - boto3's client type is generated
+def s3_client(settings: Settings, identity: str = "admin"):  # noqa: ANN201 - boto3's type
     import boto3
     from botocore.config import Config
 
+    access, secret = settings.s3_keys(identity)
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.secrets["TEAM_S3_ACCESS_KEY"],
-        aws_secret_access_key=settings.secrets["TEAM_S3_SECRET_KEY"],
-        region_name=settings.s3_env()["AWS_DEFAULT_REGION"],
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name=settings.s3_env(identity)["AWS_DEFAULT_REGION"],
         config=Config(retries={"max_attempts": 10, "mode": "standard"}),
     )
 

@@ -19,10 +19,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from kernel.cli import CommandError
 
+# each S3 identity's keys: the stack's own (buckets, backup, restore), the MLflow server's
+# (the artifacts bucket alone) and DVC's (the DVC bucket alone)
+S3_KEYS = {
+    "admin": ("TEAM_S3_ACCESS_KEY", "TEAM_S3_SECRET_KEY"),
+    "mlflow": ("TEAM_S3_MLFLOW_ACCESS_KEY", "TEAM_S3_MLFLOW_SECRET_KEY"),
+    "dvc": ("TEAM_S3_DVC_ACCESS_KEY", "TEAM_S3_DVC_SECRET_KEY"),
+}
 SECRET_NAMES = (
     "TEAM_POSTGRES_PASSWORD",
-    "TEAM_S3_ACCESS_KEY",
-    "TEAM_S3_SECRET_KEY",
+    *(name for pair in S3_KEYS.values() for name in pair),
     "MLFLOW_AUTH_ADMIN_PASSWORD",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",  # the auth app's CSRF protection
 )
@@ -78,11 +84,17 @@ class Settings:
     def tracking_uri(self) -> str:
         return f"http://{HOST}:{self.mlflow_port}"
 
-    def s3_env(self) -> dict[str, str]:
-        """What an S3 client of the store needs: the endpoint and the keys."""
+    def s3_keys(self, identity: str) -> tuple[str, str]:
+        """The access and secret key of one of ``S3_KEYS``' identities."""
+        access, secret = S3_KEYS[identity]
+        return self.secrets[access], self.secrets[secret]
+
+    def s3_env(self, identity: str) -> dict[str, str]:
+        """What an S3 client of the store needs: the endpoint and an identity's keys."""
+        access, secret = self.s3_keys(identity)
         return {
-            "AWS_ACCESS_KEY_ID": self.secrets["TEAM_S3_ACCESS_KEY"],
-            "AWS_SECRET_ACCESS_KEY": self.secrets["TEAM_S3_SECRET_KEY"],
+            "AWS_ACCESS_KEY_ID": access,
+            "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
         }
@@ -115,6 +127,11 @@ def load(root: Path, create: bool = False) -> Settings:
             )
         defaults = {name: str(default) for _, name, default in PORTS}
         defaults.update(dict.fromkeys(EXTERNAL, ""))
+        if os.environ.get("TEAM_S3_ENDPOINT_URL"):
+            # a team's own store: one key pair for every identity, unless it gives more
+            for access, secret in (S3_KEYS["mlflow"], S3_KEYS["dvc"]):
+                defaults[access] = os.environ["TEAM_S3_ACCESS_KEY"]
+                defaults[secret] = os.environ["TEAM_S3_SECRET_KEY"]
         for name in missing:
             values[name] = os.environ.get(name) or defaults.get(name)
             if values[name] is None:

@@ -208,7 +208,13 @@ def get_or_create_experiment(name: str, uri: str) -> str:
             return client.create_experiment(
                 name, artifact_location=artifact_location(uri), tags=MODEL_TRAINING_KIND
             )
-        except MlflowException:
+        except MlflowException as err:
+            if err.error_code == "PERMISSION_DENIED":
+                # a team server: shared experiments are the admin's, so none manages another's
+                raise CommandError(
+                    f"MLflow tracking server {uri}: experiment {name!r} does not exist and only "
+                    f"the team's admin creates experiments: `python -m team experiment add {name}`"
+                ) from None
             # another queued experiment created it first
             experiment = client.get_experiment_by_name(name)
             if experiment is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from kernel.atomic import write_json
 from kernel.cli import CommandError
-from tracking.store import connect, retry_locked
+from tracking.store import connect, member_name, retry_locked
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
@@ -196,14 +196,19 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def fail_abandoned_runs(client: MlflowClient, experiment_id: str, host: str) -> list[str]:
-    """End as FAILED the RUNNING runs of this host whose process is gone (e.g. killed)."""
+    """End as FAILED this member's RUNNING runs of this host whose process is gone (e.g.
+    killed)."""
     abandoned = []
     runs = client.search_runs(
         [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
     )
     for run in runs:
         tags = run.data.tags
-        if tags.get("pipeline.host") != host:
+        # on a team server a run is written by its author alone: another's is theirs to end
+        if (
+            tags.get("pipeline.host") != host
+            or tags.get("mlflow.user", member_name()) != member_name()
+        ):
             continue
         pid = int(tags.get("pipeline.pid", "0") or 0)
         if pid and _process_alive(pid):

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from factories.network import free_port
+from factories.params import TINY_EXPORT, TINY_TRAIN
 from factories.workspace import GIT_IDENTITY, project_copy
 
 VENV_BIN = Path(sys.executable).parent
@@ -70,6 +71,12 @@ def add_member(
     return printed
 
 
+def add_shared(stack: dict, kind: str, name: str) -> None:
+    """``python -m team experiment|model add``: only the admin creates them."""
+    done = run([sys.executable, "-m", "team", kind, "add", name], stack["repo"], stack["env"])
+    assert done.returncode == 0, done.stderr
+
+
 def run(args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 300):
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -99,10 +106,14 @@ def team_stack(
         members = {
             name: add_member(repo, env, name, role, exports) for name, role in MEMBERS.items()
         }
-        yield {
+        stack = {
             "repo": repo, "env": env, "up": up, "exports": exports, "root": root,
             "members": members,
         }  # fmt: skip
+        # what the tests' tiny pipelines log to, made by the admin as a team's would be
+        add_shared(stack, "experiment", TINY_TRAIN["experiment_name"])
+        add_shared(stack, "model", TINY_EXPORT["registered_model_name"])
+        yield stack
     finally:
         down = run([sys.executable, "-m", "team", "down"], repo, env)
         assert down.returncode == 0, down.stderr

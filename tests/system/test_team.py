@@ -18,8 +18,8 @@ from factories.network import listening_addresses
 from factories.params import tiny_params_file
 from factories.pipeline import rendered_mnist, tiny_pipeline_params
 from factories.processes import error_lines, stage_args
+from factories.team_stack import add_shared, settings_of, team_stack
 from factories.team_stack import run as _run
-from factories.team_stack import settings_of, team_stack
 from factories.workspace import project_copy
 
 
@@ -265,9 +265,14 @@ def test_corrections_on_a_members_page_reach_the_training_machine_through_the_bu
     env = {**team["env"], **rita, "PYTHONPATH": str(REPO_ROOT)}
     done = _run([sys.executable, "-m", "demo.feedback", "pull"], team["repo"], env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"feedback: 3 corrections pulled from {uri}; feedback holds 3"
-    mine = {p.name: p.read_bytes() for p in (tmp_path / "alice").glob("*.json")}
-    assert {p.name: p.read_bytes() for p in theirs.glob("*.json")} == mine
+    assert done.stdout.strip() == (
+        f"feedback: 3 corrections pulled from {uri} for review; feedback holds 0 accepted, "
+        "3 waiting (python -m demo.feedback review)"
+    )
+    mine = {p.name: p.read_bytes() for p in (tmp_path / "alice" / "pending").glob("*.json")}
+    assert len(mine) == 3
+    assert {p.name: p.read_bytes() for p in (theirs / "pending").glob("*.json")} == mine
+    assert not list(theirs.glob("*.json")), "pulled corrections wait for a person's review"
     again = _run([sys.executable, "-m", "demo.feedback", "pull"], team["repo"], env)
     assert again.stdout.strip().startswith("feedback: 0 corrections pulled"), again.stdout
 
@@ -334,6 +339,7 @@ def test_two_clones_share_one_server_one_remote_and_their_experiments(team, tmp_
     first = tmp_path / "first"
     first_env = clone_env(first, "alice")
     project_copy(first, first_env, params=tiny_pipeline_params(tmp_path, "team-e2e"))
+    add_shared(team, "experiment", "team-e2e")  # the admin makes what several members log to
     shutil.copy2(team["repo"] / ".dvc" / "config.local", first / ".dvc" / "config.local")
     ok(["dvc", "repro"], first, first_env)
     ok(["git", "add", "-A"], first, first_env)

@@ -20,7 +20,7 @@ import pytest
 from factories.data import digit_images, write_prepared
 from factories.params import write_params
 from factories.processes import stage_args
-from factories.team_stack import logged_in, settings_of, team_stack
+from factories.team_stack import add_shared, logged_in, settings_of, team_stack
 from factories.team_stack import run as _run
 
 OUTPUTS = ("model.keras", "history.csv", "run.json")
@@ -30,6 +30,7 @@ EXPERIMENT = "faults"
 @pytest.fixture(scope="module")
 def team():
     with team_stack() as stack:
+        add_shared(stack, "experiment", EXPERIMENT)
         yield stack
 
 

@@ -242,8 +242,9 @@ def test_four_members_training_at_once_lose_no_run_and_no_metric(team, tmp_path)
     from factories.data import digit_images, write_prepared
     from factories.params import write_params
     from factories.processes import stage_args
-    from factories.team_stack import add_member
+    from factories.team_stack import add_member, add_shared
 
+    add_shared(team, "experiment", "load")
     members = dict(team["members"])
     for name in ("carol", "dave"):
         members[name] = add_member(team["repo"], team["env"], name, "member", team["exports"])
