@@ -20,8 +20,9 @@ import pytest
 from factories.data import digit_images, write_prepared
 from factories.params import write_params
 from factories.processes import stage_args
-from factories.team_stack import add_shared, logged_in, settings_of, team_stack
-from factories.team_stack import run as _run
+from factories.team_stack import logged_in, settings_of, tiny_team_stack
+from harness.team_stack import add_shared
+from harness.team_stack import run as _run
 
 OUTPUTS = ("model.keras", "history.csv", "run.json")
 EXPERIMENT = "faults"
@@ -29,7 +30,7 @@ EXPERIMENT = "faults"
 
 @pytest.fixture(scope="module")
 def team():
-    with team_stack() as stack:
+    with tiny_team_stack() as stack:
         add_shared(stack, "experiment", EXPERIMENT)
         yield stack
 
@@ -76,11 +77,21 @@ def _good_outputs(team, project: Path, out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in OUTPUTS}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the fit, whatever the tests inherited: a run of them started
+    with ``&`` by a script (``make test-system &``, a CI runner) has SIGINT ignored, every
+    child inherits that, and Python then installs no KeyboardInterrupt handler, so the fit
+    ran to its last epoch after every Ctrl-C. A member's terminal sends it to a process
+    whose SIGINT is at its default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _train_until_epoch(team, project: Path, out: Path, epoch: int) -> subprocess.Popen:
     """The long fit, started and watched until it has logged ``epoch`` epochs."""
     process = subprocess.Popen(
         _train_command(project, out, "params.yaml"), cwd=project, env=_env(team),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     for line in process.stdout:
         if line.startswith(f"Epoch {epoch}/"):
@@ -97,10 +108,7 @@ def _one_error(stderr: str) -> str:
 
 
 def _interrupt(process: subprocess.Popen, presses: int = 5) -> None:
-    """Ctrl-C, and again while the fit goes on, as a member would: once, in a system-tier
-    run, a fit went on to its last epoch after the one Ctrl-C this sent while PostgreSQL
-    restarted (cause not found; ten Ctrl-Cs at random points of a fit on SQLite all
-    stopped it)."""
+    """Ctrl-C, and again while the fit goes on, as a member would."""
     # the epochs it still prints are read, so a full pipe never holds it up
     drain = threading.Thread(target=process.stdout.read, daemon=True)
     drain.start()
