@@ -35,7 +35,7 @@ export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
-	test test-system test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
+	reset test test-system test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
 	demo monitor report team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
@@ -96,9 +96,17 @@ lock: ## re-resolve locks/ from pyproject.toml and serving/requirements.in (UPGR
 
 repro: setup ## run the pipeline: dvc repro (fetch, preprocess, feedback, train, export, evaluate, quantize)
 	@# DVC's closing "Use `dvc push`" hint is dropped while there is no remote to push to;
-	@# unbuffered, so DVC's lines and the stages' stay in the order they were written
+	@# unbuffered, so DVC's lines and the stages' stay in the order they were written; the
+	@# filter ignores Ctrl-C, so it still shows the stage's "interrupted" line written after it
 	set -o pipefail; if dvc remote default >/dev/null 2>&1; then dvc repro; \
-	else PYTHONUNBUFFERED=1 dvc repro 2>&1 | sed -u '/^Use `dvc push` to send your updates/d'; fi
+	else PYTHONUNBUFFERED=1 dvc repro 2>&1 | (trap '' INT; exec sed -u '/^Use `dvc push` to send your updates/d'); fi
+
+reset: setup ## back to the commit after an experiment in the workspace: params, dvc.lock, reports and outputs as HEAD has them (nothing retrained)
+	@# --staged too: with core.autostage DVC stages the dvc.lock it wrote, which a plain
+	@# `git checkout -- .` would bring back; the outputs come from DVC's cache
+	git restore --source=HEAD --staged --worktree -- params.yaml dvc.lock reports
+	dvc checkout --force --quiet || { echo "reset: HEAD's outputs are not in the DVC cache: dvc pull (or make repro)" >&2; exit 1; }
+	@dvc status --quiet && echo "reset: the workspace is HEAD's: params, dvc.lock, reports and outputs"
 
 compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
 	$(COMPARE)

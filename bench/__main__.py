@@ -31,7 +31,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,59 +38,28 @@ from pathlib import Path
 
 import yaml
 
+from bench.commands import bench_env, json_of, timed
 from bench.report import render_markdown
 from bench.serving import bench_serving
 from bench.sweep import bench_sweep
 from bench.team_server import bench_team_server
+from harness.processes import stage_command
+from harness.workspace import project_copy
+from kernel.atomic import StagedFiles
+from kernel.paths import PROJECT_ROOT, artifact
+from stages.dataset.arrays import split_file
 
-PROJECT = Path(__file__).resolve().parents[1]
+BENCH_JSON, BENCHMARKS_MD = PROJECT_ROOT / "reports/bench.json", PROJECT_ROOT / "BENCHMARKS.md"
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
-def _run(command: list[str], cwd: Path, log: Path, check: bool = True) -> float:
-    """Run ``command``; return its wall seconds. Output goes to ``log``."""
-    started = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"\n$ {' '.join(command)}\n")
-        out.flush()
-        status = subprocess.call(
-            command,
-            cwd=cwd,
-            env=_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    wall = time.perf_counter() - started
-    if check and status != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed with status {status}; see {log}")
-    return wall
-
-
-def _factories() -> None:
-    """The tests' factories build the fresh project copy and read stage commands from dvc.yaml."""
-    tests = str(PROJECT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
 
 
 def make_copy(work: Path, log: Path) -> Path:
     """A fresh git + DVC repo holding the project, stage commands wrapped by the probe."""
-    _factories()
-    from factories.workspace import project_copy
-
     with open(log, "a") as out:
         out.write(f"\n$ project copy into {work / 'repo'}\n")
     return project_copy(
         work / "repo",
-        _env(),
+        bench_env(),
         folders=("bench", "sweep"),
         wrap_command=lambda name, cmd: (
             f"python -m bench.probe --label {name} --out {work}/probe/{name}.json -- {cmd}"
@@ -101,17 +69,14 @@ def make_copy(work: Path, log: Path) -> Path:
 
 def stage_argv(name: str, params: Path, paths: dict[str, Path | str]) -> list[str]:
     """dvc.yaml's command for stage ``name``, with ``params`` and some paths of its own."""
-    _factories()
-    from factories.processes import stage_command
-
-    command = stage_command(name, paths, PROJECT)
+    command = stage_command(name, paths, PROJECT_ROOT)
     return [sys.executable, *command[1:3], "--params", str(params), *command[3:]]
 
 
 def use_local_data(repo: Path, work: Path, log: Path) -> Path:
     """Fetch once (any source), then point the copy's fetch at that file: the network is
     not what the pipeline is timed on. The copy commits the change; returns the file."""
-    _run(["dvc", "repro", "fetch"], repo, log)
+    timed(["dvc", "repro", "fetch"], repo, log)
     local = work / "mnist.npz"
     shutil.copyfile(repo / artifact("raw"), local)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -122,8 +87,8 @@ def use_local_data(repo: Path, work: Path, log: Path) -> Path:
 
 
 def _commit(repo: Path, log: Path, message: str) -> None:
-    _run(["git", "add", "-A"], repo, log)
-    _run(["git", "commit", "-q", "-m", message], repo, log)
+    timed(["git", "add", "-A"], repo, log)
+    timed(["git", "commit", "-q", "-m", message], repo, log)
 
 
 def _stage_probes(work: Path) -> dict[str, dict]:
@@ -134,23 +99,23 @@ def bench_pipeline(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     """The script, a forced repro of every stage and one experiment, interleaved ``repeats``
     times; then no-op repros. Every stage's wall time, fixed cost and peak RSS per repro."""
     mnist = use_local_data(repo, work, log)
-    _run(["dvc", "repro"], repo, log)  # the baseline the experiments start from, committed
+    timed(["dvc", "repro"], repo, log)  # the baseline the experiments start from, committed
     _commit(repo, log, "bench: baseline")
     epochs = len((repo / artifact("history")).read_text().strip().splitlines()) - 1
-    script = [sys.executable, str(PROJECT / "bench/script.py"), "params.yaml", str(mnist)]
+    script = [sys.executable, str(PROJECT_ROOT / "bench/script.py"), "params.yaml", str(mnist)]
     script_out = work / "script"
     script_out.mkdir()
     walls: dict[str, list[float]] = {"script": [], "cold_repro": [], "exp_run": []}
     per_stage: dict[str, list[dict]] = {name: [] for name in STAGES}
     for _ in range(repeats):  # interleaved, so drift in machine load hits all three alike
-        walls["script"].append(_run([*script, str(epochs), str(script_out)], repo, log))
-        walls["cold_repro"].append(_run(["dvc", "repro", "--force"], repo, log))
+        walls["script"].append(timed([*script, str(epochs), str(script_out)], repo, log))
+        walls["cold_repro"].append(timed(["dvc", "repro", "--force"], repo, log))
         for name, probe in _stage_probes(work).items():
             per_stage[name].append(probe)
-        walls["exp_run"].append(_run(["dvc", "exp", "run", "-S", "train.dropout=0.25"], repo, log))
+        walls["exp_run"].append(timed(["dvc", "exp", "run", "-S", "train.dropout=0.25"], repo, log))
         # back to the baseline's params, lock and reports; the next forced repro rewrites the rest
-        _run(["git", "checkout", "--", "."], repo, log)
-    noop = [_run(["dvc", "repro"], repo, log) for _ in range(3)]
+        timed(["git", "checkout", "--", "."], repo, log)
+    noop = [timed(["dvc", "repro"], repo, log) for _ in range(3)]
     median = {name: statistics.median(values) for name, values in walls.items()}
 
     def stage_median(name: str, key: str) -> float | None:
@@ -181,7 +146,7 @@ def bench_pipeline(repo: Path, work: Path, log: Path, repeats: int) -> dict:
 def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
     import mlflow
 
-    from stages.tracking.runs import locate_run
+    from stages.run_record.runs import locate_run
     from tracking.store import tracking_uri
 
     # every repeat trains the same bytes: the newest run with their digest is the last one
@@ -192,14 +157,6 @@ def _train_phases(repo: Path, run_file: Path) -> dict[str, float]:
         for key, value in run.data.metrics.items()
         if key.startswith("timing/")
     }
-
-
-def artifact(name: str) -> str:
-    """The path dvc.yaml's ``vars`` give artifact ``name``, relative to the project root."""
-    _factories()
-    from factories.processes import pipeline_vars
-
-    return pipeline_vars(PROJECT)[name]
 
 
 def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> dict:
@@ -217,7 +174,7 @@ def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> 
     )
     plain_cmd = [
         sys.executable,
-        str(PROJECT / "bench/script.py"),
+        str(PROJECT_ROOT / "bench/script.py"),
         "params.yaml",
         str(work / "mnist.npz"),
         str(epochs),
@@ -226,8 +183,8 @@ def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> 
     ]
     stage_walls, plain_walls = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        plain_walls.append(_run(plain_cmd, repo, log))
-        stage_walls.append(_run(stage_cmd, repo, log))
+        plain_walls.append(timed(plain_cmd, repo, log))
+        stage_walls.append(timed(stage_cmd, repo, log))
     stage, plain = statistics.median(stage_walls), statistics.median(plain_walls)
     return {
         "epochs": epochs,
@@ -243,32 +200,21 @@ def bench_training_overhead(repo: Path, work: Path, log: Path, repeats: int) -> 
 
 def _json_of(module: str, *args: str, repo: Path) -> dict:
     """``python -m <module> args`` in the copy: the JSON object its last line prints."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=repo,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SystemExit(f"bench: {module} failed: {last}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json_of([sys.executable, "-m", module, *args], repo, bench_env(), module)
 
 
 def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
-    test = f"{artifact('prepared')}/test.npz"
+    test = str(split_file(artifact("prepared"), "test"))
     inference = _json_of(
         "bench.inference", artifact("model"), artifact("onnx_model"), test, repo=repo
     )
     import numpy as np
     from PIL import Image
 
-    with np.load(repo / artifact("prepared") / "test.npz") as split:
+    with np.load(repo / test) as split:
         Image.fromarray(split["x"][0]).save(work / "digit.png")
     predictor = [
-        _run(
+        timed(
             [
                 str(Path(sys.executable).parent / "digits-predict"),
                 "--model",
@@ -281,7 +227,7 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
         for _ in range(max(5, repeats))
     ]
     keras_script = [
-        _run(
+        timed(
             [sys.executable, "bench/keras_png.py", artifact("model"), str(work / "digit.png")],
             repo,
             log,
@@ -296,7 +242,11 @@ def bench_inference(repo: Path, work: Path, log: Path, repeats: int) -> dict:
 
 
 def bench_int8(repo: Path) -> dict:
-    paths = [artifact("onnx_model"), artifact("int8_model"), f"{artifact('prepared')}/test.npz"]
+    paths = [
+        artifact("onnx_model"),
+        artifact("int8_model"),
+        str(split_file(artifact("prepared"), "test")),
+    ]
     int8 = _json_of("bench.int8", *paths, repo=repo)
     ratio = int8["int8"]["images_per_second_1_thread"] / int8["fp32"]["images_per_second_1_thread"]
     print(f"bench: int8 throughput {ratio:.2f} x fp32 (one thread)", file=sys.stderr)
@@ -305,7 +255,6 @@ def bench_int8(repo: Path) -> dict:
 
 def page_latency(repo: Path, work: Path) -> dict:
     """The page built (as ``make demo`` builds it) with the copy's models, timed in Chromium."""
-    _factories()
     from bench.page_latency import bench_page
     from demo.build import BuildError, build_site
 
@@ -322,9 +271,13 @@ def page_latency(repo: Path, work: Path) -> dict:
 
 
 def serving(repo: Path, work: Path, log: Path) -> dict:
-    _factories()
-    paths = {name: artifact(name) for name in ("onnx_model", "prepared")}
-    result = bench_serving(repo, work, log, _env(), PROJECT / ".venv-serve" / "bin", paths)
+    paths = {
+        "onnx_model": artifact("onnx_model"),
+        "test": str(split_file(artifact("prepared"), "test")),
+    }
+    result = bench_serving(
+        repo, work, log, bench_env(), PROJECT_ROOT / ".venv-serve" / "bin", paths
+    )
     print(
         f"bench: served batch-1 p50 {result['oip']['batch1']['p50_ms']:.2f} ms, cold start "
         f"{result['cold_start_seconds']:.1f} s",
@@ -341,77 +294,73 @@ def _preset_params(repo: Path, overrides: dict, path: Path) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def parity_figures(out: Path) -> dict:
-    path = out / "parity.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+# a preset's outputs in its own folder, by the names dvc.yaml's vars give them
+PRESET_FILES = {
+    "model": "model.keras",
+    "run_file": "run.json",
+    "history": "history.csv",
+    "metrics": "metrics.json",
+    "classes": "classes.json",
+    "confusion": "confusion.csv",
+    "figures": "figures",
+    "onnx_model": "model.onnx",
+    "parity": "parity.json",
+    "model_card": "MODEL_CARD.md",
+    "int8_model": "model.int8.onnx",
+    "int8_report": "int8.json",
+}
+
+
+def _json_or(path: Path, missing: dict) -> dict:
+    """The JSON file at ``path``, or ``missing`` when a stage did not write it."""
+    return json.loads(path.read_text()) if path.is_file() else missing
 
 
 def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) -> dict:
-    presets = yaml.safe_load((PROJECT / "bench/presets.yaml").read_text())
-    results = {}
-    for name, overrides in presets.items():
-        if names and name not in names:
-            continue
-        out = work / "presets" / name
-        out.mkdir(parents=True)
-        params = out / "params.yaml"
-        _preset_params(repo, overrides or {}, params)
-        files = {
-            "model": out / "model.keras",
-            "run_file": out / "run.json",
-            "history": out / "history.csv",
-            "metrics": out / "metrics.json",
-            "classes": out / "classes.json",
-            "confusion": out / "confusion.csv",
-            "figures": out / "figures",
-            "onnx_model": out / "model.onnx",
-            "parity": out / "parity.json",
-            "model_card": out / "MODEL_CARD.md",
-            "int8_model": out / "model.int8.onnx",
-            "int8_report": out / "int8.json",
-        }
-        _run(stage_argv("train", params, files), repo, log)
-        exported = _run(stage_argv("export", params, files), repo, log, check=False)
-        if (out / "model.onnx").is_file():  # evaluate scores the handed-off ONNX model
-            _run(stage_argv("evaluate", params, files), repo, log)
-            _run(stage_argv("quantize", params, files), repo, log, check=False)
-        int8 = (
-            json.loads(files["int8_report"].read_text())
-            if files["int8_report"].is_file()
-            else {"passed": False}
-        )
-        phases = _train_phases(repo, files["run_file"])
-        # without a handed-off model there is no evaluation: the Keras accuracy export measured
-        metrics = (
-            json.loads((out / "metrics.json").read_text())
-            if (out / "metrics.json").is_file()
-            else {"accuracy": parity_figures(out).get("keras_accuracy", float("nan"))}
-        )
-        parity = (
-            json.loads((out / "parity.json").read_text())
-            if (out / "parity.json").is_file()
-            else {"passed": False}
-        )
-        results[name] = {
-            "overrides": overrides or {},
-            "test_accuracy": metrics["accuracy"],
-            "fit_seconds": phases.get("fit"),
-            "epochs_run": len(files["history"].read_text().splitlines()) - 1,
-            "parity_passed": bool(parity.get("passed")),
-            "parity_max_abs_diff": parity.get("max_abs_diff"),
-            "export_seconds": exported,
-            "int8_passed": bool(int8.get("passed")),
-            "int8_method": int8.get("method"),
-            "int8_accuracy": int8.get("int8_accuracy"),
-            "int8_agreement": int8.get("argmax_agreement"),
-        }
-        print(
-            f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
-            f"{results[name]['fit_seconds']:.0f} s, parity "
-            f"{'passed' if results[name]['parity_passed'] else 'FAILED'}",
-            file=sys.stderr,
-        )
-    return results
+    presets = yaml.safe_load((PROJECT_ROOT / "bench/presets.yaml").read_text())
+    return {
+        name: _bench_preset(repo, work / "presets" / name, log, name, overrides or {})
+        for name, overrides in presets.items()
+        if not names or name in names
+    }
+
+
+def _bench_preset(repo: Path, out: Path, log: Path, name: str, overrides: dict) -> dict:
+    """Train, export, evaluate and quantize one preset into ``out``; its figures."""
+    out.mkdir(parents=True)
+    params = out / "params.yaml"
+    _preset_params(repo, overrides, params)
+    files = {var: out / filename for var, filename in PRESET_FILES.items()}
+    timed(stage_argv("train", params, files), repo, log)
+    exported = timed(stage_argv("export", params, files), repo, log, check=False)
+    if files["onnx_model"].is_file():  # evaluate scores the handed-off ONNX model
+        timed(stage_argv("evaluate", params, files), repo, log)
+        timed(stage_argv("quantize", params, files), repo, log, check=False)
+    int8 = _json_or(files["int8_report"], {"passed": False})
+    phases = _train_phases(repo, files["run_file"])
+    parity = _json_or(files["parity"], {"passed": False})
+    # without a handed-off model there is no evaluation: the Keras accuracy export measured
+    metrics = _json_or(files["metrics"], {"accuracy": parity.get("keras_accuracy", float("nan"))})
+    result = {
+        "overrides": overrides,
+        "test_accuracy": metrics["accuracy"],
+        "fit_seconds": phases.get("fit"),
+        "epochs_run": len(files["history"].read_text().splitlines()) - 1,
+        "parity_passed": bool(parity.get("passed")),
+        "parity_max_abs_diff": parity.get("max_abs_diff"),
+        "export_seconds": exported,
+        "int8_passed": bool(int8.get("passed")),
+        "int8_method": int8.get("method"),
+        "int8_accuracy": int8.get("int8_accuracy"),
+        "int8_agreement": int8.get("argmax_agreement"),
+    }
+    print(
+        f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
+        f"{result['fit_seconds']:.0f} s, parity "
+        f"{'passed' if result['parity_passed'] else 'FAILED'}",
+        file=sys.stderr,
+    )
+    return result
 
 
 def machine() -> dict:
@@ -445,7 +394,6 @@ def machine() -> dict:
 
 def team_server(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     """The train stage on the team server against the local store (``bench.team_server``)."""
-    _factories()
 
     def stage_cmd(out: Path) -> list[str]:
         return stage_argv(
@@ -454,20 +402,18 @@ def team_server(repo: Path, work: Path, log: Path, repeats: int) -> dict:
              "run_file": out / "run.json"},
         )  # fmt: skip
 
-    return bench_team_server(repo, work, log, repeats, stage_cmd, _env())
+    return bench_team_server(repo, work, log, repeats, stage_cmd, bench_env())
 
 
 def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
     """Retrain some presets on prepared data and merge them into the last full report."""
-    report = PROJECT / "reports/bench.json"
     results = _last_report()
     repo = make_copy(work, log)
     # what train reads: the prepared splits and the page's corrections (feedback.npz)
-    _run(["dvc", "repro", "preprocess", "feedback"], repo, log)
+    timed(["dvc", "repro", "preprocess", "feedback"], repo, log)
     results.setdefault("accuracy", {}).update(bench_presets(repo, work, log, names))
     results["accuracy_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report.write_text(json.dumps(results, indent=2) + "\n")
-    (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
+    write_results(results)
 
 
 # what ``--update`` can measure again on its own, after a repro in a fresh copy
@@ -475,7 +421,7 @@ UPDATABLE = {
     "serving": lambda repo, work, log: serving(repo, work, log),
     "int8": lambda repo, work, log: bench_int8(repo),
     "page": lambda repo, work, log: page_latency(repo, work),
-    "sweep": lambda repo, work, log: bench_sweep(repo, work, log, _run, _env()),
+    "sweep": lambda repo, work, log: bench_sweep(repo, work, log, timed, bench_env()),
     "team": lambda repo, work, log: team_server(repo, work, log, 3),
 }
 
@@ -487,32 +433,39 @@ def update_sections(names: list[str], work: Path, log: Path) -> None:
         raise SystemExit(f"bench: --update {','.join(unknown)}: expected some of {list(UPDATABLE)}")
     results = _last_report()
     repo = make_copy(work, log)
-    _run(["dvc", "repro"], repo, log)
+    timed(["dvc", "repro"], repo, log)
     for name in names:
         results[name] = UPDATABLE[name](repo, work, log)
         results[f"{name}_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    (PROJECT / "reports/bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
+    write_results(results)
+
+
+def write_results(results: dict) -> None:
+    """``reports/bench.json`` and the ``BENCHMARKS.md`` rendered from it, replaced together."""
+    with StagedFiles() as staged:
+        staged.write_text(BENCH_JSON, json.dumps(results, indent=2) + "\n")
+        staged.write_text(BENCHMARKS_MD, render_markdown(results))
+        staged.commit()
 
 
 def _last_report() -> dict:
     """The last full run's figures, which an update merges into: refused, before anything is
     measured, when this version could not render it."""
-    report = PROJECT / "reports/bench.json"
-    if not report.is_file():
-        raise SystemExit(f"bench: {report.relative_to(PROJECT)} is missing; run `make bench` first")
-    results = json.loads(report.read_text())
+    shown = BENCH_JSON.relative_to(PROJECT_ROOT)
+    if not BENCH_JSON.is_file():
+        raise SystemExit(f"bench: {shown} is missing; run `make bench` first")
+    results = json.loads(BENCH_JSON.read_text())
     try:
         render_markdown(results)
     except KeyError as missing:
         raise SystemExit(
-            f"bench: {report.relative_to(PROJECT)} predates {missing} of this version: "
+            f"bench: {shown} predates {missing} of this version: "
             "run `make bench` for a full report before updating sections of it"
         ) from None
     return results
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--presets", help="comma-separated preset names (default: all)")
@@ -529,18 +482,11 @@ def main() -> None:
         help=f"measure only these comma-separated sections ({', '.join(UPDATABLE)}) and "
         "update them in reports/bench.json",
     )
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
-    log = work / "bench.log"
-    print(f"bench: working in {work} (log: {log})", file=sys.stderr)
-    if args.update_presets or args.update:
-        if args.update_presets:
-            update_presets(work, log, args.presets.split(",") if args.presets else None)
-        else:
-            update_sections(args.update.split(","), work, log)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        return
+    return parser
+
+
+def measure_all(args: argparse.Namespace, work: Path, log: Path) -> dict:
+    """Every section, in a fresh copy of the project made in ``work``."""
     started = time.perf_counter()
     results = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -561,16 +507,28 @@ def main() -> None:
     results["serving"] = serving(repo, work, log)
     results["int8"] = bench_int8(repo)
     results["page"] = page_latency(repo, work)
-    results["sweep"] = bench_sweep(repo, work, log, _run, _env())
+    results["sweep"] = bench_sweep(repo, work, log, timed, bench_env())
     results["team"] = team_server(repo, work, log, max(args.repeats, 3))
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
         results["accuracy"] = bench_presets(repo, work, log, names)
     results["bench_seconds"] = time.perf_counter() - started
-    (PROJECT / "reports").mkdir(exist_ok=True)
-    (PROJECT / "reports/bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (PROJECT / "BENCHMARKS.md").write_text(render_markdown(results))
-    print(render_markdown(results))
+    return results
+
+
+def main() -> None:
+    args = argument_parser().parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mnist-bench-"))
+    log = work / "bench.log"
+    print(f"bench: working in {work} (log: {log})", file=sys.stderr)
+    if args.update_presets:
+        update_presets(work, log, args.presets.split(",") if args.presets else None)
+    elif args.update:
+        update_sections(args.update.split(","), work, log)
+    else:
+        results = measure_all(args, work, log)
+        write_results(results)
+        print(render_markdown(results))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

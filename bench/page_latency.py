@@ -7,10 +7,7 @@ then sends its server (logged to a request log in a temporary folder, as ``make 
 logs it). Headless Debian chromium, strokes drawn with Playwright's mouse, one warm-up
 stroke first.
 
-    python -m bench.page_latency    # prints the figures for models/model.onnx as JSON
-
-Needs the tests' factories on ``sys.path`` for the browser (``__main__`` below puts them
-there, as ``bench.__main__`` does for the other measurements).
+    python -m bench.page_latency    # prints the figures for the pipeline's ONNX model as JSON
 """
 
 from __future__ import annotations
@@ -24,10 +21,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.browser import chromium, draw_stroke, last_result_sequence
+from kernel.paths import PROJECT_ROOT, artifact
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-PROJECT = Path(__file__).resolve().parents[1]
 RUNS = 20
 # Strokes in the pad's own coordinates (it is 280 x 280), one per run, taking turns:
 # a 7, a 1, an L and a 2-like zigzag, so the preprocessing sees different crops.
@@ -46,7 +45,6 @@ def bench_page(site_dir: Path, runs: int = RUNS) -> dict:
     """
     from demo.answers import UNREGISTERED, PageAnswers
     from demo.serve import make_server
-    from factories.browser import chromium
     from monitor.request_log import RequestLog, ServedModel
 
     log_folder = tempfile.mkdtemp(prefix="page-requests-")
@@ -83,18 +81,10 @@ def bench_page(site_dir: Path, runs: int = RUNS) -> dict:
 
 def _stroke_to_answer(page: Page, stroke: tuple[tuple[int, int], ...]) -> float:
     """Clear the pad, draw ``stroke``, and return the page's own stroke-to-answer time."""
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.click("#clear")
     page.wait_for_function(f"window.lastResult && window.lastResult.sequence > {before}")
-    box = page.locator("#pad").bounding_box()
-    scale = box["width"] / 280
-    points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
-    before = _sequence(page)
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*point, steps=8)
-    page.mouse.up()
+    before = draw_stroke(page, stroke, steps=8)
     page.wait_for_function(
         f"window.lastResult && window.lastResult.sequence > {before} "
         "&& window.lastResult.strokeToAnswerMs !== null"
@@ -102,17 +92,14 @@ def _stroke_to_answer(page: Page, stroke: tuple[tuple[int, int], ...]) -> float:
     return float(page.evaluate("window.lastResult.strokeToAnswerMs"))
 
 
-def _sequence(page: Page) -> int:
-    return int(page.evaluate("window.lastResult ? window.lastResult.sequence : 0"))
-
-
 def main() -> int:
     from demo.build import build_site
 
-    sys.path.insert(0, str(PROJECT / "tests"))  # factories.browser
-    model = PROJECT / "models" / "model.onnx"
+    model = PROJECT_ROOT / artifact("onnx_model")
     if not model.exists():
-        print("bench: models/model.onnx is missing; run `make repro` first", file=sys.stderr)
+        print(
+            f"bench: {artifact('onnx_model')} is missing; run `make repro` first", file=sys.stderr
+        )
         return 1
     with tempfile.TemporaryDirectory() as work:
         site = Path(work) / "site"

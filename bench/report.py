@@ -42,31 +42,69 @@ def _at_least(value: float | None, target: float) -> str:
 
 
 def render_markdown(results: dict) -> str:
+    """``BENCHMARKS.md``: the targets and their verdicts, then each section's figures."""
+    lines = [*_header(results), *_targets_section(results)]
+    lines += _pipeline_section(results["pipeline"])
+    lines += _overhead_section(results["training_overhead"])
+    lines += _inference_section(results["inference"])
+    if results.get("serving"):
+        lines += _serving_section(results["serving"], results.get("serving_updated"))
+    if results.get("int8"):
+        lines += _int8_section(results["int8"], results.get("int8_updated"))
+    if results.get("sweep"):
+        lines += _sweep_section(results["sweep"], results.get("sweep_updated"))
+    if results.get("accuracy", {}):
+        lines += _accuracy_section(results["accuracy"], results.get("accuracy_updated"))
+    return "\n".join(lines) + "\n"
+
+
+def _header(results: dict) -> list[str]:
     machine = results["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
-    pipeline = results["pipeline"]
-    overhead = results["training_overhead"]
-    inference = results["inference"]
-    batch1, batch = inference["batch1"], inference["batch10000"]
-    onnx_p50 = batch1["onnxruntime_session"]["p50_us"]
-    throughput_ratio = (
-        batch["onnxruntime_session"]["images_per_second"]
-        / batch["keras_predict_default_batch"]["images_per_second"]
-    )
-    png = inference["one_png_whole_process"]
-    peak = max(stage["peak_rss_mb"] for stage in pipeline["stages"].values())
-    lines = [
+    return [
         "# Benchmarks",
         "",
         f"Measured {results['date']} with `{results['command']}` on {machine['cores']} cores "
         f"({machine['cpu']}), Python {machine['python']}; {versions}. Figures are medians of "
         f"{results['repeats']} repeats unless said otherwise; ratios compare runs made side by "
         "side in the same session. Raw figures: `reports/bench.json`.",
-        "",
-        "## Targets",
-        "",
-        "| Target | Measured | Verdict |",
-        "|---|---|---|",
+    ]
+
+
+def _targets_section(results: dict) -> list[str]:
+    lines = ["", "## Targets", "", "| Target | Measured | Verdict |", "|---|---|---|"]
+    lines += _pipeline_targets(results["pipeline"], results["training_overhead"])
+    lines += _inference_targets(results["inference"])
+    if results.get("serving"):
+        served_p50 = results["serving"]["oip"]["batch1"]["p50_ms"]
+        lines.append(
+            f"| served (Open Inference Protocol) batch-1 p50 ≤ 10 ms | {served_p50:.2f} ms | "
+            f"{_at_most(served_p50, TARGETS['oip_batch1_p50_ms'])} |"
+        )
+    if results.get("int8"):
+        ratio, cost = _int8_ratio(results["int8"]), _int8_cost(results["int8"])
+        ok = ratio >= TARGETS["int8_throughput_ratio"] and cost <= TARGETS["int8_accuracy_cost"]
+        lines.append(
+            f"| int8 throughput ≥ 2 × fp32 at ≤ 0.3 points accuracy cost | {ratio:.2f} × at "
+            f"{cost * 100:+.2f} points | {_verdict(ok)} |"
+        )
+    if results.get("page"):
+        stroke = results["page"]["stroke_to_answer_ms"]
+        lines.append(
+            f"| page: stroke end to answer ≤ 50 ms (median of {stroke['runs']}) | "
+            f"{stroke['median']:.1f} ms (p90 {stroke['p90']:.1f} ms) | "
+            f"{_at_most(stroke['median'], TARGETS['page_stroke_to_answer_ms'])} |"
+        )
+    if results.get("sweep"):
+        lines += _sweep_targets(results["sweep"])
+    if results.get("team"):
+        lines.append(_team_target(results["team"], results.get("team_updated")))
+    return lines + _accuracy_targets(results.get("accuracy", {}))
+
+
+def _pipeline_targets(pipeline: dict, overhead: dict) -> list[str]:
+    peak = max(stage["peak_rss_mb"] for stage in pipeline["stages"].values())
+    return [
         f"| forced cold `dvc repro`, every stage, ≤ 1.3 × the script | "
         f"{pipeline['cold_repro_ratio']:.2f} × ({pipeline['cold_repro_seconds']:.1f} s vs "
         f"{pipeline['script_seconds']:.1f} s) | "
@@ -82,6 +120,18 @@ def render_markdown(results: dict) -> str:
         f"| train stage ≤ 1.15 × the script's fit alone | {overhead['ratio']:.2f} × "
         f"({overhead['stage_seconds']:.1f} s vs {overhead['script_fit_seconds']:.1f} s) | "
         f"{_at_most(overhead['ratio'], TARGETS['train_overhead_ratio'])} |",
+    ]
+
+
+def _inference_targets(inference: dict) -> list[str]:
+    batch = inference["batch10000"]
+    onnx_p50 = inference["batch1"]["onnxruntime_session"]["p50_us"]
+    throughput_ratio = (
+        batch["onnxruntime_session"]["images_per_second"]
+        / batch["keras_predict_default_batch"]["images_per_second"]
+    )
+    png = inference["one_png_whole_process"]
+    return [
         f"| onnxruntime throughput ≥ 5 × Keras `predict` | {throughput_ratio:.1f} × | "
         f"{_at_least(throughput_ratio, TARGETS['onnx_vs_keras_throughput'])} |",
         f"| onnxruntime batch-1 p50 ≤ 50 µs | {onnx_p50:.0f} µs | "
@@ -89,64 +139,43 @@ def render_markdown(results: dict) -> str:
         f"| `digits-predict` one PNG ≤ 1 s whole process | {png['digits_predict_seconds']:.2f} s | "
         f"{_at_most(png['digits_predict_seconds'], TARGETS['predictor_one_png_seconds'])} |",
     ]
-    serving = results.get("serving")
-    if serving:
-        served_p50 = serving["oip"]["batch1"]["p50_ms"]
-        lines.append(
-            f"| served (Open Inference Protocol) batch-1 p50 ≤ 10 ms | {served_p50:.2f} ms | "
-            f"{_at_most(served_p50, TARGETS['oip_batch1_p50_ms'])} |"
-        )
-    int8 = results.get("int8")
-    if int8:
-        ratio, cost = _int8_ratio(int8), _int8_cost(int8)
-        ok = ratio >= TARGETS["int8_throughput_ratio"] and cost <= TARGETS["int8_accuracy_cost"]
-        lines.append(
-            f"| int8 throughput ≥ 2 × fp32 at ≤ 0.3 points accuracy cost | {ratio:.2f} × at "
-            f"{cost * 100:+.2f} points | {_verdict(ok)} |"
-        )
-    page = results.get("page")
-    if page:
-        stroke = page["stroke_to_answer_ms"]
-        lines.append(
-            f"| page: stroke end to answer ≤ 50 ms (median of {stroke['runs']}) | "
-            f"{stroke['median']:.1f} ms (p90 {stroke['p90']:.1f} ms) | "
-            f"{_at_most(stroke['median'], TARGETS['page_stroke_to_answer_ms'])} |"
-        )
-    sweep = results.get("sweep")
-    if sweep:
-        lines.extend(
-            (
-                f"| {sweep['trials']}-trial grid on Ray (2 workers) ≤ 1.15 × "
-                f"`dvc queue start -j 2` | "
-                f"{sweep['ratio']:.2f} × ({sweep['ray_wall_seconds']:.0f} s vs "
-                f"{sweep['queue_wall_seconds']:.0f} s) | "
-                f"{_at_most(sweep['ratio'], TARGETS['sweep_ray_vs_queue_ratio'])} |",
-                f"| the same grid on Ray ≤ 0.7 × its {SWEEP_BEFORE_SECONDS:.0f} s before | "
-                f"{sweep['ray_wall_seconds'] / SWEEP_BEFORE_SECONDS:.2f} × "
-                f"({sweep['ray_wall_seconds']:.0f} s) | "
-                f"{_at_most(sweep['ray_wall_seconds'], TARGETS['sweep_ray_seconds'])} |",
-            )
-        )
-    team = results.get("team")
-    if team:
-        lines.append(
-            f"| train stage on the team server ≤ 1.10 × on the local SQLite store | "
-            f"{team['ratio']:.2f} × ({team['server_seconds']:.1f} s vs "
-            f"{team['sqlite_seconds']:.1f} s, median of {team['repeats']}"
-            + (
-                f"; measured {results['team_updated']} with `--update team`"
-                if results.get("team_updated")
-                else ""
-            )
-            + f") | {_at_most(team['ratio'], TARGETS['team_server_ratio'])} |"
-        )
-    accuracy = results.get("accuracy", {})
-    checks = (
-        ("default", "default_accuracy", None),
-        ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
-        ("cnn", "cnn_accuracy", "cnn_fit_seconds"),
+
+
+def _sweep_targets(sweep: dict) -> list[str]:
+    return [
+        f"| {sweep['trials']}-trial grid on Ray (2 workers) ≤ 1.15 × "
+        f"`dvc queue start -j 2` | "
+        f"{sweep['ratio']:.2f} × ({sweep['ray_wall_seconds']:.0f} s vs "
+        f"{sweep['queue_wall_seconds']:.0f} s) | "
+        f"{_at_most(sweep['ratio'], TARGETS['sweep_ray_vs_queue_ratio'])} |",
+        f"| the same grid on Ray ≤ 0.7 × its {SWEEP_BEFORE_SECONDS:.0f} s before | "
+        f"{sweep['ray_wall_seconds'] / SWEEP_BEFORE_SECONDS:.2f} × "
+        f"({sweep['ray_wall_seconds']:.0f} s) | "
+        f"{_at_most(sweep['ray_wall_seconds'], TARGETS['sweep_ray_seconds'])} |",
+    ]
+
+
+def _team_target(team: dict, updated: str | None) -> str:
+    measured = f"; measured {updated} with `--update team`" if updated else ""
+    return (
+        f"| train stage on the team server ≤ 1.10 × on the local SQLite store | "
+        f"{team['ratio']:.2f} × ({team['server_seconds']:.1f} s vs "
+        f"{team['sqlite_seconds']:.1f} s, median of {team['repeats']}{measured}) | "
+        f"{_at_most(team['ratio'], TARGETS['team_server_ratio'])} |"
     )
-    for name, accuracy_key, time_key in checks:
+
+
+# the presets with a target: (name, its accuracy target, its fit-time target if any)
+PRESET_TARGETS = (
+    ("default", "default_accuracy", None),
+    ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
+    ("cnn", "cnn_accuracy", "cnn_fit_seconds"),
+)
+
+
+def _accuracy_targets(accuracy: dict) -> list[str]:
+    lines = []
+    for name, accuracy_key, time_key in PRESET_TARGETS:
         if name not in accuracy:
             continue
         preset = accuracy[name]
@@ -159,9 +188,11 @@ def render_markdown(results: dict) -> str:
             f"| {name} ≥ {TARGETS[accuracy_key]:.1%}{limit} | "
             f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |"
         )
+    return lines
 
-    lines += _pipeline_section(pipeline)
-    lines += [
+
+def _overhead_section(overhead: dict) -> list[str]:
+    lines = [
         "",
         "## Training overhead",
         "",
@@ -178,55 +209,61 @@ def render_markdown(results: dict) -> str:
     ]
     for phase, seconds in overhead["stage_phases_last_run"].items():
         lines.append(f"| {phase} | {seconds:.2f} |")
-    lines += [
+    return lines
+
+
+def _inference_section(inference: dict) -> list[str]:
+    lines = [
         "",
         "## Inference",
         "",
         "| Batch of 1 | p50 (µs) | p99 (µs) | calls |",
         "|---|---|---|---|",
     ]
-    for name, row in batch1.items():
+    for name, row in inference["batch1"].items():
         lines.append(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['calls']} |")
     lines += ["", "| 10,000 test images | seconds | images/s |", "|---|---|---|"]
-    for name, row in batch.items():
+    for name, row in inference["batch10000"].items():
         lines.append(f"| {name} | {row['seconds']:.3f} | {row['images_per_second']:.0f} |")
-    lines += [
+    png = inference["one_png_whole_process"]
+    return lines + [
         "",
         "One PNG, whole process: `digits-predict` "
         f"{png['digits_predict_seconds']:.2f} s, a Keras script "
         f"{png['keras_script_seconds']:.2f} s.",
     ]
-    if serving:
-        lines += _serving_section(serving, results.get("serving_updated"))
-    if int8:
-        lines += _int8_section(int8, results.get("int8_updated"))
-    if sweep:
-        lines += _sweep_section(sweep, results.get("sweep_updated"))
-    if accuracy:
+
+
+def _accuracy_section(accuracy: dict, updated: str | None) -> list[str]:
+    lines = [
+        "",
+        "## Accuracy (each preset trained once, exported through the parity gate, then "
+        "quantized through the int8 gate)",
+        "",
+        "| Preset | Test accuracy | Fit (s) | Epochs | Parity | int8 (method: accuracy, "
+        "agreement) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, preset in accuracy.items():
+        parity = "passed" if preset["parity_passed"] else "**failed**"
+        fit = preset["fit_seconds"] or 0.0
+        lines.append(
+            f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
+            f"{preset['epochs_run']} | {parity} | {_int8_cell(preset)} |"
+        )
+    lines += ["", "Presets are defined in `bench/presets.yaml`."]
+    if updated:
         lines += [
             "",
-            "## Accuracy (each preset trained once, exported through the parity gate, then "
-            "quantized through the int8 gate)",
-            "",
-            "| Preset | Test accuracy | Fit (s) | Epochs | Parity | int8 (method: accuracy, "
-            "agreement) |",
-            "|---|---|---|---|---|---|",
+            f"Presets last retrained {updated} with "
+            "`python -m bench --update-presets --presets NAME`.",
         ]
-        for name, preset in accuracy.items():
-            parity = "passed" if preset["parity_passed"] else "**failed**"
-            fit = preset["fit_seconds"] or 0.0
-            lines.append(
-                f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
-                f"{preset['epochs_run']} | {parity} | {_int8_cell(preset)} |"
-            )
-        lines += ["", "Presets are defined in `bench/presets.yaml`."]
-        if results.get("accuracy_updated"):
-            lines += [
-                "",
-                f"Presets last retrained {results['accuracy_updated']} with "
-                "`python -m bench --update-presets --presets NAME`.",
-            ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _measured_with_update(updated: str | None, section: str) -> list[str]:
+    """The line saying when ``--update SECTION`` measured a section again, if it did."""
+    return ["", f"Measured {updated} with `python -m bench --update {section}`."] if updated else []
 
 
 def _pipeline_section(pipeline: dict) -> list[str]:
@@ -311,9 +348,7 @@ def _serving_section(serving: dict, updated: str | None) -> list[str]:
             f"ms logged against {unlogged['batch1']['p50_ms']:.2f} ms with it off, "
             f"{cost:.2f} × (target ≤ 1.10), both servers up at once and asked in turn.",
         ]
-    if updated:
-        lines += ["", f"Measured {updated} with `python -m bench --update serving`."]
-    return lines
+    return lines + _measured_with_update(updated, "serving")
 
 
 def _int8_cell(preset: dict) -> str:
@@ -359,9 +394,7 @@ def _int8_section(int8: dict, updated: str | None) -> list[str]:
         "10,000 test images sent as one batch get the same digit as one by one for "
         f"{int8['int8_one_batch_vs_one_image_agreement']:.2%} of them.",
     ]
-    if updated:
-        lines += ["", f"Measured {updated} with `python -m bench --update int8`."]
-    return lines
+    return lines + _measured_with_update(updated, "int8")
 
 
 def _sweep_section(sweep: dict, updated: str | None) -> list[str]:
@@ -391,6 +424,4 @@ def _sweep_section(sweep: dict, updated: str | None) -> list[str]:
         "Overhead per trial beyond its `dvc exp run` (Ray's start, Tune's scheduling, clone, "
         f"pull, push, the refs fetched at the end): {overhead:.1f} s.",
     ]
-    if updated:
-        lines += ["", f"Measured {updated} with `python -m bench --update sweep`."]
-    return lines
+    return lines + _measured_with_update(updated, "sweep")

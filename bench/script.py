@@ -36,6 +36,26 @@ def main() -> None:
     order = np.random.default_rng(params["preprocess"]["seed"]).permutation(len(y_train))
     val, fit = order[:held_out], order[held_out:]
 
+    model = _compiled_model(train)
+    fit_started = time.perf_counter()
+    model.fit(
+        x_train[fit],
+        y_train[fit],
+        batch_size=train["batch_size"],
+        epochs=int(epochs),
+        validation_data=(x_train[val], y_train[val]),
+        verbose=2,
+    )
+    fit_seconds = time.perf_counter() - fit_started
+    if not fit_only:
+        _evaluate_save_convert(model, x_test, y_test, out_dir)
+    print(
+        f"script: fit {fit_seconds:.1f} s, total {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def _compiled_model(train: dict) -> keras.Model:
     keras.utils.set_random_seed(train["seed"])
     tf.config.experimental.enable_op_determinism()
     layers = [keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
@@ -51,41 +71,29 @@ def main() -> None:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    fit_started = time.perf_counter()
-    model.fit(
-        x_train[fit],
-        y_train[fit],
-        batch_size=train["batch_size"],
-        epochs=int(epochs),
-        validation_data=(x_train[val], y_train[val]),
-        verbose=2,
-    )
-    fit_seconds = time.perf_counter() - fit_started
-    if not fit_only:
-        loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-        model.save(f"{out_dir}/model.keras")
+    return model
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="image")])
-        def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"probabilities": model(image, training=False)}
 
-        proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=serve.input_signature, opset=17
-        )
-        with open(f"{out_dir}/model.onnx", "wb") as handle:
-            handle.write(proto.SerializeToString())
-        session = ort.InferenceSession(
-            proto.SerializeToString(), providers=["CPUExecutionProvider"]
-        )
-        onnx_probs = session.run(None, {"image": x_test})[0]
-        keras_probs = model.predict(x_test, verbose=0)
-        max_diff = float(np.abs(onnx_probs - keras_probs).max())
-        assert max_diff < 1e-5 and (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
-        print(f"script: test accuracy {accuracy:.4f}, parity max diff {max_diff:.1e}")
-    print(
-        f"script: fit {fit_seconds:.1f} s, total {time.perf_counter() - started:.1f} s",
-        file=sys.stderr,
-    )
+def _evaluate_save_convert(
+    model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, out_dir: str
+) -> None:
+    """Evaluate, save the .keras file, convert it with tf2onnx and check parity."""
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    model.save(f"{out_dir}/model.keras")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="image")])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probabilities": model(image, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=17)
+    with open(f"{out_dir}/model.onnx", "wb") as handle:
+        handle.write(proto.SerializeToString())
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_probs = session.run(None, {"image": x_test})[0]
+    keras_probs = model.predict(x_test, verbose=0)
+    max_diff = float(np.abs(onnx_probs - keras_probs).max())
+    assert max_diff < 1e-5 and (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
+    print(f"script: test accuracy {accuracy:.4f}, parity max diff {max_diff:.1e}")
 
 
 if __name__ == "__main__":

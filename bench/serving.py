@@ -9,11 +9,16 @@ load alternates between them: what the request log costs an answer, side by side
 
 from __future__ import annotations
 
-import json
+import functools
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
+
+from bench.commands import json_of, start_logged
+from harness.network import free_port_pair, wait_for_http
 
 HOST = "127.0.0.1"
 
@@ -30,63 +35,25 @@ def bench_serving(
 ) -> dict:
     """Cold start, peak RSS, and the load generator's figures against the in-process Predictor.
 
-    Needs the tests' factories on ``sys.path`` (``bench.__main__`` puts them there).
+    ``paths``: the copy's ``onnx_model`` and its ``test`` split, relative to ``repo``.
     """
-    import yaml
-
-    from factories.network import free_port_pair, wait_for_http
-
     name = yaml.safe_load((repo / "params.yaml").read_text())["export"]["registered_model_name"]
-    mlserver = str(serve_bin / "mlserver")
-
-    def start(port: int, *extra: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "serving", "--port", str(port),
-                   "--serve-dir", str(work / "serve"), "--mlserver", mlserver, *extra]  # fmt: skip
-        with open(log, "a") as out:
-            out.write(f"\n$ {' '.join(command)}\n")
-            out.flush()
-            return subprocess.Popen(
-                command, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def wait_ready(port: int, server: subprocess.Popen) -> None:
-        ready_url = f"http://{HOST}:{port}/v2/models/{name}/ready"
-        try:
-            wait_for_http(ready_url, timeout=300, alive=lambda: server.poll() is None, poll=0.05)
-        except AssertionError as err:
-            raise SystemExit(f"bench: the server did not become ready ({err}); see {log}") from None
-
+    start = functools.partial(_start_server, repo, work, log, env, str(serve_bin / "mlserver"))
     port = free_port_pair()
     started = time.perf_counter()
     server = start(port)
     servers = [server]
     try:
-        wait_ready(port, server)
+        _wait_ready(port, name, server, log)
         cold_start = time.perf_counter() - started
         unlogged_port = free_port_pair()
         servers.append(start(unlogged_port, "--no-request-log"))
-        wait_ready(unlogged_port, servers[-1])
-        load = subprocess.run(
-            [
-                str(serve_bin / "python"),
-                "-m",
-                "bench.oip_load",
-                f"{HOST}:{port}",
-                name,
-                paths["onnx_model"],
-                f"{paths['prepared']}/test.npz",
-                f"{HOST}:{unlogged_port}",
-            ],  # fmt: skip
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if load.returncode != 0:
-            last = (load.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"bench: the load generator failed: {last}")
+        _wait_ready(unlogged_port, name, servers[-1], log)
+        load = json_of(
+            [str(serve_bin / "python"), "-m", "bench.oip_load", f"{HOST}:{port}", name,
+             paths["onnx_model"], paths["test"], f"{HOST}:{unlogged_port}"],
+            repo, env, "the load generator",
+        )  # fmt: skip
         peak = _peak_rss_mb(server.pid)
     finally:
         for each in servers:
@@ -97,5 +64,21 @@ def bench_serving(
         "server": "MLServer (python -m serving, parallel_workers 0)",
         "cold_start_seconds": cold_start,
         "peak_rss_mb": peak,
-        **json.loads(load.stdout.strip().splitlines()[-1]),
+        **load,
     }
+
+
+def _start_server(
+    repo: Path, work: Path, log: Path, env: dict[str, str], mlserver: str, port: int, *extra: str
+) -> subprocess.Popen:
+    command = [sys.executable, "-m", "serving", "--port", str(port),
+               "--serve-dir", str(work / "serve"), "--mlserver", mlserver, *extra]  # fmt: skip
+    return start_logged(command, repo, log, env)
+
+
+def _wait_ready(port: int, name: str, server: subprocess.Popen, log: Path) -> None:
+    ready_url = f"http://{HOST}:{port}/v2/models/{name}/ready"
+    try:
+        wait_for_http(ready_url, timeout=300, alive=lambda: server.poll() is None, poll=0.05)
+    except AssertionError as err:
+        raise SystemExit(f"bench: the server did not become ready ({err}); see {log}") from None

@@ -6,22 +6,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-
-def _timed(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
-    started = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"\n$ {' '.join(command)}\n")
-        out.flush()
-        status = subprocess.call(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if status != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed with status {status}; see {log}")
-    return time.perf_counter() - started
+from bench.commands import timed
+from harness.team_stack import team_stack
 
 
 def bench_team_server(
@@ -29,15 +19,13 @@ def bench_team_server(
     base_env: dict[str, str],
 ) -> dict:  # fmt: skip
     """``stage_cmd(out)``: the train stage writing into ``out``."""
-    from factories.team_stack import team_stack
-
     local_env = {k: v for k, v in base_env.items() if not k.startswith("MLFLOW_TRACKING_")}
     local, served = [], []
     with team_stack() as stack:
         server_env = {**local_env, **stack["members"]["alice"]}
         for round_ in range(repeats):  # interleaved, so drift in machine load hits both alike
-            local.append(_timed(stage_cmd(work / f"local-{round_}"), repo, local_env, log))
-            served.append(_timed(stage_cmd(work / f"team-{round_}"), repo, server_env, log))
+            local.append(timed(stage_cmd(work / f"local-{round_}"), repo, log, local_env))
+            served.append(timed(stage_cmd(work / f"team-{round_}"), repo, log, server_env))
     local_seconds, served_seconds = statistics.median(local), statistics.median(served)
     return {
         "repeats": repeats,

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from demo.pages import PageIds, RateLimit
+from kernel.params import MonitorParams
+from monitor.log_settings import open_request_log
 from monitor.request_log import RequestLog, ServedModel
 
 ANSWERS_PATH = "/answers"
@@ -46,6 +48,8 @@ DIGITS = 10
 # probabilities summing further than this from 1 are not a softmax's
 SUM_TOLERANCE = 1e-3
 UNREGISTERED = "unregistered"
+# what the page's records name as their ``source``
+SOURCE = "page"
 
 
 class AnswerError(ValueError):
@@ -157,6 +161,28 @@ class PageAnswers:
 
     def close(self) -> None:
         self.log.close()
+
+
+def open_page_answers(
+    monitor: MonitorParams,
+    folder: Path,
+    models: Mapping[str, ServedModel],
+    pages: PageIds,
+    *,
+    run_model: ServedModel,
+    tracking_uri: str,
+) -> PageAnswers:
+    """The page's answers for ``models``, logged to ``folder`` (at most ``LOG_BYTES_PER_DAY`` a
+    day) and, in team mode, copied to one run of the team's store that names ``run_model``."""
+    log = open_request_log(
+        monitor,
+        folder,
+        SOURCE,
+        run_model,
+        tracking_uri=tracking_uri,
+        max_day_bytes=LOG_BYTES_PER_DAY,
+    )
+    return PageAnswers(log, models, pages)
 
 
 def registry_identity(

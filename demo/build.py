@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from kernel.atomic import atomic_path, staged_folder, write_text
 from kernel.cli import CommandError, run_command
 
 DEMO = Path(__file__).resolve().parent
@@ -42,8 +41,6 @@ MANIFEST = "models.json"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 # Where an int8 model's metadata names the fp32 model it was quantized from (its sha256).
 FP32_DIGEST_KEY = "fp32_model_sha256"
-# Site files are served, by whichever user runs the server; mkstemp makes them private.
-FILE_MODE = 0o644
 # Marks a folder this script built, so that a rebuild may replace it and nothing else.
 SITE_MARK = ".demo-site"
 
@@ -68,10 +65,9 @@ def build_site(out: Path, models: Mapping[str, Path | None]) -> list[str]:
             f"{missing[0]} is missing; run `npm ci --prefix demo` (make demo does) first"
         )
     _check_replaceable(out)
-    staged = out.with_name(f".{out.name}.staged")
-    shutil.rmtree(staged, ignore_errors=True)
-    try:
-        (staged / VENDOR).mkdir(parents=True)
+    # a server never sees half a site: the whole site is swapped in at once
+    with staged_folder(out) as staged:
+        (staged / VENDOR).mkdir()
         staged.joinpath(SITE_MARK).touch()
         # copyfile, not copy2: fresh timestamps keep make's view of the site up to date.
         for path in runtime:
@@ -79,10 +75,6 @@ def build_site(out: Path, models: Mapping[str, Path | None]) -> list[str]:
         installed = install_models(staged, models)
         for source in sources:
             shutil.copyfile(source, staged / source.name)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    _swap_in(staged, out)
     return installed
 
 
@@ -123,7 +115,8 @@ def install_models(site: Path, models: Mapping[str, Path | None]) -> list[str]:
             continue
         if name == "fp32":
             fp32_digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        _copy_atomically(source, target)
+        with atomic_path(target) as staged_copy:  # a server may be reading the old one
+            shutil.copyfile(source, staged_copy)
         entries.append({"name": name, "file": filename, "bytes": target.stat().st_size})
     # "files" names the file of every model the page offers, so it can name a missing one.
     manifest = {
@@ -132,7 +125,7 @@ def install_models(site: Path, models: Mapping[str, Path | None]) -> list[str]:
         "models": entries,
         "files": MODEL_FILES,
     }
-    _write_atomically(site / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text(site / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return [entry["name"] for entry in entries]
 
 
@@ -171,60 +164,6 @@ def _check_replaceable(out: Path) -> None:
 
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
-
-
-def _swap_in(staged: Path, out: Path) -> None:
-    """Put the staged site in place of ``out``, so a server never sees half a site.
-
-    The old site waits in a backup folder until the new one is in place, and goes back if
-    the new one cannot be moved in. A backup without ``out`` beside it is what a swap
-    interrupted between its two renames left: the last good site, so it is restored first
-    rather than deleted.
-    """
-    old = out.with_name(f".{out.name}.backup")
-    if old.exists() and not out.exists():
-        old.rename(out)
-    # With ``out`` in place, a backup is one a finished swap failed to delete.
-    shutil.rmtree(old, ignore_errors=True)
-    if old.exists():
-        raise BuildError(f"cannot remove {old}, left by an earlier build; remove it by hand")
-    had_site = out.exists()
-    if had_site:
-        out.rename(old)
-    try:
-        staged.rename(out)
-    except BaseException:
-        if had_site:
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    _replace_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    _replace_atomically(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-
-
-def _replace_atomically(target: Path, fill: Callable[[Path], object]) -> None:
-    """Write ``target`` whole or not at all: ``fill`` writes a temporary file beside it.
-
-    A reader sees the old file or the new one, never half of one; the temporary file has
-    a name of its own, so two builds do not write into each other's, and is removed when
-    anything fails.
-    """
-    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        fill(temporary)
-        temporary.chmod(FILE_MODE)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _size_mb(folder: Path) -> float:

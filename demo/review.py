@@ -10,19 +10,18 @@ that is no correction, stops the command with one line before anything is moved.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo.answers import PIXELS, AnswerError, number_list, short
-from demo.feedback import RECORD_SUFFIX, FeedbackStore
+from demo.answers import short
+from feedback.record import SUFFIX, CorrectionRecord
+from feedback.store import REVIEW_COMMAND, FeedbackStore
 from kernel.cli import CommandError
 
 # a reviewer types the start of a digest; shorter starts would match too many
 MIN_PREFIX = 6
-_HOW = "python -m demo.feedback review"
+_HOW = REVIEW_COMMAND
 
 
 @dataclass(frozen=True)
@@ -41,29 +40,23 @@ class Waiting:
 
 def waiting(store: FeedbackStore) -> list[Waiting]:
     """Every correction in the pending folder, oldest first."""
-    if not store.pending.is_dir():
-        return []
-    found = [_read(path) for path in store.pending.glob(f"*{RECORD_SUFFIX}")]
+    found = [_shown(path, read) for path, read in store.waiting()]
     return sorted(found, key=lambda item: (item.time, item.digest))
 
 
-def _read(path: Path) -> Waiting:
-    digest = path.name.removesuffix(RECORD_SUFFIX)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        return Waiting(digest, path, problem=f"not JSON ({short(str(err), 60)})")
-    if not isinstance(record, dict):
-        return Waiting(digest, path, problem="not a JSON object")
+def _shown(path: Path, read: CorrectionRecord | Exception) -> Waiting:
+    """A waiting file as the list shows it: its record's fields, or what makes it none."""
+    digest = path.name.removesuffix(SUFFIX)
+    if not isinstance(read, CorrectionRecord):
+        return Waiting(digest, path, problem=str(read))
     return Waiting(
         digest,
         path,
-        record.get("label"),
-        record.get("answer"),
-        _text(record.get("time")),
-        _text(record.get("page"), 64),
-        f"{_text(record.get('model'))} v{_text(record.get('version'))}",
-        _problem(record, digest),
+        read.label,
+        read.answer,
+        _text(read.time),
+        _text(read.page, 64),
+        f"{_text(read.model)} v{_text(read.version)}",
     )
 
 
@@ -73,21 +66,6 @@ def _text(value: object, limit: int = 32) -> str:
         return short(value, limit)
     text = value.encode("unicode_escape").decode("ascii")
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _problem(record: dict, digest: str) -> str | None:
-    """What makes ``record`` no correction the feedback stage takes, or None."""
-    try:
-        number_list(record.get("image"), PIXELS, "image", 255)
-    except AnswerError as err:
-        return str(err)
-    for key in ("label", "answer"):
-        value = record.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-            return f"{key} = {short(value)}: expected a digit 0..9"
-    if record.get("digest") != digest:
-        return "the file is not named by the digest it holds"
-    return None
 
 
 def choose(
@@ -128,23 +106,12 @@ def accept(store: FeedbackStore, items: Sequence[Waiting]) -> int:
             f"{bad[0].digest}: not a correction the page's server wrote ({bad[0].problem}); "
             f"drop it ({_HOW} drop {bad[0].digest})"
         )
-    added = 0
-    for item in items:
-        try:
-            os.link(item.path, store.folder / item.path.name)  # never replaces an accepted one
-            added += 1
-        except FileExistsError:
-            pass
-        item.path.unlink()
-    return added
+    return store.accept(item.path for item in items)
 
 
 def drop(store: FeedbackStore, items: Sequence[Waiting]) -> int:
     """Move ``items`` to the dropped folder, where nothing reads them; how many."""
-    store.pending_folder()
-    for item in items:
-        os.replace(item.path, store.dropped / item.path.name)
-    return len(items)
+    return store.drop(item.path for item in items)
 
 
 def run(

@@ -19,9 +19,10 @@ another site whose name an attacker points at 127.0.0.1 (DNS rebinding) reads no
 What it takes is ``POST /session``, the page asking for its id (``demo.pages``), then,
 naming that id, ``POST /answers``, the page reporting an answer for the request log
 (``demo.answers``), and ``POST /feedback``, a person's correction, kept for review
-(``demo.feedback``; ``GET /feedback`` says how many are accepted and waiting), from the
-page's own origin only, JSON of at most ``MAX_ANSWER_BYTES``, each within its limits a
-minute; anything else posted gets a one-line 4xx and nothing is kept.
+(``demo.feedback``, into the feedback store, ``feedback.store``; ``GET /feedback`` says how
+many are accepted and waiting), from the page's own origin only, JSON of at most
+``MAX_ANSWER_BYTES``, each within its limits a minute; anything else posted gets a one-line
+4xx and nothing is kept.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ from demo.answers import (
     read_report,
     short,
 )
-from demo.feedback import FEEDBACK_PATH, FeedbackStore, PageFeedback, ReviewQueueFull
+from demo.feedback import FEEDBACK_PATH, PageFeedback
 from demo.pages import SESSION_PATH, PageIds, TooMany, UnknownPage
+from feedback.store import FeedbackStore, ReviewQueueFull
 from kernel.cli import CommandError, one_line, run_command
 from monitor.request_log import RequestLog, ServedModel
 
@@ -437,7 +439,7 @@ def serve(
         if answers is not None:
             answers.close()
         if feedback is not None:
-            feedback.store.close()
+            feedback.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from kernel.cli import CommandError
+from kernel.signals import deferred_signals
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -177,3 +181,50 @@ class StagedFiles:
         for path in leftovers:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty folder staged beside ``target``; when the body ends normally it takes
+    ``target``'s place whole, else it is removed and ``target`` is left as it was.
+
+    A reader sees the old folder or the new one, never a mix. The staged folder has a name
+    of its own (``.NAME.*.staged``), so two writers never fill the same one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes 0700: outputs are ordinary readable folders
+        yield staging
+        _swap_folder_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_folder_in(staging: Path, target: Path) -> None:
+    """Put ``staging`` in place of ``target`` by two renames that no signal comes between.
+
+    The old folder waits as ``.NAME.backup`` until the new one is in place, and goes back
+    if the new one cannot be moved in. A backup without ``target`` beside it is what a
+    swap cut short (a crash between the renames) left: the last good folder, put back
+    first rather than deleted.
+    """
+    backup = target.with_name(f".{target.name}.backup")
+    if backup.exists() and not target.exists():
+        os.replace(backup, target)
+    # with ``target`` in place, a backup is one a finished swap failed to delete
+    shutil.rmtree(backup, ignore_errors=True)
+    if backup.exists():
+        raise CommandError(f"cannot remove {backup}, left by an earlier swap; remove it by hand")
+    with deferred_signals():
+        had_target = target.exists()
+        if had_target:
+            os.replace(target, backup)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            if had_target:
+                os.replace(backup, target)
+            raise
+    shutil.rmtree(backup, ignore_errors=True)

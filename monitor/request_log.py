@@ -17,15 +17,17 @@ go on unlogged until a write succeeds again; records that find the queue full ar
 and counted the same way, and so are records past ``max_day_bytes`` written in one day
 (UTC) by one writer, when that is set: a client that can make a server answer without end
 (the page's, which anyone on the machine can post to) fills no disk. Raw pixels are written
-only when ``keep_pixels`` is set. With a ``shipper`` (team mode, ``monitor.shipping``) the
-writer also copies its files to the team's store.
+only when ``keep_pixels`` is set. With a ``shipper`` (team mode: ``monitor.log_settings`` makes
+one from ``tracking.team_copies``) the writer also copies its files to the team's store.
+
+Each server opens its log through ``monitor.log_settings.open_request_log``, from
+``params.yaml``'s ``monitor`` section.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
 import json
 import os
@@ -38,14 +40,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from feedback.record import image_digest
 from monitor.descriptors import DESCRIPTORS, answers, describe
-
-if TYPE_CHECKING:
-    from monitor.shipping import ArtifactShipper
 
 FILE_PREFIX = "requests-"
 FILE_SUFFIX = ".jsonl"
@@ -68,6 +68,17 @@ class ServedModel:
     alias: str | None = None
 
 
+class LogCopier(Protocol):
+    """What copies the log's files elsewhere as they grow (``tracking.team_copies``'s
+    ``ArtifactShipper`` in team mode); its errors are the log's to report."""
+
+    def due(self, path: Path) -> bool: ...
+
+    def ship(self, path: Path) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 def _warn(message: str) -> None:
     print(f"request log: warning: {message}", file=sys.stderr, flush=True)
 
@@ -85,7 +96,7 @@ class RequestLog:
         keep_days: int = 0,
         warn: Callable[[str], None] = _warn,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        shipper: ArtifactShipper | None = None,
+        shipper: LogCopier | None = None,
         max_day_bytes: int = 0,
     ) -> None:
         self.folder = Path(folder)
@@ -209,6 +220,7 @@ class RequestLog:
                     "alias": model.alias,
                     "request": request,
                     "index": index,
+                    # the digest a correction of the same image is filed under
                     "digest": image_digest(image),
                 }
                 record.update({name: _plain(described[name][row]) for name in DESCRIPTORS})
@@ -343,11 +355,6 @@ def file_day(path: Path) -> dt.date | None:
         return dt.date.fromisoformat(stem[:10])
     except ValueError:
         return None
-
-
-def image_digest(image: np.ndarray) -> str:
-    """The image as the model saw it, hashed (sha256 of its float32 bytes, 32 hex digits)."""
-    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()[:32]
 
 
 def _plain(value: np.generic) -> float | int:

@@ -126,6 +126,50 @@ def _require_results(side: Side, paths: PipelinePaths, role: str) -> None:
 def gather(repo: Repo, root: Path, args: argparse.Namespace) -> Review:
     """Both sides' files, DVC's params and metrics diffs, and what they add up to."""
     paths = PipelinePaths.read(root)
+    base, this = _open_sides(repo, root, args, paths)
+    params_diff = repo.params.diff(a_rev=base.dvc_rev, b_rev=this.dvc_rev).get("diff", {})
+    metrics_diff = repo.metrics.diff(a_rev=base.dvc_rev, b_rev=this.dvc_rev, all=True)
+    metrics_diff = metrics_diff.get("diff", {})
+    old, new = _reports(base, paths), _reports(this, paths)
+    # params are DVC's to compare; dvc.lock differs with any code change, and what it says
+    # of the results is in the reports
+    compared = paths.reports()
+    unchanged = base.sha == this.sha or compare.unchanged(
+        params_diff,
+        metrics_diff,
+        {path: base.files.get(path) for path in compared},
+        {path: this.files.get(path) for path in compared},
+    )
+    histories = (
+        compare.read_history(base.text(paths.history)),
+        compare.read_history(this.text(paths.history)),
+    )
+    return Review(
+        base=base,
+        this=this,
+        unchanged=unchanged,
+        params=compare.param_rows(params_diff),
+        metrics=compare.metric_rows(metrics_diff, paths.metrics, paths.int8_report),
+        gates=_gates(old, new),
+        rule=_champion_rule(base, this, old, new, paths),
+        f1=compare.f1_changes(old["classes"], new["classes"], args.f1_threshold),
+        f1_threshold=args.f1_threshold,
+        runs=None if args.no_mlflow else look_up(root, [base, this], paths.run_file),
+        images=(),
+        environment=stack_versions(),
+        epochs=tuple(len(h["epoch"]) if h and "epoch" in h else None for h in histories),
+        histories=histories,
+        confusions=(
+            compare.confusion_counts(base.text(paths.confusion)),
+            compare.confusion_counts(this.text(paths.confusion)),
+        ),
+    )
+
+
+def _open_sides(
+    repo: Repo, root: Path, args: argparse.Namespace, paths: PipelinePaths
+) -> tuple[Side, Side]:
+    """The base and the side under review (``--rev``, else the workspace), each with results."""
     head = head_commit(root)
     this_sha = resolve(repo, args.rev, "--rev") if args.rev else None
     if args.base:
@@ -137,39 +181,29 @@ def gather(repo: Repo, root: Path, args: argparse.Namespace) -> Review:
     base = open_side(repo, root, base_label, base_sha, None, paths)
     _require_results(this, paths, "--rev")
     _require_results(base, paths, "base")
+    return base, this
 
-    params_diff = repo.params.diff(a_rev=base.dvc_rev, b_rev=this.dvc_rev).get("diff", {})
-    metrics_diff = repo.metrics.diff(a_rev=base.dvc_rev, b_rev=this.dvc_rev, all=True)
-    metrics_diff = metrics_diff.get("diff", {})
-    old, new = _reports(base, paths), _reports(this, paths)
-    # params are DVC's to compare; dvc.lock differs with any code change, and what it says
-    # of the results is in the reports
-    compared = paths.reports()
-    unchanged = base_sha == this_sha or compare.unchanged(
-        params_diff,
-        metrics_diff,
-        {path: base.files.get(path) for path in compared},
-        {path: this.files.get(path) for path in compared},
-    )
-    histories = (
-        compare.read_history(base.text(paths.history)),
-        compare.read_history(this.text(paths.history)),
-    )
-    gates = [
-        compare.Gate(
-            "Parity",
-            compare.PARITY_FIGURES,
-            compare.GateSide(old["parity"]),
-            compare.GateSide(new["parity"]),
-        ),
-        compare.Gate(
-            "int8",
-            compare.INT8_FIGURES,
-            compare.GateSide(old["int8_report"]),
-            compare.GateSide(new["int8_report"]),
-        ),
+
+def _gates(old: dict[str, dict | None], new: dict[str, dict | None]) -> list[compare.Gate]:
+    """The parity and int8 gates of both sides, from their reports."""
+    return [
+        compare.Gate(name, figures, compare.GateSide(old[report]), compare.GateSide(new[report]))
+        for name, figures, report in (
+            ("Parity", compare.PARITY_FIGURES, "parity"),
+            ("int8", compare.INT8_FIGURES, "int8_report"),
+        )
     ]
-    rule = compare.apply_rule(
+
+
+def _champion_rule(
+    base: Side,
+    this: Side,
+    old: dict[str, dict | None],
+    new: dict[str, dict | None],
+    paths: PipelinePaths,
+) -> compare.RuleOutcome:
+    """What the champion rule makes of this side against the base."""
+    return compare.apply_rule(
         old["parity"],
         new["parity"],
         test_data_digest(base, paths),
@@ -177,27 +211,6 @@ def gather(repo: Repo, root: Path, args: argparse.Namespace) -> Review:
         _drawn(base, paths),
         _drawn(this, paths),
         _tolerance(this),
-    )
-    runs = None if args.no_mlflow else look_up(root, [base, this], paths.run_file)
-    return Review(
-        base=base,
-        this=this,
-        unchanged=unchanged,
-        params=compare.param_rows(params_diff),
-        metrics=compare.metric_rows(metrics_diff, paths.metrics, paths.int8_report),
-        gates=gates,
-        rule=rule,
-        f1=compare.f1_changes(old["classes"], new["classes"], args.f1_threshold),
-        f1_threshold=args.f1_threshold,
-        runs=runs,
-        images=(),
-        environment=stack_versions(),
-        epochs=tuple(len(h["epoch"]) if h and "epoch" in h else None for h in histories),
-        histories=histories,
-        confusions=(
-            compare.confusion_counts(base.text(paths.confusion)),
-            compare.confusion_counts(this.text(paths.confusion)),
-        ),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.handoff.promotion import Standing, decide
+from tracking.champion import Standing, decide
 
 # how a metric's name says which way is better (checked in this order: "accuracy_drop" is
 # a drop before it is an accuracy)
@@ -255,7 +255,7 @@ def apply_rule(
     drawn_new: tuple[float, str] | None = None,
     tolerance: float = 0.0,
 ) -> RuleOutcome:
-    """What ``stages.handoff.promotion.decide`` makes of this side against the base, with the
+    """What ``tracking.champion.decide`` makes of this side against the base, with the
     test accuracy export compares (the parity report's ONNX accuracy) and dvc.lock's digest
     of the test split; and, when a side has a drawn test set, its accuracy there (``drawn``
     in metrics.json) with dvc.lock's digest of the feedback set it came from."""

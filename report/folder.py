@@ -1,22 +1,19 @@
 """The review's folder, replaced whole: a reader sees the last review or the new one, and a
 failed run leaves the last one as it was.
 
-The new folder is written beside the target under a hidden temporary name (``.NAME.*.tmp``,
-which .dvcignore skips), then swapped in by two renames. A folder
-that is there but is not an earlier review (no ``index.md``) is never replaced.
+The new folder is written beside the target under a hidden staging name, which .dvcignore
+and .gitignore skip, then swapped in (``kernel.atomic.staged_folder``). A folder that is
+there but is not an earlier review (no ``index.md``) is never replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from kernel.atomic import staged_folder
 from kernel.cli import CommandError
-from kernel.signals import deferred_signals
 
 INDEX = "index.md"
 # the review is made, not committed: git leaves the folder out wherever it is put
@@ -38,30 +35,6 @@ def check_target(target: Path) -> None:
 def replaced_folder(target: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it becomes ``target``, else it is removed."""
     check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         yield staging
         (staging / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
-        staging.chmod(0o755)  # mkdtemp makes 0700: a review is for everyone who reads the repo
-        _swap_in(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    old = None
-    with deferred_signals():
-        if target.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old.tmp", dir=target.parent)
-            )
-            os.replace(target, old / target.name)
-        try:
-            os.replace(staging, target)
-        except BaseException:
-            if old is not None:
-                os.replace(old / target.name, target)
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -12,7 +12,7 @@ from report.compare import Gate, MetricRow, ParamRow, RuleOutcome, is_fraction
 from report.figures import CONFUSION, CURVES
 from report.runs import Lookup, Run
 from report.sides import Side
-from stages.handoff.promotion import RULE
+from tracking.champion import RULE
 
 MARKS = {
     "better": "✔ better",
@@ -23,6 +23,7 @@ MARKS = {
     "gone": "gone",
 }
 NO_CHANGE = "No change"
+SIDE_NAMES = ("Base", "This change")
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,9 @@ def registry_record(found: Run | str | None) -> str:
             "(not handed off)."
         )
     version = found.versions[-1]
-    tags = version.tags
-    decision = tags.get("promotion.decision", "no decision recorded")
-    reason = tags.get("promotion.reason", "")
+    promotion = version.tags.promotion
+    decision = promotion.decision if promotion else "no decision recorded"
+    reason = promotion.reason if promotion else ""
     aliases = ", ".join(f"`@{a}`" for a in version.aliases) or "no alias"
     text = f"`{found.registered_name}` v{version.version} ({aliases}): export decided "
     text += f"**{cell(decision)}**" + (f": {cell(reason)}" if reason else "")
@@ -243,52 +244,64 @@ def registry_record(found: Run | str | None) -> str:
 
 
 def render(review: Review) -> str:
-    names = ("Base", "This change")
     title = f"# Model review: {review.this.describe()} against {review.base.describe()}"
-    lines = [title, ""]
-    lines += sides_table(review)
-    lines.append("")
+    lines = [title, "", *sides_table(review), ""]
     if review.unchanged:
         lines += [
             f"**{NO_CHANGE}**: both sides have the same params and the same results "
             "(metrics, gates, per-digit figures, training history, confusion matrix).",
             "",
         ]
-        lines += environment_section(review)
-        return "\n".join(lines) + "\n"
-    lines += [f"**Summary:** {summary(review)}", ""]
+    else:
+        lines += [f"**Summary:** {summary(review)}", ""]
+        for section in CHANGE_SECTIONS:
+            lines += section(review)
+    lines += environment_section(review)
+    return "\n".join(lines) + "\n"
 
-    lines += ["## Params that changed", ""]
+
+def params_section(review: Review) -> list[str]:
+    lines = ["## Params that changed", ""]
     if review.params:
         lines += table(
-            ["Param", names[0], names[1]],
+            ["Param", *SIDE_NAMES],
             [[f"`{p.name}`", cell(p.old), cell(p.new)] for p in review.params],
         )
     else:
         lines.append("None: the same params.yaml on both sides.")
-    lines.append("")
+    return [*lines, ""]
 
-    lines += ["## Test metrics", ""]
-    lines += metric_table(review.metrics, names)
-    lines += ["", "Higher is better for accuracy, F1, precision and recall; lower for loss.", ""]
 
-    lines += ["## Gates", ""]
+def metrics_section(review: Review) -> list[str]:
+    return [
+        "## Test metrics",
+        "",
+        *metric_table(review.metrics, SIDE_NAMES),
+        "",
+        "Higher is better for accuracy, F1, precision and recall; lower for loss.",
+        "",
+    ]
+
+
+def gates_section(review: Review) -> list[str]:
+    lines = ["## Gates", ""]
     for gate in review.gates:
-        lines += [f"### {gate.name}", ""]
-        lines += gate_table(gate, names)
-        lines.append("")
+        lines += [f"### {gate.name}", "", *gate_table(gate, SIDE_NAMES), ""]
+    return lines
 
-    lines += champion_section(review)
-    lines.append("")
 
+def f1_section(review: Review) -> list[str]:
     threshold = f"{review.f1_threshold * 100:g} pts"
-    lines += [f"## Per-digit F1 (changes of {threshold} or more)", ""]
+    lines = [f"## Per-digit F1 (changes of {threshold} or more)", ""]
     if review.f1:
-        lines += metric_table(review.f1, names, first="F1")
+        lines += metric_table(review.f1, SIDE_NAMES, first="F1")
     else:
         lines.append(f"No digit's F1 moved by {threshold} or more.")
-    lines.append("")
+    return [*lines, ""]
 
+
+def images_section(review: Review) -> list[str]:
+    lines = []
     if CURVES in review.images:
         lines += [
             "## Training curves",
@@ -308,8 +321,22 @@ def render(review: Review) -> str:
             f"![Confusion matrices of both sides and their difference]({CONFUSION})",
             "",
         ]
-    lines += environment_section(review)
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def champion_rule_section(review: Review) -> list[str]:
+    return [*champion_section(review), ""]
+
+
+# what a page of a change shows between its summary and the environment, in order
+CHANGE_SECTIONS = (
+    params_section,
+    metrics_section,
+    gates_section,
+    champion_rule_section,
+    f1_section,
+    images_section,
+)
 
 
 def environment_section(review: Review) -> list[str]:

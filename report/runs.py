@@ -2,7 +2,8 @@
 
 A side's run is the one train tagged with its model's digest (``models/run.json``, in DVC's
 cache: read from the workspace, or from the cache at the side's commit). Its registered
-fp32 version carries the ``promotion.*`` tags export wrote when the champion rule decided.
+fp32 version carries the ``promotion.*`` tags export wrote when the champion rule decided
+(``tracking.version_tags``).
 Nothing here is needed for a review: a store that is missing or unreachable gives a note
 on the page, not a failure. A missing SQLite store is never created.
 """
@@ -19,15 +20,16 @@ import yaml
 from kernel.cli import CommandError
 from report.sides import PARAMS_FILE, Side
 from tracking.store import tracking_uri
+from tracking.version_tags import FP32, VersionTags
 
-MODEL_DIGEST_TAG = "model_sha256"  # as stages.tracking.runs tags a run (importing it costs)
+MODEL_DIGEST_TAG = "model_sha256"  # as stages.run_record.runs tags a run (importing it costs)
 
 
 @dataclass(frozen=True)
 class Version:
     version: str
     aliases: tuple[str, ...]
-    tags: dict[str, str]
+    tags: VersionTags
 
 
 @dataclass(frozen=True)
@@ -141,11 +143,15 @@ def _run_of(root: Path, side: Side, run_file: str, uri: str) -> Run | str:
         listed = []
     # a search leaves the aliases out: each version is read whole
     versions = tuple(
-        Version(str(full.version), tuple(sorted(full.aliases or ())), dict(full.tags))
+        Version(
+            str(full.version),
+            tuple(sorted(full.aliases or ())),
+            VersionTags.from_tags(full.tags),
+        )
         for full in (
             client.get_model_version(name, str(v.version))
             for v in sorted(listed, key=lambda v: int(v.version))
-            if v.tags.get("precision", "fp32") == "fp32"
+            if VersionTags.from_tags(v.tags).precision == FP32
         )
     )
     try:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from kernel.cli import CommandError
+from kernel.paths import pipeline_vars
+from stages.dataset.arrays import split_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -44,15 +46,11 @@ class PipelinePaths:
     @classmethod
     def read(cls, root: Path) -> PipelinePaths:
         try:
-            pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+            merged = pipeline_vars(root)
         except FileNotFoundError:
             raise CommandError(
                 f"{root}: no dvc.yaml: expected the project's folder (or -C PATH to it)"
             ) from None
-        merged: dict[str, str] = {}
-        for entry in (pipeline or {}).get("vars", []):
-            if isinstance(entry, dict):
-                merged.update(entry)
         names = (*REPORT_VARS, "run_file", "prepared")
         missing = [name for name in names if name not in merged]
         if missing:
@@ -62,8 +60,8 @@ class PipelinePaths:
             )
         feedback = merged.get("feedback_data")
         return cls(
-            **{name: str(merged[name]) for name in names},
-            feedback=str(feedback) if feedback else None,
+            **{name: merged[name] for name in names},
+            feedback=feedback or None,
         )
 
     def reports(self) -> tuple[str, ...]:
@@ -186,7 +184,7 @@ def head_commit(root: Path) -> str:
 
 def test_data_digest(side: Side, paths: PipelinePaths) -> str | None:
     """The md5 dvc.lock records for the test split export measured on (None: unknown)."""
-    return _export_dep_md5(side, f"{paths.prepared}/test.npz")
+    return _export_dep_md5(side, str(split_file(paths.prepared, "test")))
 
 
 def feedback_digest(side: Side, paths: PipelinePaths) -> str | None:

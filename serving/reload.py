@@ -15,7 +15,6 @@ folder as they were.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import http.client
@@ -23,48 +22,39 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from kernel.cli import CommandError
 from kernel.params import load_params
 from kernel.signals import deferred_signals
-from serving.__main__ import HOST, SERVE_DIR, _port, _write_json, check_signature
 from serving.control import CONTROL_HEADER, CONTROL_KEY_FILE, read_key
+from serving.serve_folder import HOST, MODEL_SETTINGS, check_signature, write_settings_json
 from tracking.registry import alias_target, download_version
 from tracking.store import connect
 
 # loading a version reads the model and builds its onnxruntime session: seconds
 LOAD_TIMEOUT_SECONDS = 300.0
-MODEL_SETTINGS = "model-settings.json"
 
 
-def reload(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+def reload(alias: str, port: int, serve_dir: Path) -> None:
+    """Switch the server on ``port``, started from ``serve_dir``, to ``@alias``'s version."""
     name = load_params().export.registered_model_name
-    port, alias = args.port, args.alias
-    serve_dir = args.serve_dir / str(port)
+    folder = serve_dir / str(port)
     where = f"http://{HOST}:{port}"
     served_version(port, name)  # a server to switch, before the store is opened
-    key = _key(serve_dir, port)
+    key = _key(folder, port)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     connect()
-    with _one_reload_at_a_time(serve_dir):
+    with _one_reload_at_a_time(folder):
         served = served_version(port, name)
-        settings_file = serve_dir / name / MODEL_SETTINGS
+        settings_file = folder / name / MODEL_SETTINGS
         settings = _model_settings(settings_file, port)
-        wanted = alias_target(name, alias)
-        if wanted is None:
-            raise CommandError(
-                f"models:/{name}@{alias}: no such registered model or alias; {where} goes on "
-                f"serving {name} v{served}"
-            )
-        if wanted == served:
-            print(f"serving: {where} already serves {name} v{served} (@{alias}); nothing to do")
+        if not _alias_moved(name, alias, served, where):
             return
         old_folder = (settings_file.parent / settings["parameters"]["uri"]).resolve()
         with (
-            tempfile.TemporaryDirectory(dir=serve_dir, prefix=".download-") as scratch,
+            tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as scratch,
             contextlib.ExitStack() as undo,  # what a failure takes back, newest first
         ):
             version, fetched = download_version(name, alias, Path(scratch) / "download")
@@ -76,8 +66,8 @@ def reload(argv: Sequence[str] | None = None) -> None:
             undo.callback(shutil.rmtree, new_folder, True)
             switched = _switched_settings(settings, version, new_folder.name, alias)
             with deferred_signals():  # the settings file whole, old or new
-                _write_json(settings_file, switched)
-            undo.callback(_write_json, settings_file, settings)
+                write_settings_json(settings_file, switched)
+            undo.callback(write_settings_json, settings_file, settings)
             _load(port, name, key, f"{name} v{version} (@{alias})", served)
             now = served_version(port, name)
             if now != version:
@@ -89,6 +79,21 @@ def reload(argv: Sequence[str] | None = None) -> None:
         if old_folder.parent == settings_file.parent.resolve() and old_folder != new_folder:
             shutil.rmtree(old_folder, ignore_errors=True)
     print(f"serving: switched {name} from v{served} to v{version} (@{alias}) on {where}")
+
+
+def _alias_moved(name: str, alias: str, served: str, where: str) -> bool:
+    """Whether ``@alias`` names another version than the served one (said when not);
+    ``CommandError`` when there is no such alias."""
+    wanted = alias_target(name, alias)
+    if wanted is None:
+        raise CommandError(
+            f"models:/{name}@{alias}: no such registered model or alias; {where} goes on "
+            f"serving {name} v{served}"
+        )
+    if wanted == served:
+        print(f"serving: {where} already serves {name} v{served} (@{alias}); nothing to do")
+        return False
+    return True
 
 
 def served_version(port: int, name: str) -> str:
@@ -204,17 +209,3 @@ def _one_reload_at_a_time(serve_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving reload",
-        description="Switch a running `make serve` to the version the alias names now, "
-        "without a restart.",
-    )
-    parser.add_argument("--alias", default="champion", help="registry alias (default: champion)")
-    parser.add_argument(
-        "--port", type=_port, default=8080, help="the server's HTTP port (default: 8080)"
-    )
-    parser.add_argument("--serve-dir", type=Path, default=SERVE_DIR, help=argparse.SUPPRESS)
-    return parser

@@ -8,7 +8,10 @@ asks for), converts UINT8 (how MNIST is stored) to FP32 without loss, and turns 
 refusals of the model's pyfunc (``digits_predict.pyfunc``, which checks the pixel values
 as the Predictor does) into ``InferenceError``. Loading, metadata and response encoding
 stay MLServer's. Each answer goes to the request log (``monitor.request_log``) when the
-model's settings name one (``parameters.extra.request_log``, written by ``python -m serving``).
+model's settings name one (``parameters.extra.request_log``: ``params.yaml``'s ``monitor``
+section and the folder, as ``python -m serving`` wrote them and
+``monitor.log_settings.RequestLogSettings`` checks them; a bad value fails the load with
+one line naming it).
 Each loaded version opens a log of its own and names itself in every record; unloading it (a
 switch to another version, ``python -m serving reload``) writes what its log holds and closes
 it. A load says so on the server's stderr, one line.
@@ -31,10 +34,12 @@ from mlserver_mlflow import MLflowRuntime
 from mlserver_mlflow.codecs import TensorDictCodec
 
 from digits_predict.contract import MAX_BATCH_SIZE, OUTPUT_NAME
+from monitor.log_settings import RequestLogSettings
 from monitor.request_log import RequestLog, ServedModel
-from monitor.shipping import ArtifactShipper
 
 ACCEPTED_DATATYPES = ("FP32", "UINT8")
+# what this server's records name as their ``source``
+SOURCE = "mlserver"
 
 
 class DigitsRuntime(MLflowRuntime):
@@ -67,24 +72,11 @@ class DigitsRuntime(MLflowRuntime):
             version=str(self.settings.parameters.version),
             alias=extra.get("alias"),
         )
-        settings = extra.get("request_log")
-        if not settings:
+        handed = extra.get("request_log")
+        if not handed:
             return None, served
-        ship = settings.get("ship")
-        shipper = (
-            ArtifactShipper(ship["tracking_uri"], ship["experiment"], "mlserver", served)
-            if ship
-            else None
-        )
-        log = RequestLog(
-            settings["folder"],
-            source="mlserver",
-            keep_pixels=bool(settings.get("keep_pixels", False)),
-            rotate_bytes=int(settings["rotate_bytes"]),
-            keep_days=int(settings.get("keep_days", 0)),
-            shipper=shipper,
-        )
-        return log, served
+        where = f"{self.settings.name}'s model settings, parameters.extra.request_log"
+        return RequestLogSettings.from_extra(handed, where).open(SOURCE, served), served
 
     @property
     def expected(self) -> str:

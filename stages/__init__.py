@@ -9,9 +9,9 @@ atomically. The subpackages hold what they compose, one concern each:
 - ``model``: building and fitting the Keras classifier, its file, its training history,
   TensorFlow imported quietly
 - ``evaluation``: test metrics and the figures a person looks at
-- ``handoff``: ONNX conversion, the parity gate, the model card, the champion rule, the
-  registration both hand-offs share, the int8 model and its gate
-- ``tracking``: the run a model is trained in, what each stage logs and under which names
+- ``handoff``: ONNX conversion, the parity gate, the model card, the registration both
+  hand-offs share, the int8 model and its gate
+- ``run_record``: the run a model is trained in, what each stage logs and under which names
 
 What every entry point shares (params, one-line errors, atomic writes) is the ``kernel``
 package; the MLflow store and registry are the ``tracking`` package. Nothing here imports

@@ -43,8 +43,8 @@ from stages.evaluation.metrics import (
 from stages.handoff.handed_off import HandedOffModel, load_handed_off_model
 from stages.handoff.onnx_runtime import run_onnx
 from stages.model.history import read_history
-from stages.tracking.records import log_drawn, log_evaluation
-from stages.tracking.runs import RunFile, locate_run, reopen_run
+from stages.run_record.records import log_drawn, log_evaluation
+from stages.run_record.runs import RunFile, locate_run, reopen_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,63 +1,48 @@
 """Stage ``feedback``: the corrections people made on the page, as versioned data.
 
-Reads the feedback store (``feedback.store``: one JSON file per image, written by the page's
-server, ``demo.feedback``) and writes one ``.npz`` with a training part and a held-out
-"drawn" test part, and a report of what it holds. The split is by image digest and
-``feedback.seed``: an image is on one side whatever else the store holds, and the same image
-drawn twice is one image (the store keeps it once). With an empty store both parts are empty
-and train and evaluate do what they did without feedback, bytes included.
+Reads the accepted corrections in the feedback store (the folder ``feedback.store`` of
+params.yaml; its parts and its records are the modules ``feedback.store`` and
+``feedback.record``, which the page's server writes with) and writes one ``.npz`` with a
+training part and a held-out "drawn" test part, and a report of what it holds. The split is
+by image digest and ``feedback.seed``: an image is on one side whatever else the store holds,
+and the same image drawn twice is one image (the store keeps it once). With an empty store
+both parts are empty and train and evaluate do what they did without feedback, bytes
+included.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from feedback.record import CorrectionRecord, RecordError
+from feedback.store import FeedbackStore, old_store_problem
 from kernel.atomic import StagedFiles
 from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import FeedbackParams, load_params, stage_argument_parser
 from kernel.signals import deferred_signals
-from stages.dataset.canonical import NUM_CLASSES
 from stages.dataset.feedback import PARTS, feedback_digest, per_digit
 
-RECORD_SUFFIX = ".json"
 # in ten-thousandths: fine enough for any drawn_share a person writes
 _BUCKETS = 10_000
 
 
-def read_store(store: Path) -> list[dict]:
-    """The store's records, by digest; a file that is no record is one line and stops."""
+def read_store(store: Path, root: Path = Path()) -> list[CorrectionRecord]:
+    """The store's accepted records, by digest; a file that is no record is one line and
+    stops, and so do corrections left where the store used to be (under ``root``)."""
+    problem = old_store_problem(root, store)
+    if problem is not None:
+        raise CommandError(problem)
     if not store.is_dir():
         raise CommandError(f"{store}: no feedback store there; expected the folder feedback.store")
-    records = []
-    for path in sorted(store.glob(f"*{RECORD_SUFFIX}")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            image = np.asarray(record["image"], dtype=np.float64)
-            label, answer = record["label"], record["answer"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CommandError(
-                f"{path}: not a correction the page's server wrote ({err})"
-            ) from None
-        if (
-            image.shape != (784,)
-            or not np.isfinite(image).all()
-            or image.min() < 0
-            or image.max() > 255
-            or not all(isinstance(v, int) and 0 <= v < NUM_CLASSES for v in (label, answer))
-            or path.stem != record.get("digest")
-        ):
-            raise CommandError(
-                f"{path}: not a correction the page's server wrote (expected 784 pixel values "
-                "0..255, a label and an answer 0..9, and the file named by its digest)"
-            )
-        records.append({"digest": path.stem, "image": image, "label": label, "answer": answer})
-    return records
+    try:
+        return FeedbackStore(store).accepted()
+    except RecordError as err:
+        raise CommandError(str(err)) from None
 
 
 def is_drawn(digest: str, params: FeedbackParams) -> bool:
@@ -66,24 +51,24 @@ def is_drawn(digest: str, params: FeedbackParams) -> bool:
     return bucket < round(params.drawn_share * _BUCKETS)
 
 
-def gather(records: list[dict], params: FeedbackParams) -> dict[str, np.ndarray]:
+def gather(records: list[CorrectionRecord], params: FeedbackParams) -> dict[str, np.ndarray]:
     """``{train,drawn}_{x,y}``: uint8 images (rounded pixel values) and labels, by digest."""
     arrays = {}
     for part in PARTS:
-        chosen = [r for r in records if is_drawn(r["digest"], params) == (part == "drawn")]
-        images = [np.clip(np.rint(r["image"]), 0, 255).reshape(28, 28) for r in chosen]
+        chosen = [r for r in records if is_drawn(r.digest, params) == (part == "drawn")]
+        images = [np.clip(np.rint(r.image), 0, 255).reshape(28, 28) for r in chosen]
         arrays[f"{part}_x"] = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
-        arrays[f"{part}_y"] = np.asarray([r["label"] for r in chosen], dtype=np.uint8)
+        arrays[f"{part}_y"] = np.asarray([r.label for r in chosen], dtype=np.uint8)
     return arrays
 
 
-def describe(records: list[dict], arrays: dict[str, np.ndarray]) -> dict:
+def describe(records: list[CorrectionRecord], arrays: dict[str, np.ndarray]) -> dict:
     """The report: the data's digest, and per part how many images of each digit."""
     parts = {part: (arrays[f"{part}_x"], arrays[f"{part}_y"]) for part in PARTS}
     return {
         "digest": feedback_digest(parts),
-        "corrections": sum(r["label"] != r["answer"] for r in records),
-        "confirmations": sum(r["label"] == r["answer"] for r in records),
+        "corrections": sum(r.label != r.answer for r in records),
+        "confirmations": sum(r.label == r.answer for r in records),
         **{
             part: {
                 "images": int(len(arrays[f"{part}_y"])),
@@ -100,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", required=True, help="what it holds (JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params).feedback
-    records = read_store(Path(params.store))
+    # the store's path is the project's: params.yaml's folder is the project root
+    records = read_store(Path(params.store), Path(args.params).parent)
     arrays = gather(records, params)
     report = describe(records, arrays)
     with StagedFiles() as staged:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,11 @@ from stages.dataset.canonical import dataset_digest
 from stages.handoff.handed_off import load_handed_off_model
 from stages.handoff.int8_gate import GatedInt8Model, gate_int8_model
 from stages.handoff.registration import after_handoff, register_and_write
-from stages.tracking.records import log_int8, log_texts
-from stages.tracking.runs import RunRef, locate_run, reopen_run
+from stages.run_record.records import log_int8, log_texts
+from stages.run_record.runs import RunRef, locate_run, reopen_run
 from tracking.registry import versions_from_run
 from tracking.store import registry_lock
+from tracking.version_tags import FP32, VersionTags
 
 
 def int8_record(gated: GatedInt8Model) -> dict:
@@ -44,18 +46,10 @@ def int8_record(gated: GatedInt8Model) -> dict:
 
 def int8_version_tags(
     gated: GatedInt8Model, fp32_version: str | None, test_data_digest: str
-) -> dict[str, str]:
+) -> VersionTags:
     """The int8 version's record; ``test_data_digest`` is of the test split, as export's is."""
-    report = gated.report
-    return {
-        "precision": "int8",
-        "quantization": gated.metadata["quantization"],
-        "fp32_version": fp32_version or "unknown",
-        "fp32_model_sha256": gated.metadata["fp32_model_sha256"],
-        "test_accuracy": repr(report.int8_accuracy),
-        "fp32_test_accuracy": repr(report.fp32_accuracy),
-        "test_data_digest": test_data_digest,
-    }
+    origin = replace(gated.tags.int8, fp32_version=fp32_version or "unknown")
+    return replace(gated.tags, int8=origin, test_data_digest=test_data_digest)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -115,7 +109,7 @@ def hand_off_int8(
 
     digest = dataset_digest({"x_test": x_test, "y_test": y_test})
     with registry_lock(ref.tracking_uri):
-        fp32_versions = versions_from_run(name, ref.run_id, precision="fp32")
+        fp32_versions = versions_from_run(name, ref.run_id, precision=FP32)
         version = register_and_write(
             gated.model_bytes,
             x_test[:5],

@@ -4,7 +4,7 @@ Writes the Keras model, the per-epoch history (a DVC plot) and the run file that
 ``evaluate`` and ``export`` reopen. The tracking store is checked before
 TensorFlow is even imported, so a dead server costs seconds, not a training.
 The fitting itself is ``model.fit.train_model``; what the run records is
-``tracking.training_run``; this module orders them and times each phase.
+``run_record.training_run``; this module orders them and times each phase.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from stages.dataset.canonical import dataset_digest
 from stages.dataset.feedback import load_feedback
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
-from stages.tracking.runs import RunFile, RunRef, file_sha256
-from stages.tracking.training_run import start_training_run
+from stages.run_record.runs import RunFile, RunRef, file_sha256
+from stages.run_record.training_run import start_training_run
 from tracking.store import connect, get_or_create_experiment
 
 

@@ -20,10 +20,10 @@ import yaml
 
 from kernel.atomic import write_json
 from kernel.cli import run_command
-from kernel.params import load_params
+from kernel.params import Params, load_params
 from sweep import engine, tracking, workspace
 from sweep.engine import Outcome
-from sweep.plan import Plan, make_plan
+from sweep.plan import Plan, Trial, make_plan
 from sweep.trial import SweepContext
 from tracking.store import tracking_uri
 
@@ -60,20 +60,8 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     root = workspace.project_root(Path.cwd())
     commit = workspace.base_commit(root)
-    params_file = root / "params.yaml"
-    params = load_params(params_file)  # the committed params must be valid themselves
-    plan = make_plan(
-        args.settings,
-        yaml.safe_load(params_file.read_text(encoding="utf-8")),
-        commit,
-        samples=args.samples,
-        seed=args.seed,
-        name=args.name,
-    )
-    remote = workspace.git_remote(root, args.git_remote)
-    workspace.check_commit_on_remote(root, remote, commit)
-    workspace.dvc_remote(root)
-
+    params = load_params(root / "params.yaml")  # the committed params must be valid themselves
+    plan, remote = _plan(args, root, commit)
     earlier = _earlier_outcomes(root, remote, plan)
     pending = [trial for trial in plan.trials if trial.name not in earlier]
     _say(
@@ -85,10 +73,6 @@ def main(argv: Sequence[str]) -> int:
     parent = tracking.open_parent(plan, params.train.experiment_name, uri)
     ran: dict[str, Outcome] = {}
     if pending:
-        workspace.push_base_outputs(root)
-        env = {"MLFLOW_TRACKING_URI": uri}
-        env.update({name: os.environ[name] for name in _FORWARDED if name in os.environ})
-        _say(engine.start(os.environ.get("RAY_ADDRESS") or None, env))
         context = SweepContext(
             sweep=plan.name,
             repo_url=remote.url,
@@ -96,12 +80,7 @@ def main(argv: Sequence[str]) -> int:
             dvc_config_local=workspace.local_dvc_config(root),
             parent_run_id=parent,
         )
-        try:
-            outcomes = engine.run(pending, context, args.workers, root / ".dvc" / "tmp" / "sweeps")
-        finally:
-            engine.stop()
-        ran = {outcome.name: outcome for outcome in outcomes}
-        workspace.fetch_experiments(root, remote, [o.name for o in outcomes if o.finished])
+        ran = _run_trials(root, remote, pending, context, uri, args.workers)
     outcomes = [earlier.get(trial.name) or ran[trial.name] for trial in plan.trials]
     finished = [outcome for outcome in outcomes if outcome.finished]
     best = max(finished, key=lambda outcome: outcome.accuracy, default=None)
@@ -109,7 +88,50 @@ def main(argv: Sequence[str]) -> int:
     if args.report:
         write_json(args.report, _report(plan, outcomes, best))
     _print_table(outcomes)
-    failed = len(outcomes) - len(finished)
+    return _conclude(plan, outcomes, best, params)
+
+
+def _plan(args: argparse.Namespace, root: Path, commit: str) -> tuple[Plan, workspace.GitRemote]:
+    """The trials of ``commit``, and the remote they are cloned from and pushed to, checked."""
+    params_file = root / "params.yaml"
+    plan = make_plan(
+        args.settings,
+        yaml.safe_load(params_file.read_text(encoding="utf-8")),
+        commit,
+        samples=args.samples,
+        seed=args.seed,
+        name=args.name,
+    )
+    remote = workspace.git_remote(root, args.git_remote)
+    workspace.check_commit_on_remote(root, remote, commit)
+    workspace.dvc_remote(root)
+    return plan, remote
+
+
+def _run_trials(
+    root: Path,
+    remote: workspace.GitRemote,
+    pending: Sequence[Trial],
+    context: SweepContext,
+    uri: str,
+    workers: int,
+) -> dict[str, Outcome]:
+    """Run the pending trials on Ray; fetch the experiments of those that finished."""
+    workspace.push_base_outputs(root)
+    env = {"MLFLOW_TRACKING_URI": uri}
+    env.update({name: os.environ[name] for name in _FORWARDED if name in os.environ})
+    _say(engine.start(os.environ.get("RAY_ADDRESS") or None, env))
+    try:
+        outcomes = engine.run(pending, context, workers, root / ".dvc" / "tmp" / "sweeps")
+    finally:
+        engine.stop()
+    workspace.fetch_experiments(root, remote, [o.name for o in outcomes if o.finished])
+    return {outcome.name: outcome for outcome in outcomes}
+
+
+def _conclude(plan: Plan, outcomes: Sequence[Outcome], best: Outcome | None, params: Params) -> int:
+    """Say what failed and which trial is best, with its standing in the registry."""
+    failed = len([outcome for outcome in outcomes if not outcome.finished])
     if failed:
         _say(
             f"{failed} of {len(outcomes)} trials failed (above); run the same command again "

@@ -4,13 +4,15 @@ Logging the model, registering a version and moving the alias are separate steps
 purpose: export moves the alias only once the model's files are in place, and if
 anything fails before that it withdraws the version and puts the alias back where it
 was, so the registry never names a model that was not handed off. (MLflow deletes an
-alias together with the version it points to, hence the explicit restore.) The same
-helpers move ``@champion`` and record why, as version tags.
+alias together with the version it points to, hence the explicit restore.)
+``MlflowRegistry`` gives one registered model's operations to the champion rule
+(``tracking.champion``), which moves ``@champion`` and records why, as version tags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -188,7 +190,7 @@ def withdraw(registered_name: str, versions: list[str], alias: str, previous: st
         )
 
 
-def tag_version(registered_name: str, version: str, tags: dict[str, str]) -> None:
+def tag_version(registered_name: str, version: str, tags: Mapping[str, str]) -> None:
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -257,3 +259,30 @@ def download_version(registered_name: str, alias: str, destination: Path) -> tup
     except MlflowException as err:
         raise CommandError(f"{uri}: {err.message.splitlines()[0]}") from None
     return version, Path(fetched)
+
+
+@dataclass(frozen=True)
+class MlflowRegistry:
+    """One registered model of the MLflow store, as the champion rule reads and writes it
+    (``tracking.champion.ModelRegistry``). Each call goes through this module's functions,
+    which wait out a locked store."""
+
+    name: str
+
+    def alias_target(self, alias: str) -> str | None:
+        return alias_target(self.name, alias)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        set_alias(self.name, alias, version)
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return version_tags(self.name, version)
+
+    def all_version_tags(self) -> dict[str, dict[str, str]]:
+        return all_version_tags(self.name)
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        tag_version(self.name, version, tags)
+
+    def version_onnx_bytes(self, version: str) -> bytes:
+        return version_onnx_bytes(self.name, version)

@@ -23,6 +23,7 @@ from stages.handoff.quantization import (
     method_description,
     quantize_model,
 )
+from tracking.version_tags import INT8, Int8Origin, VersionTags
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class GatedInt8Model:
     model_bytes: bytes
     metadata: dict[str, str]
     report: Int8Report
+    # what its registry version will carry, but the fp32 version and the test data's digest
+    tags: VersionTags
 
 
 def compare_int8(
@@ -141,14 +144,16 @@ def gate_int8_model(
     # answer would depend on its neighbours; alone, it gets what a one-image request gets
     int8_probs = run_onnx(onnx_session(quantized.SerializeToString()), test_images, batch_size=1)
     figures = compare_int8(fp32_probs, int8_probs, test_labels, params)
-    metadata = {
-        **fp32_metadata,
-        "test_accuracy": repr(figures["int8_accuracy"]),
-        "precision": "int8",
-        "quantization": method_description(method, len(calibration)),
-        "fp32_model_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
-        "fp32_test_accuracy": repr(figures["fp32_accuracy"]),
-    }
+    tags = VersionTags(
+        precision=INT8,
+        test_accuracy=figures["int8_accuracy"],
+        int8=Int8Origin(
+            quantization=method_description(method, len(calibration)),
+            fp32_model_sha256=hashlib.sha256(fp32_bytes).hexdigest(),
+            fp32_test_accuracy=figures["fp32_accuracy"],
+        ),
+    )
+    metadata = {**fp32_metadata, **tags.int8_metadata()}
     set_metadata(quantized, metadata)  # replaces the quantizer's own "onnx.infer" entry
     int8_bytes = quantized.SerializeToString()
     report = Int8Report(
@@ -161,4 +166,4 @@ def gate_int8_model(
         max_probability_diff=params.max_probability_diff,
         **figures,
     )
-    return GatedInt8Model(model_bytes=int8_bytes, metadata=metadata, report=report)
+    return GatedInt8Model(int8_bytes, metadata, report, tags)

@@ -6,22 +6,41 @@ import json
 
 from digits_predict.contract import MAX_BATCH_SIZE, NUM_CLASSES, OUTPUT_DTYPE
 from kernel.params import ExportParams
+from tracking.version_tags import DrawnFigure
 
 
 def model_card(
-    metadata: dict[str, str], parity: dict, params: ExportParams, drawn: dict | None = None
+    metadata: dict[str, str],
+    parity: dict,
+    params: ExportParams,
+    drawn: DrawnFigure | None = None,
 ) -> str:
-    """The card as Markdown: provenance, the input contract, parity, and how to use the model.
+    """The card as Markdown, one section after another: provenance, which model to deploy,
+    the input contract, serving, Triton, wrong requests, use without TensorFlow, parity.
 
-    ``drawn`` gives the model's ``accuracy`` on the drawn test set, its ``images`` and
-    ``digest``, when there is one.
+    ``drawn`` is the model's accuracy on the drawn test set, when there is one.
     """
-    labels = ", ".join(json.loads(metadata["class_labels"]))
-    name, champion = params.registered_model_name, params.champion_alias
-    tolerance = f"{params.promotion_tolerance * 100:.4g} points"
+    return "".join(
+        [
+            _provenance(metadata, parity, params, drawn),
+            _which_model(params),
+            _input_contract(metadata),
+            _oip_serving(params),
+            _triton(params),
+            _wrong_requests(),
+            _without_tensorflow(),
+            _parity(parity),
+        ]
+    )
+
+
+def _provenance(
+    metadata: dict[str, str], parity: dict, params: ExportParams, drawn: DrawnFigure | None
+) -> str:
+    name = params.registered_model_name
     drawn_row = (
-        f"| Drawn test accuracy | {drawn['accuracy']:.4%} on {drawn['images']} digits people "
-        f"drew on the page (digest `{drawn['digest']}`) |\n"
+        f"| Drawn test accuracy | {drawn.accuracy:.4%} on {drawn.images} digits people "
+        f"drew on the page (digest `{drawn.digest}`) |\n"
         if drawn
         else ""
     )
@@ -42,7 +61,13 @@ its registered versions, with their numbers, aliases and promotion tags, are tho
 from that run. The card names no run id, version number or commit, so that the same
 training writes the same card in every clone.
 
-## 1. Which model to deploy
+"""
+
+
+def _which_model(params: ExportParams) -> str:
+    name, champion = params.registered_model_name, params.champion_alias
+    tolerance = f"{params.promotion_tolerance * 100:.4g} points"
+    return f"""## 1. Which model to deploy
 
 Deploy `{name}@{champion}`, not this file by default:
 `@{params.alias}` is the newest model that passed the parity gate, `@{champion}`
@@ -63,7 +88,12 @@ For CPUs at the edge, the quantize stage makes an int8 model of this version (4x
 tagged `precision=int8` and `fp32_version` (this version's number), aliased as `quantize.alias`
 says (`@int8` by default), with the same input contract.
 
-## 2. Input contract
+"""
+
+
+def _input_contract(metadata: dict[str, str]) -> str:
+    labels = ", ".join(json.loads(metadata["class_labels"]))
+    return f"""## 2. Input contract
 
 | | |
 |---|---|
@@ -77,7 +107,12 @@ says (`@int8` by default), with the same input contract.
 The registered MLflow model carries the same names in its signature (`{metadata["input_name"]}` →
 `{metadata["output_name"]}`), so named requests (`{{"inputs": {{"{metadata["input_name"]}": ...}}}}`) work.
 
-## 3. Serve it over the Open Inference Protocol (MLServer)
+"""
+
+
+def _oip_serving(params: ExportParams) -> str:
+    name, champion = params.registered_model_name, params.champion_alias
+    return f"""## 3. Serve it over the Open Inference Protocol (MLServer)
 
     make serve                      # {name}@{champion} on http://127.0.0.1:8080 (ALIAS=..., SERVE_PORT=...)
     curl -s 127.0.0.1:8080/v2/models/{name}/infer -H 'Content-Type: application/json' \\
@@ -87,28 +122,45 @@ Any Open Inference Protocol client works (tritonclient, KServe's): FP32 or UINT8
 [N, 28, 28], at most {MAX_BATCH_SIZE} images a request. `make serve-mlflow` serves the same
 model with `mlflow models serve` (`/invocations`, `{{"inputs": {{"image": ...}}}}`).
 
-## 4. Drop it into Triton
+"""
+
+
+def _triton(params: ExportParams) -> str:
+    name = params.registered_model_name
+    return f"""## 4. Drop it into Triton
 
     make champion triton-repo TRITON_MODEL=champion/model.onnx   # model_repository/{name}/config.pbtxt + 1/model.onnx
 
 onnxruntime backend, max_batch_size {MAX_BATCH_SIZE}, dynamic batching, one CPU instance:
 `tritonserver --model-repository=$PWD/model_repository`.
 
-## 5. What a wrong request gets
+"""
+
+
+def _wrong_requests() -> str:
+    return f"""## 5. What a wrong request gets
 
 HTTP 400 and one line naming what was wrong and what was expected: another input name,
 shape or datatype, an empty batch, more than {MAX_BATCH_SIZE} images, too few values,
 pixels outside 0..255, or pixels divided by 255. A body that is not the protocol's JSON
 gets 422. The server goes on serving.
 
-## Use without TensorFlow
+"""
+
+
+def _without_tensorflow() -> str:
+    return """## Use without TensorFlow
 
     pip install onnxruntime numpy pillow
     digits-predict --model model.onnx digit.png
 
 or in Python: `digits_predict.Predictor("model.onnx").predict(images)`.
 
-## Parity with the Keras model (onnxruntime {parity["onnxruntime_version"]}, {parity["provider"]}, opset {parity["opset"]})
+"""
+
+
+def _parity(parity: dict) -> str:
+    return f"""## Parity with the Keras model (onnxruntime {parity["onnxruntime_version"]}, {parity["provider"]}, opset {parity["opset"]})
 
 | | |
 |---|---|

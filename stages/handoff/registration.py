@@ -9,7 +9,8 @@ a model whose files are not in place.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -20,9 +21,9 @@ from kernel.signals import deferred_signals
 from stages.handoff.onnx_runtime import PROVIDERS, onnx_session, run_onnx
 from tracking import registry
 from tracking.store import member_name, retry_locked
+from tracking.version_tags import VersionTags, handed_off_tags
 
 T = TypeVar("T")
-HANDED_OFF_TAG = "handed_off"
 
 
 def register_and_write(
@@ -30,7 +31,7 @@ def register_and_write(
     example: np.ndarray,
     name: str,
     alias: str,
-    tags: Mapping[str, str],
+    tags: VersionTags,
     write_files: Callable[[str, StagedFiles], None],
     *,
     stage: str,
@@ -53,7 +54,7 @@ def register_and_write(
     try:
         version = registry.register_version(logged.model_uri, name)
         # who exported it: the team server refuses a name other than the sender's
-        registry.tag_version(name, version, {**tags, "registered_by": member_name()})
+        registry.tag_version(name, version, replace(tags, registered_by=member_name()).to_tags())
         with deferred_signals(), StagedFiles() as staged:
             write_files(version, staged)
             staged.commit()
@@ -65,11 +66,11 @@ def register_and_write(
                 _undo_registration(stage, name, alias, logged.model_uri, previous)
         raise
     # only a version marked so is one @champion may be settled on: until then it may still
-    # be withdrawn (promotion.settle)
+    # be withdrawn (champion.settle_champion)
     after_handoff(
         stage,
         f"v{version} is not marked handed off, so no other export settles @champion on it",
-        lambda: registry.tag_version(name, version, {HANDED_OFF_TAG: "true"}),
+        lambda: registry.tag_version(name, version, handed_off_tags()),
     )
     return version
 

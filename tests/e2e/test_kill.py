@@ -18,7 +18,8 @@ import pytest
 from factories.data import digit_splits, write_prepared
 from factories.mlflow_store import run_of_model
 from factories.params import write_params
-from factories.processes import REPO_ROOT, stage_args
+from factories.processes import stage_args
+from kernel.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 def _start(module: str, args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": str(PROJECT_ROOT),
         "MLFLOW_TRACKING_URI": uri,
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }

@@ -117,10 +117,10 @@ def test_the_sample_digits_the_docs_show_are_read_right(trained) -> None:
     """docs/samples/ (README: ``digits-predict … docs/samples/seven.png``): each is the
     digit its name says, for the default model trained on the real data."""
     from digits_predict import load_image
-    from factories.processes import REPO_ROOT
+    from kernel.paths import PROJECT_ROOT
     from stages.model.keras_io import predict_probabilities
 
     names = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-    images = np.stack([load_image(REPO_ROOT / "docs" / "samples" / f"{n}.png") for n in names])
+    images = np.stack([load_image(PROJECT_ROOT / "docs" / "samples" / f"{n}.png") for n in names])
     model, _, _ = trained
     assert list(predict_probabilities(model, images).argmax(axis=1)) == list(range(10))

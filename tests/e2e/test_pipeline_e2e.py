@@ -21,9 +21,9 @@ import yaml
 from PIL import Image
 
 from factories.mlflow_store import run_of_model
-from factories.pipeline import repro_tiny_pipeline, run_in_repo
-from factories.processes import stage_command
+from factories.pipeline import repro_tiny_pipeline
 from factories.tf_blocker import run_blocked
+from harness.processes import run_in_repo, stage_command
 
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
 

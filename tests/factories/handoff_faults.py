@@ -15,7 +15,7 @@ import pytest
 
 from factories.trained import Workspace
 from kernel import atomic
-from stages.tracking.runs import MODEL_DIGEST_TAG, RunFile, file_sha256
+from stages.run_record.runs import MODEL_DIGEST_TAG, RunFile, file_sha256
 from tracking import registry
 
 

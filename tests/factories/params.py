@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from factories.data import SPLIT_SIZES
-from factories.processes import REPO_ROOT
 from kernel.params import TrainParams, parse_params
+from kernel.paths import PROJECT_ROOT
 
 # Small and quick, yet enough to learn the tiny digits of factories.data.
 TINY_TRAIN = {
@@ -25,7 +25,7 @@ TINY_EXPORT = {"registered_model_name": "tiny-digits", "alias": "candidate"}
 
 def params_dict(**sections: dict) -> dict:
     """The repository's params.yaml with the given keys of each section replaced."""
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
     for section, values in sections.items():
         raw[section].update(values)
     return raw

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from factories.data import digit_mnist, write_idx_folder
-from factories.workspace import GIT_IDENTITY, project_copy
+from harness.processes import run_in_repo
+from harness.workspace import GIT_IDENTITY, project_copy
 from stages.dataset.canonical import array_digest
 
 SITECUSTOMIZE = """
@@ -69,20 +69,6 @@ def tiny_pipeline_params(root: Path, experiment_name: str) -> dict[str, dict]:
         # 200 test images: one image that int8 answers differently is already 0.5 points
         "quantize": {"max_accuracy_drop": 0.01, "min_agreement": 0.98},
     }
-
-
-def run_in_repo(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
-    """One command in the test repo, its output captured, no stdin; the caller checks it."""
-    return subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def repro_tiny_pipeline(root: Path) -> dict[str, Any]:

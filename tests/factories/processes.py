@@ -1,39 +1,15 @@
-"""Stage processes as dvc.yaml runs them: the command lines, read from dvc.yaml itself."""
+"""Stage processes as the tests start them: a stage's arguments, ``python -m`` on this checkout."""
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def pipeline_vars(root: Path = REPO_ROOT) -> dict[str, str]:
-    """dvc.yaml's ``vars``: the one place each artifact's path is written."""
-    pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
-    merged: dict[str, str] = {}
-    for entry in pipeline.get("vars", []):
-        merged.update(entry)
-    return merged
-
-
-def stage_command(
-    stage: str, paths: Mapping[str, str | os.PathLike[str]] | None = None, root: Path = REPO_ROOT
-) -> list[str]:
-    """The stage's ``cmd`` from dvc.yaml as an argv, with ``paths`` replacing some ``vars``."""
-    pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
-    values = {**pipeline_vars(root), **{k: str(v) for k, v in (paths or {}).items()}}
-    command = re.sub(
-        r"\$\{(\w+)\}", lambda match: values[match.group(1)], pipeline["stages"][stage]["cmd"]
-    )
-    return shlex.split(command)
+from harness.processes import stage_command
+from kernel.paths import PROJECT_ROOT
 
 
 def empty_feedback() -> Path:
@@ -52,7 +28,7 @@ def empty_feedback() -> Path:
 
 
 def stage_args(
-    stage: str, paths: Mapping[str, str | os.PathLike[str]] | None = None, root: Path = REPO_ROOT
+    stage: str, paths: Mapping[str, str | os.PathLike[str]] | None = None, root: Path = PROJECT_ROOT
 ) -> list[str]:
     """The arguments dvc.yaml gives ``python -m stages.<stage>``: what its ``main`` parses.
 
@@ -72,7 +48,7 @@ def run_module(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m <module> args`` with this checkout's code, from ``cwd``; ``env`` added."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         cwd=cwd,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from factories.network import free_port
+from harness.network import free_port
 
 RAY = Path(sys.executable).parent / "ray"
 

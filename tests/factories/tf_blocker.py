@@ -33,7 +33,6 @@ BLOCKED = frozenset(
 BLOCKED_IMPORT_EXIT = 97
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = TESTS_DIR.parent
 
 
 class ImportBlocker(importlib.abc.MetaPathFinder):
@@ -115,8 +114,11 @@ def run_blocked(
 
     This checkout (for ``digits_predict``) and tests/ (for this module) are importable.
     """
+    # here, not at the top: the subprocess imports this module before it blocks PyYAML
+    from kernel.paths import PROJECT_ROOT
+
     python_path = os.pathsep.join(
-        filter(None, [str(REPO_ROOT), str(TESTS_DIR), os.environ.get("PYTHONPATH")])
+        filter(None, [str(PROJECT_ROOT), str(TESTS_DIR), os.environ.get("PYTHONPATH")])
     )
     return subprocess.run(
         blocked_command(code, blocked, strict),

@@ -12,9 +12,10 @@ from pathlib import Path
 from factories.data import Split, digit_splits, write_prepared
 from factories.mlflow_store import sigterm_kept, sqlite_uri, using_store
 from factories.params import tiny_params_file
-from factories.processes import pipeline_vars, stage_args
-from factories.workspace import GIT_IDENTITY
-from stages.tracking.runs import RunRef, locate_run
+from factories.processes import stage_args
+from harness.workspace import GIT_IDENTITY
+from kernel.paths import pipeline_vars
+from stages.run_record.runs import RunRef, locate_run
 
 DVC_EXP_NAME = "tiny-exp"
 
@@ -99,7 +100,7 @@ def gated_onnx(ws: Workspace, path: Path) -> Path:
     from kernel.params import load_params
     from stages.handoff.gate import gate_onnx_model
     from stages.model.keras_io import load_keras_model
-    from stages.tracking.runs import file_sha256
+    from stages.run_record.runs import file_sha256
 
     x_test, y_test = ws.splits["test"]
     provenance = {"model_digest": file_sha256(ws.model), "data_digest": "tiny"}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from digits_predict.contract import METADATA_KEYS, check_contract
+from factories.fake_registry import FakeRegistry
 from factories.handoff_faults import FAILING_STEPS, run_of_its_own, snapshot
 from factories.params import TINY_EXPORT
 from factories.trained import Workspace, export_args
@@ -17,7 +18,8 @@ from kernel.params import ExportParams, load_params
 from stages import export
 from stages.dataset.arrays import load_split, split_file
 from stages.handoff import gate
-from stages.tracking.runs import file_sha256
+from stages.run_record.runs import file_sha256
+from tracking.champion import Standing, decide
 
 PROVENANCE = {"model_digest": "a" * 64, "data_digest": "d" * 64}
 PARITY_KEYS = {
@@ -384,62 +386,47 @@ def test_a_second_hand_off_replaces_the_whole_first(
 # --- @champion: what deployment uses moves only to a better model ------------------------------
 
 
-@pytest.mark.parametrize(
-    ("change", "moves"),
-    [(-0.01, False), (0.0, False), (0.01, True)],
-    ids=["worse", "tie", "better"],
-)
-def test_champion_moves_only_to_a_better_candidate(
-    change: float,
-    moves: bool,
+def test_a_second_export_of_the_same_model_ties_and_keeps_the_champion(
     tiny_trained: Workspace,
     exported: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import dataclasses
-
+    """The rule's cases are tested on a registry in memory (tests/unit/tracking); here, that
+    export applies it to the store, records it and says it in one line."""
     import mlflow
 
     client = mlflow.MlflowClient(tiny_trained.uri)
     name = TINY_EXPORT["registered_model_name"]
     champion_before = client.get_model_version_by_alias(name, "champion")
     champion_accuracy = float(champion_before.tags["test_accuracy"])
-    real_gate = export.gate_onnx_model
-
-    def gate_scoring(*args: object, **kwargs: object):
-        gated = real_gate(*args, **kwargs)
-        report = dataclasses.replace(gated.report, onnx_accuracy=champion_accuracy + change)
-        return dataclasses.replace(gated, report=report)
-
-    monkeypatch.setattr(export, "gate_onnx_model", gate_scoring)
-    out = tmp_path / "out"
     run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
-        export.main(export_args(tiny_trained, out, run_file=run_file))
+        export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
 
     candidate = client.get_model_version_by_alias(name, "candidate")
     assert candidate.run_id == run_id, "@candidate is always the newest passing export"
-    champion = client.get_model_version_by_alias(name, "champion")
-    assert champion.version == (candidate.version if moves else champion_before.version)
+    assert client.get_model_version_by_alias(name, "champion").version == champion_before.version
     tags = client.get_model_version(name, candidate.version).tags
-    assert tags["promotion.decision"] == ("promoted" if moves else "not promoted")
+    assert tags["promotion.decision"] == "not promoted"
     assert tags["promotion.champion_version"] == str(champion_before.version)
     assert float(tags["promotion.champion_accuracy"]) == champion_accuracy
-    assert float(tags["promotion.candidate_accuracy"]) == champion_accuracy + change
+    assert float(tags["promotion.candidate_accuracy"]) == champion_accuracy
     assert "higher than the champion's" in tags["promotion.rule"]
     # the one line export says (docs/handoff.md quotes one)
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "@champion" in line]
-    old, new = champion_before.version, candidate.version
-    if moves:
-        assert line.startswith(f"export: @champion moves to v{new}: test accuracy "), line
-    else:
-        verb = "ties" if change == 0 else "is below"
-        assert line == (
-            f"export: @champion stays, v{new} is not promoted: test accuracy "
-            f"{champion_accuracy + change:.4%} {verb} champion v{old}'s {champion_accuracy:.4%}"
-        )
+    assert line == (
+        f"export: @champion stays, v{candidate.version} is not promoted: test accuracy "
+        f"{champion_accuracy:.4%} ties champion v{champion_before.version}'s "
+        f"{champion_accuracy:.4%}"
+    )
+
+
+def test_the_line_of_a_promotion() -> None:
+    decision = decide(Standing("4", 0.99, "d" * 64), Standing("3", 0.98, "d" * 64))
+    assert export.decision_line("champion", "4", decision) == (
+        "export: @champion moves to v4: test accuracy 99.0000% beats champion v3's 98.0000%"
+    )
 
 
 def test_the_first_export_becomes_champion(exported: Path, tiny_trained: Workspace) -> None:
@@ -494,37 +481,20 @@ def test_an_unknown_alias_is_one_clear_error(tiny_trained: Workspace, tmp_path: 
 
 
 def test_a_failing_champion_decision_warns_and_keeps_the_hand_off(
-    tiny_trained: Workspace,
-    exported: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    params: ExportParams, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient(tiny_trained.uri)
-    name = TINY_EXPORT["registered_model_name"]
-    champion_before = client.get_model_version_by_alias(name, "champion").version
-
-    def registry_down(*args: object) -> dict[str, str]:
-        raise CommandError("MLflow store: database is locked")
-
-    monkeypatch.setattr(export, "version_tags", registry_down)
-    out = tmp_path / "out"
-    run_id, run_file = run_of_its_own(tiny_trained, tmp_path)
-    with tiny_trained.store():
-        export.main(export_args(tiny_trained, out, run_file=run_file))
-
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert warnings == [
+    registry = FakeRegistry(aliases={"champion": "1"})
+    registry.register("1", {"test_accuracy": "0.98", "test_data_digest": "d" * 64})
+    registry.failures["version_tags"] = lambda version: CommandError(
+        "MLflow store: database is locked"
+    )
+    assert export.choose_champion(registry, Standing("2", 0.99, "d" * 64), params) is None
+    assert capsys.readouterr().err.splitlines() == [
         "export: warning: @champion was not reconsidered and stays where it was: "
         "MLflow store: database is locked"
     ]
-    candidate = client.get_model_version_by_alias(name, "candidate")
-    assert candidate.run_id == run_id, "the hand-off itself happened"
-    assert client.get_model_version_by_alias(name, "champion").version == champion_before
-    assert "promotion.decision" not in client.get_model_version(name, candidate.version).tags
-    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.onnx", "parity.json"]
+    assert registry.aliases["champion"] == "1"
+    assert not [call for call in registry.calls if call[0] == "tag_version"], "no record"
 
 
 def test_the_champion_is_decided_under_the_registry_lock(
@@ -532,9 +502,9 @@ def test_the_champion_is_decided_under_the_registry_lock(
 ) -> None:
     import fcntl
 
-    real_promote, held = export.promote, []
+    real_choose, held = export.choose_champion, []
 
-    def promote_checking_the_lock(*args: object, **kwargs: object):
+    def choose_checking_the_lock(*args: object, **kwargs: object):
         lock_file = Path(tiny_trained.uri.removeprefix("sqlite:///") + ".registry-lock")
         with open(lock_file, "a") as other:
             try:
@@ -544,9 +514,9 @@ def test_the_champion_is_decided_under_the_registry_lock(
             else:
                 fcntl.flock(other, fcntl.LOCK_UN)
                 held.append(False)
-        return real_promote(*args, **kwargs)
+        return real_choose(*args, **kwargs)
 
-    monkeypatch.setattr(export, "promote", promote_checking_the_lock)
+    monkeypatch.setattr(export, "choose_champion", choose_checking_the_lock)
     _, run_file = run_of_its_own(tiny_trained, tmp_path)
     with tiny_trained.store():
         export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
@@ -554,42 +524,21 @@ def test_the_champion_is_decided_under_the_registry_lock(
 
 
 def test_a_champion_moved_but_unrecorded_says_so(
-    tiny_trained: Workspace,
-    exported: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    params: ExportParams, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import dataclasses
+    registry = FakeRegistry(aliases={"champion": "1"})
+    for version, accuracy in (("1", "0.98"), ("2", "0.99")):
+        registry.register(version, {"test_accuracy": accuracy, "test_data_digest": "d" * 64})
 
-    import mlflow
+    def fails_for_the_record(version: str, key: str) -> CommandError | None:
+        return CommandError("MLflow store: database is locked") if key == "promotion.rule" else None
 
-    client = mlflow.MlflowClient(tiny_trained.uri)
-    name = TINY_EXPORT["registered_model_name"]
-    real_tag, real_decide = export.tag_version, export.decide
-
-    def tags_fail_for_the_record(model: str, version: str, tags: dict[str, str]) -> None:
-        if "promotion.rule" in tags:
-            raise CommandError("MLflow store: database is locked")
-        real_tag(model, version, tags)
-
-    def always_promote(candidate, champion, tolerance=0.0):
-        return dataclasses.replace(real_decide(candidate, None), champion=champion)
-
-    monkeypatch.setattr(export, "tag_version", tags_fail_for_the_record)
-    monkeypatch.setattr(export, "decide", always_promote)
-    # the forced promotion may be of a worse model: settling would undo it
-    monkeypatch.setattr(export, "settle", lambda champion, standings: None)
-    _, run_file = run_of_its_own(tiny_trained, tmp_path)
-    with tiny_trained.store():
-        export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
-
-    candidate = client.get_model_version_by_alias(name, "candidate").version
-    assert client.get_model_version_by_alias(name, "champion").version == candidate
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert warnings == [
-        f"export: warning: v{candidate}'s promotion record is not on it: "
-        "MLflow store: database is locked"
+    registry.failures["tag_version"] = fails_for_the_record
+    decision = export.choose_champion(registry, Standing("2", 0.99, "d" * 64), params)
+    assert decision.promote and registry.aliases["champion"] == "2"
+    assert "promotion.decision" not in registry.versions["2"]
+    assert capsys.readouterr().err.splitlines() == [
+        "export: warning: v2's promotion record is not on it: MLflow store: database is locked"
     ]
 
 
@@ -683,67 +632,3 @@ def test_a_drawn_set_is_measured_on_the_candidate_and_the_champion(
     assert f"drawn test accuracy {accuracy:.4f} on 40 images" in err
     (line,) = [line for line in err.splitlines() if "@champion" in line]
     assert reason in line
-
-
-def test_a_champion_measured_on_the_drawn_set_is_not_downloaded_again(
-    tiny_trained: Workspace,
-    exported: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import mlflow
-
-    def no_download(*args: object) -> bytes:
-        raise AssertionError("the champion's figure on this drawn set is in its tags")
-
-    monkeypatch.setattr(export, "version_onnx_bytes", no_download)
-    feedback = _feedback_with_drawn(tiny_trained, tmp_path / "feedback.npz", 40, labels_shift=1)
-    _, run_file = run_of_its_own(tiny_trained, tmp_path)
-    with tiny_trained.store():
-        export.main(
-            _with_feedback(export_args(tiny_trained, tmp_path / "out", run_file=run_file), feedback)
-        )
-    client = mlflow.MlflowClient(tiny_trained.uri)
-    name = TINY_EXPORT["registered_model_name"]
-    candidate = client.get_model_version_by_alias(name, "candidate")
-    assert candidate.tags["promotion.sets"] == "MNIST test and drawn"
-
-
-def test_a_champion_that_cannot_be_measured_leaves_the_mnist_test_set_to_decide(
-    tiny_trained: Workspace,
-    exported: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    import mlflow
-
-    def download_fails(*args: object) -> bytes:
-        raise CommandError("models:/tiny-digits/1: no such artifact")
-
-    monkeypatch.setattr(export, "version_onnx_bytes", download_fails)
-    client = mlflow.MlflowClient(tiny_trained.uri)
-    name = TINY_EXPORT["registered_model_name"]
-    champion = client.get_model_version_by_alias(name, "champion")
-    # a drawn set of its own: no version has a figure on it
-    feedback = _feedback_with_drawn(tiny_trained, tmp_path / "feedback.npz", 30, labels_shift=3)
-    _, run_file = run_of_its_own(tiny_trained, tmp_path)
-    with tiny_trained.store():
-        export.main(
-            _with_feedback(export_args(tiny_trained, tmp_path / "out", run_file=run_file), feedback)
-        )
-
-    candidate = client.get_model_version_by_alias(name, "candidate")
-    tags = client.get_model_version(name, candidate.version).tags
-    assert tags["promotion.sets"] == "MNIST test"
-    assert tags["promotion.champion_drawn_accuracy"] == "none"
-    assert "so the MNIST test set alone decides: test accuracy" in tags["promotion.reason"]
-    assert f"champion v{champion.version}" in tags["promotion.reason"]
-    champion_tags = client.get_model_version(name, champion.version).tags
-    assert f"drawn_accuracy.{tags['drawn_digest']}" not in champion_tags
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert warnings == [
-        f"export: warning: champion v{champion.version}'s model could not be measured on the "
-        "drawn test set, so the MNIST test set alone decides: "
-        "models:/tiny-digits/1: no such artifact"
-    ]

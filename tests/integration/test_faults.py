@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from factories.data import damage_npz, npz_bytes, sha256
-from factories.network import free_port
 from factories.processes import stage_args
+from harness.network import free_port
 from kernel.atomic import write_npz
 from kernel.cli import CommandError
 from stages import fetch, preprocess

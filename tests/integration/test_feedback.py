@@ -15,15 +15,17 @@ import pytest
 
 from factories.data import digit_images
 from factories.params import write_params
-from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
+from factories.processes import error_lines, run_module, stage_args
 from factories.trained import Workspace, gated_onnx
+from kernel.paths import PROJECT_ROOT
 from monitor.request_log import image_digest
 from stages import evaluate, feedback
 from stages.dataset.feedback import load_feedback
 
 
 def _write_store(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Corrections as ``demo.feedback.FeedbackStore`` writes them: a file per image digest."""
+    """Corrections as the page's server writes them (``feedback.record``), as older ones
+    were, without a page id: a file per image digest."""
     folder.mkdir(parents=True, exist_ok=True)
     for image, label in zip(images, labels, strict=True):
         image = image.astype(np.float32)
@@ -113,8 +115,9 @@ def test_an_empty_store_gives_empty_parts_the_bytes_stage_args_hands_every_stage
 
 def _page_store(tmp_path: Path, monkeypatch, count: int):
     """A store as the page's server leaves it: ``count`` corrections waiting for review."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-    from demo.feedback import Correction, FeedbackStore
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
+    from demo.feedback import Correction
+    from feedback.store import FeedbackStore
     from monitor.request_log import ServedModel
 
     store = FeedbackStore(tmp_path / "feedback")
@@ -124,7 +127,8 @@ def _page_store(tmp_path: Path, monkeypatch, count: int):
     model = ServedModel("mnist-digits", "1", "champion")
     for image, label in zip(images, labels, strict=True):
         page = "an-id-the-server-handed-out-0001"
-        assert store.add(Correction(page, model, image.astype(np.float32), 0, int(label)))
+        correction = Correction(page, model, image.astype(np.float32), 0, int(label))
+        assert store.keep(correction.record())
     return store
 
 
@@ -138,7 +142,7 @@ def test_the_stage_reads_accepted_corrections_only(tmp_path, monkeypatch) -> Non
 
     out = _gather(tmp_path, store.folder, "waiting")
     assert (out / "feedback.npz").read_bytes() == empty_feedback().read_bytes()
-    committed = (REPO_ROOT / "reports" / "feedback.json").read_bytes()
+    committed = (PROJECT_ROOT / "reports" / "feedback.json").read_bytes()
     assert (out / "feedback.json").read_bytes() == committed
     chosen = review.waiting(store)[:2]
     assert review.accept(store, chosen) == 2
@@ -181,13 +185,20 @@ def test_waiting_corrections_leave_the_stages_dvc_inputs_as_they_were(
     ("content", "said"),
     [
         ("not json", "not a correction the page's server wrote"),
-        ('{"digest": "x", "label": 1, "answer": 1, "image": [0]}', "expected 784 pixel values"),
+        (
+            json.dumps({"digest": "a" * 32, "label": 1, "answer": 1, "image": [0]}),
+            "(image has 1 values; expected a list of 784 numbers)",
+        ),
+        (
+            json.dumps({"digest": "b" * 32, "label": 1, "answer": 1, "image": [0] * 784}),
+            "(the file is not named by the digest it holds",
+        ),
     ],
 )
 def test_a_file_that_is_no_correction_is_one_line(tmp_path, content, said) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    (store / "x.json").write_text(content)
+    (store / f"{'a' * 32}.json").write_text(content)
     params = write_params(tmp_path / "params.yaml", feedback={"store": str(store)})
     done = run_module(
         "stages.feedback", "--params", params, "--out", tmp_path / "f.npz",
@@ -195,7 +206,33 @@ def test_a_file_that_is_no_correction_is_one_line(tmp_path, content, said) -> No
     )  # fmt: skip
     assert done.returncode == 1
     (line,) = error_lines(done.stderr)
-    assert line.startswith(f"feedback: error: {store / 'x.json'}: ") and said in line, line
+    assert line.startswith(f"feedback: error: {store / ('a' * 32)}.json: ") and said in line, line
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_corrections_where_the_store_used_to_be_stop_the_stage_with_the_command_to_move_them(
+    tmp_path, drawn_store
+) -> None:
+    """An accepted correction left in the project's old ``feedback/`` folder would silently
+    be missing from the data: the stage names the command that moves it instead."""
+    old = tmp_path / "feedback"
+    old.mkdir()
+    (old / "__init__.py").write_text("")  # the code that lives there now is no correction
+    store = tmp_path / "data" / "feedback-store"
+    store.mkdir(parents=True)
+    params = write_params(tmp_path / "params.yaml", feedback={"store": str(store)})
+    argv = ["--params", params, "--out", tmp_path / "f.npz", "--report", tmp_path / "f.json"]
+    assert run_module("stages.feedback", *argv, cwd=tmp_path).returncode == 0
+    (tmp_path / "f.npz").unlink()
+    accepted = next(drawn_store[0].glob("*.json"))
+    (old / accepted.name).write_bytes(accepted.read_bytes())
+    done = run_module("stages.feedback", *argv, cwd=tmp_path)
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == [
+        f"feedback: error: corrections are still in {old}/, where the feedback store used to "
+        f"be (1 accepted, 0 waiting, 0 dropped); the store is {store}/ now: move them there "
+        "with python -m demo.feedback move-store"
+    ]
     assert not (tmp_path / "f.npz").exists()
 
 
@@ -239,7 +276,7 @@ def test_train_uses_the_training_part_only_when_weighted_and_records_the_set(
     import yaml
 
     from stages import train
-    from stages.tracking.runs import locate_run
+    from stages.run_record.runs import locate_run
 
     gathered = _gather(tmp_path, drawn_store[0]) / "feedback.npz"
     trained_images = len(load_feedback(gathered)["train"][1])

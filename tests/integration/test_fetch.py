@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from factories.data import random_mnist, write_idx_folder
-from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
+from factories.processes import error_lines, run_module, stage_args
 from kernel.cli import CommandError
+from kernel.paths import PROJECT_ROOT
 from stages import fetch
 from stages.dataset.sources import SourceContext
 
@@ -176,6 +177,6 @@ def test_fetch_and_preprocess_do_not_import_tensorflow(tmp_path) -> None:
         text=True,
         timeout=60,
         check=True,
-        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert result.stdout.strip() == ""

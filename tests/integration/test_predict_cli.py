@@ -22,8 +22,8 @@ from factories.onnx_models import (
     tiny_model,
     write_model,
 )
-from factories.processes import REPO_ROOT
 from factories.tf_blocker import BLOCKED, BLOCKED_IMPORT_EXIT, run_blocked
+from kernel.paths import PROJECT_ROOT
 
 # A warning would reach the user as an extra stderr line: make it fail the test instead.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -260,7 +260,7 @@ def test_importing_the_package_loads_no_training_dependency() -> None:
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=REPO_ROOT,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -81,7 +81,7 @@ def test_the_int8_model_is_its_own_version_beside_the_fp32_one(handed_off) -> No
 
 
 def test_the_registered_int8_model_is_served_as_the_fp32_one(handed_off, tmp_path) -> None:
-    from serving.__main__ import fetch
+    from serving.serve_folder import fetch
 
     with handed_off.ws.store():
         version, model_dir = fetch(NAME, "int8", tmp_path / "serve")

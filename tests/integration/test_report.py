@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from factories.pipeline import rendered_mnist, run_in_repo, tiny_pipeline_params
-from factories.workspace import GIT_IDENTITY, project_copy
+from factories.pipeline import rendered_mnist, tiny_pipeline_params
+from harness.processes import run_in_repo
+from harness.workspace import GIT_IDENTITY, project_copy
 
 pytestmark = pytest.mark.slow
 

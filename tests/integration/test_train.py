@@ -17,17 +17,18 @@ import yaml
 
 from factories.data import SPLIT_SIZES, digit_images, write_prepared
 from factories.mlflow_store import sigterm_kept, using_store
-from factories.network import free_port
 from factories.params import TINY_TRAIN, params_dict, tiny_params_file
-from factories.processes import REPO_ROOT, stage_args
+from factories.processes import stage_args
 from factories.trained import DVC_EXP_NAME, Workspace
+from harness.network import free_port
 from kernel.cli import CommandError
 from kernel.params import load_params
+from kernel.paths import PROJECT_ROOT
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
-from stages.tracking import metric_names
-from stages.tracking.runs import locate_run
-from stages.tracking.training_run import params_digest
+from stages.run_record import metric_names
+from stages.run_record.runs import locate_run
+from stages.run_record.training_run import params_digest
 
 # --- main, end to end on the session's tiny training ---------------------------------------------
 
@@ -207,7 +208,7 @@ def test_invalid_train_param_exits_1_with_one_line(tmp_path: Path, key: str, val
     before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": str(PROJECT_ROOT),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
     }
     result = subprocess.run(

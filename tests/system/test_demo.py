@@ -36,10 +36,12 @@ from PIL import Image
 
 from digits_predict import InputError, Predictor, load_image, to_mnist_form
 from digits_predict import images as python_images
-from factories.browser import chromium
-from factories.network import free_port, wait_for_http
-from factories.processes import REPO_ROOT, run_module
+from factories.processes import run_module
 from factories.trained import export_args, train_tiny
+from feedback.store import FeedbackStore
+from harness.browser import chromium, draw_stroke, last_result_sequence
+from harness.network import free_port, wait_for_http
+from kernel.paths import PROJECT_ROOT
 from stages import export
 from stages.handoff.onnx_runtime import set_metadata
 from stages.handoff.quantization import quantize_model
@@ -51,7 +53,6 @@ from stages.handoff.quantization import quantize_model
 PIXEL_TOLERANCE = 1e-3
 # onnxruntime-web (WebAssembly) and onnxruntime (native) on the same input.
 PROBABILITY_TOLERANCE = 1e-5
-PAD_SIDE = 280  # the drawing pad's canvas, in its own pixels
 # Strokes in pad pixels, one list of points per stroke.
 SEVEN = [[(70, 60), (210, 60), (120, 235)]]
 FOUR = [[(165, 40), (70, 170), (215, 170)], [(165, 100), (165, 250)]]
@@ -79,7 +80,7 @@ def tiny(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
 
 def _build(out: Path, *model_args: str | Path) -> str:
     """``python -m demo.build --out out ...``; returns what it said."""
-    built = run_module("demo.build", "--out", out, *model_args, cwd=REPO_ROOT)
+    built = run_module("demo.build", "--out", out, *model_args, cwd=PROJECT_ROOT)
     assert built.returncode == 0, built.stderr
     return built.stderr
 
@@ -102,8 +103,8 @@ def _server(site: Path, *args: str | Path, log: Path | None = None) -> Iterator[
                 str(port),
                 *map(str, args),
             ],  # fmt: skip
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
             stdout=sink,
             stderr=sink,
             stdin=subprocess.DEVNULL,
@@ -158,7 +159,7 @@ def int8(tiny) -> SimpleNamespace:
 @pytest.fixture
 def demo_module(monkeypatch):
     """Imports a module of ``demo`` into this process (the project root joins the path)."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module
 
 
@@ -208,10 +209,6 @@ def page(browser, site_url):
     assert not errors, errors
 
 
-def _sequence(page) -> int:
-    return page.evaluate("window.lastResult ? window.lastResult.sequence : 0")
-
-
 def _after(page, before: int) -> dict:
     """The page's next result after the one numbered ``before``."""
     page.wait_for_function(f"window.lastResult && window.lastResult.sequence > {before}")
@@ -220,17 +217,8 @@ def _after(page, before: int) -> dict:
 
 def _draw(page, strokes) -> dict:
     """Draw ``strokes`` (pad pixels) with the mouse; the page's answer to the last one."""
-    box = page.locator("#pad").bounding_box()
-    scale = box["width"] / PAD_SIDE
     for stroke in strokes:
-        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
-        before = _sequence(page)
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=10)
-        page.mouse.up()
-        result = _after(page, before)
+        result = _after(page, draw_stroke(page, stroke, steps=10))
     return result
 
 
@@ -366,7 +354,7 @@ def test_a_correction_on_the_page_is_stored_once_with_the_version_that_answered(
 
     feedback, serve = demo_module("demo.feedback"), demo_module("demo.serve")
     identity = ServedModel(TINY_EXPORT["registered_model_name"], "1", "champion")
-    store = feedback.FeedbackStore(tmp_path / "store")
+    store = FeedbackStore(tmp_path / "store")
     server = serve.make_server(site, 0, feedback=feedback.PageFeedback(store, {"fp32": identity}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -418,7 +406,7 @@ def test_the_page_asks_for_a_new_id_when_the_server_forgot_its_own(
 
     feedback, serve = demo_module("demo.feedback"), demo_module("demo.serve")
     pages = demo_module("demo.pages")
-    store = feedback.FeedbackStore(tmp_path / "store")
+    store = FeedbackStore(tmp_path / "store")
     page_feedback = feedback.PageFeedback(store, {"fp32": ServedModel("m", "1")})
     server = serve.make_server(site, 0, feedback=page_feedback)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -664,7 +652,7 @@ def test_pngs_opened_or_dropped_get_the_python_predictors_answers(page, tiny, tm
     files.append(tmp_path / "photo.png")
 
     for index, path in enumerate(files):
-        before = _sequence(page)
+        before = last_result_sequence(page)
         if index % 2:
             _drop(page, path)
         else:
@@ -721,7 +709,7 @@ def test_rgba_pngs_get_python_load_images_pixels(page, tiny, tmp_path):
     for name, rgba in _rgba_pictures(tiny.images).items():
         path = tmp_path / f"{name}.png"
         Image.fromarray(rgba, "RGBA").save(path)
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.set_input_files("#file", path)
         result = _after(page, before)
         assert result["name"] == path.name and result["input"], result["message"]
@@ -746,7 +734,7 @@ def test_a_png_too_large_is_refused_from_its_header_as_python_refuses_it(page, t
     with pytest.raises(InputError) as python_refusal:
         load_image(huge)
 
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.set_input_files("#file", huge)
     result = _after(page, before)
 
@@ -775,7 +763,7 @@ def test_any_other_failure_with_a_file_is_one_line_on_the_page(page, tiny, tmp_p
         "() => { Blob.prototype.slice = () => { throw new TypeError('no slices here'); }; }"
     )
 
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.set_input_files("#file", path)
     result = _after(page, before)
 
@@ -880,7 +868,7 @@ def test_a_blank_canvas_says_so_and_gives_no_answer(page):
     _draw(page, SEVEN)
     assert notice.is_hidden() and page.inner_text("#digit") != "–"
 
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.click("#clear")
     result = _after(page, before)
 
@@ -901,7 +889,7 @@ def test_blank_and_undecodable_files_get_one_clear_message_each(page, tmp_path):
     notes.write_text("not an image\n")
     notice = page.locator("#answer-notice")
 
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.set_input_files("#file", blank)
     result = _after(page, before)
     with pytest.raises(InputError) as python_refusal:
@@ -910,7 +898,7 @@ def test_blank_and_undecodable_files_get_one_clear_message_each(page, tmp_path):
     assert result["message"] == str(python_refusal.value)
     assert notice.inner_text() == f"blank.png: {python_refusal.value}."
 
-    before = _sequence(page)
+    before = last_result_sequence(page)
     page.set_input_files("#file", notes)
     result = _after(page, before)
     assert result["failed"] and result["digit"] is None
@@ -976,14 +964,14 @@ def test_a_second_model_is_offered_and_chosen_by_url_or_selector(
             first["probabilities"], int8_expected, atol=PROBABILITY_TOLERANCE
         )
 
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.select_option("#model-choice", "fp32")
         fp32 = _after(page, before)
         assert fp32["model"] == "fp32" and fp32["input"] == first["input"]
         np.testing.assert_allclose(fp32["probabilities"], fp32_expected, atol=PROBABILITY_TOLERANCE)
         assert page.url.endswith("?model=fp32")
 
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.select_option("#model-choice", "int8")
         again = _after(page, before)
         assert again["model"] == "int8"
@@ -994,10 +982,10 @@ def test_a_second_model_is_offered_and_chosen_by_url_or_selector(
         # a blank file replaces the drawing: a model change has nothing to answer again
         blank = tmp_path / "blank.png"
         Image.new("L", (64, 64), 128).save(blank)
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.set_input_files("#file", blank)
         assert _after(page, before)["blank"]
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.select_option("#model-choice", "fp32")
         page.wait_for_function("document.body.dataset.modelState === 'ready'")
         page.click("#clear")
@@ -1031,7 +1019,7 @@ def test_a_missing_int8_file_is_named_and_loaded_once_it_is_there(browser, tiny,
         assert missed["message"] == "models/model.int8.onnx is missing"
 
         kept.rename(served)
-        before = _sequence(page)
+        before = last_result_sequence(page)
         page.click("#clear")
         _after(page, before)
         answered = _draw(page, SEVEN)
@@ -1165,13 +1153,13 @@ def test_a_nul_or_a_bad_escape_in_the_path_is_a_400_of_one_line_not_a_traceback(
 
 def test_a_taken_port_or_an_unbuilt_site_is_one_line(site, site_url, tmp_path):
     port = site_url.rsplit(":", 1)[1].strip("/")
-    taken = run_module("demo.serve", "--site", site, "--port", port, cwd=REPO_ROOT, timeout=30)
+    taken = run_module("demo.serve", "--site", site, "--port", port, cwd=PROJECT_ROOT, timeout=30)
     assert taken.returncode == 1
     assert taken.stderr.strip() == (
         f"demo: error: 127.0.0.1:{port} is taken by another program; stop it, or choose "
         "another port (make demo DEMO_PORT=8010)"
     )
-    unbuilt = run_module("demo.serve", "--site", tmp_path, "--port", "0", cwd=REPO_ROOT)
+    unbuilt = run_module("demo.serve", "--site", tmp_path, "--port", "0", cwd=PROJECT_ROOT)
     assert unbuilt.returncode == 1
     assert unbuilt.stderr.strip() == (
         f"demo: error: {tmp_path} holds no built site (no index.html); run make demo, "
@@ -1182,7 +1170,9 @@ def test_a_taken_port_or_an_unbuilt_site_is_one_line(site, site_url, tmp_path):
 def test_the_build_refuses_a_file_that_is_no_model_and_a_folder_it_did_not_make(tmp_path):
     fake = tmp_path / "model.onnx"
     fake.write_text("not a model\n")
-    refused = run_module("demo.build", "--out", tmp_path / "site", "--model", fake, cwd=REPO_ROOT)
+    refused = run_module(
+        "demo.build", "--out", tmp_path / "site", "--model", fake, cwd=PROJECT_ROOT
+    )
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
@@ -1191,7 +1181,7 @@ def test_the_build_refuses_a_file_that_is_no_model_and_a_folder_it_did_not_make(
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine\n")
-    refused = run_module("demo.build", "--out", tmp_path / "notes", cwd=REPO_ROOT)
+    refused = run_module("demo.build", "--out", tmp_path / "notes", cwd=PROJECT_ROOT)
     assert refused.returncode == 1
     assert "is not a site this script built" in refused.stderr
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine\n"
@@ -1200,7 +1190,7 @@ def test_the_build_refuses_a_file_that_is_no_model_and_a_folder_it_did_not_make(
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
 @pytest.mark.parametrize("module", ["demo.serve", "demo"])
 def test_a_port_that_is_no_port_is_one_error_line(site, module, port):
-    refused = run_module(module, "--site", site, "--port", port, cwd=REPO_ROOT)
+    refused = run_module(module, "--site", site, "--port", port, cwd=PROJECT_ROOT)
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
@@ -1248,20 +1238,6 @@ def test_a_stale_int8_model_is_left_out_with_one_warning(tiny, int8, demo_module
     assert [entry["name"] for entry in manifest["models"]] == ["fp32"]
 
 
-def test_a_failed_copy_leaves_no_temporary_file(demo_module, tmp_path):
-    demo_build = demo_module("demo.build")
-    target = tmp_path / "models" / "model.onnx"
-    target.parent.mkdir()
-    target.write_text("the old model\n")
-    with pytest.raises(FileNotFoundError):
-        demo_build._copy_atomically(tmp_path / "absent.onnx", target)
-    assert [path.name for path in target.parent.iterdir()] == ["model.onnx"]
-    assert target.read_text() == "the old model\n"
-    demo_build._write_atomically(target, "a new one\n")
-    assert [path.name for path in target.parent.iterdir()] == ["model.onnx"]
-    assert target.read_text() == "a new one\n" and target.stat().st_mode & 0o777 == 0o644
-
-
 def test_a_swap_that_fails_keeps_the_last_good_site(tiny, demo_module, tmp_path, monkeypatch):
     demo_build = demo_module("demo.build")
     site = tmp_path / "site"
@@ -1271,20 +1247,20 @@ def test_a_swap_that_fails_keeps_the_last_good_site(tiny, demo_module, tmp_path,
     # what a swap interrupted between its two renames leaves: the old site set aside only
     site.rename(backup)
 
-    real_rename = Path.rename
+    real_replace = os.replace
 
-    def failing_rename(self, target):
-        if self.name == ".site.staged":
+    def failing_replace(source, target):
+        if str(source).endswith(".staged"):
             raise OSError("the disk said no")
-        return real_rename(self, target)
+        return real_replace(source, target)
 
-    monkeypatch.setattr(Path, "rename", failing_rename)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="the disk said no"):
         demo_build.build_site(site, {"fp32": tiny.model})
     assert (site / "good").read_text() == "the last good site\n"
     assert not backup.exists()
 
-    monkeypatch.setattr(Path, "rename", real_rename)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert demo_build.build_site(site, {"fp32": tiny.model}) == ["fp32"]
     assert not (site / "good").exists() and (site / "models" / "model.onnx").is_file()
     leftovers = sorted(path.name for path in tmp_path.iterdir())

@@ -21,14 +21,16 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from factories.browser import chromium
 from factories.data import digit_images
-from factories.network import free_port_pair, wait_for_http
-from factories.pipeline import repro_tiny_pipeline, run_in_repo
-from factories.processes import REPO_ROOT
+from factories.pipeline import repro_tiny_pipeline
+from feedback.store import FeedbackStore
+from harness.browser import chromium
+from harness.network import free_port_pair, wait_for_http
+from harness.processes import run_in_repo
+from kernel.paths import PROJECT_ROOT
 from monitor.window import read_window
 
-SERVE_BIN = REPO_ROOT / ".venv-serve" / "bin"
+SERVE_BIN = PROJECT_ROOT / ".venv-serve" / "bin"
 NAME = "mnist-digits"
 TOLERANCE = 0.02  # 200 MNIST test images: one image is half a point
 
@@ -80,7 +82,7 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
 
     pipeline = repro_tiny_pipeline(tmp_path)
     assert pipeline["first"].returncode == 0, pipeline["first"].stderr[-3000:]
-    repo, env = pipeline["repo"], {**pipeline["env"], "PYTHONPATH": str(REPO_ROOT)}
+    repo, env = pipeline["repo"], {**pipeline["env"], "PYTHONPATH": str(PROJECT_ROOT)}
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
 
     # the champion, served as `make serve` serves it
@@ -100,7 +102,7 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
         )
 
         # the page, with its answers logged and its corrections stored in the repo's store
-        monkeypatch.syspath_prepend(str(REPO_ROOT))
+        monkeypatch.syspath_prepend(str(PROJECT_ROOT))
         answers = importlib.import_module("demo.answers")
         feedback = importlib.import_module("demo.feedback")
         pages = importlib.import_module("demo.pages")
@@ -112,7 +114,7 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
             repo / "models" / "model.onnx", NAME, "fp32", ("champion", "candidate")
         )
         assert (identity.version, identity.alias) == ("1", "champion")
-        store = feedback.FeedbackStore(repo / "feedback")
+        store = FeedbackStore(repo / "data" / "feedback-store")
         # one person, 100 corrections in a minute or two
         limit = pages.RateLimit(1000, 1000, "corrections")
         page_server = serve.make_server(
@@ -132,7 +134,6 @@ def test_corrections_teach_the_next_model_which_becomes_champion_and_is_served(
         finally:
             page_server.shutdown()
             page_server.server_close()
-            store.close()
         assert wrong >= 10, f"the style is one MNIST lacks: the champion got {wrong} of 100 wrong"
         assert store.count() == 0, "nothing reaches the training data unreviewed"
         assert store.pending_count() >= 95  # the same picture twice is kept once

@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from factories.browser import chromium
 from factories.data import digit_images
-from factories.network import free_port_pair, wait_for_http
 from factories.params import TINY_EXPORT
-from factories.processes import REPO_ROOT
 from factories.trained import export_args, train_tiny
+from harness.browser import chromium
+from harness.network import free_port_pair, wait_for_http
+from kernel.paths import PROJECT_ROOT
 from monitor.descriptors import DESCRIPTORS
 from monitor.window import read_window
 from stages import export
 
-SERVE_BIN = REPO_ROOT / ".venv-serve" / "bin"
+SERVE_BIN = PROJECT_ROOT / ".venv-serve" / "bin"
 NAME = TINY_EXPORT["registered_model_name"]
 
 
@@ -37,7 +37,7 @@ def registered(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
     ws = train_tiny(tmp_path_factory.mktemp("monitoring"), mlflow_template_db)
     with ws.store():
         export.main(export_args(ws, ws.root / "export"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(PROJECT_ROOT)}
     return SimpleNamespace(ws=ws, env=env, log=ws.root / "logs" / "requests")
 
 

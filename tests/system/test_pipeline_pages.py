@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from factories.browser import chromium
 from factories.mlflow_store import run_of_model
-from factories.network import free_port, wait_for_http
-from factories.pipeline import repro_tiny_pipeline, run_in_repo
+from factories.pipeline import repro_tiny_pipeline
+from harness.browser import chromium
+from harness.network import free_port, wait_for_http
+from harness.processes import run_in_repo
 
 
 @pytest.fixture(scope="module")

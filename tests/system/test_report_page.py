@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from factories.browser import chromium
-from factories.processes import REPO_ROOT
+from harness.browser import chromium
+from kernel.paths import PROJECT_ROOT
 
 STYLE = """
 body { font: 14px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
@@ -51,7 +51,7 @@ def _git(repo: Path, *args: str) -> None:
 def changed_clone(root: Path) -> Path:
     """A clone of this repository with a change in its workspace: params and reports edited."""
     repo = root / "repo"
-    _git(REPO_ROOT, "clone", "-q", "--no-hardlinks", str(REPO_ROOT), str(repo))
+    _git(PROJECT_ROOT, "clone", "-q", "--no-hardlinks", str(PROJECT_ROOT), str(repo))
     params = repo / "params.yaml"
     params.write_text(
         params.read_text()
@@ -78,7 +78,7 @@ def changed_clone(root: Path) -> Path:
 
 
 def make_review(repo: Path, out: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run(
         [sys.executable, "-m", "report", "--out", str(out)],

@@ -27,16 +27,17 @@ import pytest
 
 from digits_predict import Predictor
 from digits_predict.contract import MAX_BATCH_SIZE
-from factories.network import free_port, free_port_pair, wait_for_http
 from factories.params import TINY_EXPORT
-from factories.processes import REPO_ROOT, error_lines, run_module
+from factories.processes import error_lines, run_module
 from factories.trained import export_args, train_tiny
+from harness.network import free_port, free_port_pair, wait_for_http
+from kernel.paths import PROJECT_ROOT
 from serving.guard import MAX_BODY_BYTES, MiB
 from serving.triton import write_repository
 from stages import export
 from stages.dataset.arrays import load_split, split_file
 
-SERVE_BIN = REPO_ROOT / ".venv-serve" / "bin"
+SERVE_BIN = PROJECT_ROOT / ".venv-serve" / "bin"
 NAME = TINY_EXPORT["registered_model_name"]
 EXPECTED = r"expected one input 'image', datatype FP32 \(or UINT8\), shape \[N, 28, 28\] with"
 
@@ -51,7 +52,7 @@ def registered(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
     with ws.store():
         export.main(export_args(ws, out))
     x_test, _ = load_split(split_file(ws.data_dir, "test"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(PROJECT_ROOT)}
     return SimpleNamespace(ws=ws, model=out / "model.onnx", images=x_test[:32], env=env)
 
 
@@ -146,6 +147,43 @@ def test_the_server_answers_health_and_version(mlserver) -> None:
     )
     assert status == 200 and body["model_version"] == "1"
     assert [(o["name"], o["shape"]) for o in body["outputs"]] == [("probabilities", [1, 10])]
+
+
+# what MLServer's process does with the model settings: its own loader, then our runtime's check
+READ_REQUEST_LOG_SETTINGS = """
+import sys
+from mlserver.repository.load import load_model_settings
+from monitor.log_settings import RequestLogSettings
+model = load_model_settings(sys.argv[1])
+handed = RequestLogSettings.from_extra(model.parameters.extra["request_log"], "model settings")
+print(handed.model_dump_json())
+"""
+
+
+def test_mlservers_runtime_gets_the_monitor_params_the_server_started_with(
+    mlserver, registered
+) -> None:
+    """The request log's settings cross into MLServer's process (another venv) as the typed
+    ``monitor`` section of the workspace's params.yaml, through MLServer's settings loader."""
+    from kernel.params import load_params
+    from monitor.log_settings import RequestLogSettings
+
+    port = mlserver.url.rsplit(":", 1)[1]
+    settings = registered.ws.root / ".serve" / port / NAME / "model-settings.json"
+    done = subprocess.run(
+        [str(SERVE_BIN / "python"), "-c", READ_REQUEST_LOG_SETTINGS, str(settings)],
+        capture_output=True,
+        text=True,
+        env=registered.env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    received = RequestLogSettings.model_validate_json(done.stdout)
+    params = load_params(registered.ws.root / "params.yaml")
+    assert received.monitor == params.monitor
+    assert received.folder == str((registered.ws.root / params.monitor.log_dir).resolve())
+    assert received.tracking_uri == registered.ws.uri
 
 
 def test_uint8_pixels_as_mnist_stores_them_get_the_float_answer(mlserver, registered) -> None:
@@ -694,7 +732,7 @@ def test_serving_an_unknown_alias_says_so_and_keeps_the_previous_model(
 def test_serving_again_replaces_the_model_whole(registered, tmp_path) -> None:
     import mlflow
 
-    from serving.__main__ import fetch
+    from serving.serve_folder import fetch
 
     with registered.ws.store():
         first_version, first = fetch(NAME, "champion", tmp_path)

@@ -21,14 +21,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from factories.network import free_port, free_port_pair, wait_for_http
 from factories.params import TINY_EXPORT
-from factories.processes import REPO_ROOT, error_lines, run_module
+from factories.processes import error_lines, run_module
 from factories.trained import export_args, train_tiny
+from harness.network import free_port, free_port_pair, wait_for_http
+from kernel.paths import PROJECT_ROOT
 from monitor.request_log import image_digest
 from stages import export
 
-SERVE_BIN = REPO_ROOT / ".venv-serve" / "bin"
+SERVE_BIN = PROJECT_ROOT / ".venv-serve" / "bin"
 NAME = TINY_EXPORT["registered_model_name"]
 
 
@@ -46,7 +47,7 @@ def registered(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
         client = mlflow.MlflowClient()
         first = client.get_model_version_by_alias(NAME, "champion")
         second = mlflow.register_model(first.source, NAME).version
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(PROJECT_ROOT)}
     return SimpleNamespace(
         ws=ws, env=env, first=str(first.version), second=str(second), log=ws.root / "logs"
     )

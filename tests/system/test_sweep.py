@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from factories.workspace import GIT_IDENTITY, project_copy
+from harness.workspace import GIT_IDENTITY, project_copy
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -131,13 +131,13 @@ def test_a_sweep_on_ray_pushes_each_trial_logs_it_under_the_sweep_and_resumes(
 ) -> None:
     import mlflow
 
-    from factories.network import listening_addresses
     from factories.pipeline import rendered_mnist, tiny_pipeline_params
     from factories.ray_head import group_pids, ray_head
-    from factories.team_stack import logged_in, team_stack
+    from factories.team_stack import logged_in, tiny_team_stack
+    from harness.network import listening_addresses
 
     params = tiny_pipeline_params(tmp_path, "sweep-e2e")
-    with team_stack(folders=("team", "sweep"), params=params) as team:
+    with tiny_team_stack(folders=("team", "sweep"), params=params) as team:
         repo = team["repo"]
         _, stage_env = rendered_mnist(tmp_path, repo)
         # a member logs the trials; no S3 keys: the server proxies

@@ -14,18 +14,19 @@ from pathlib import Path
 import pytest
 
 from factories.data import digit_images, write_prepared
-from factories.network import listening_addresses
 from factories.params import tiny_params_file
 from factories.pipeline import rendered_mnist, tiny_pipeline_params
 from factories.processes import error_lines, stage_args
-from factories.team_stack import add_shared, settings_of, team_stack
-from factories.team_stack import run as _run
-from factories.workspace import project_copy
+from factories.team_stack import settings_of, tiny_team_stack
+from harness.network import listening_addresses
+from harness.team_stack import add_shared
+from harness.team_stack import run as _run
+from harness.workspace import project_copy
 
 
 @pytest.fixture(scope="module")
 def team():
-    with team_stack() as stack:
+    with tiny_team_stack() as stack:
         yield stack
 
 
@@ -166,8 +167,8 @@ def test_a_members_request_log_is_copied_to_the_team_bucket_and_read_back_elsewh
     import numpy as np
 
     from factories.team_stack import logged_in
+    from monitor.log_settings import download_logs, log_copier
     from monitor.request_log import RequestLog, ServedModel
-    from monitor.shipping import ArtifactShipper, download_logs
     from monitor.window import read_window
     from team.object_store import s3_client
 
@@ -178,7 +179,7 @@ def test_a_members_request_log_is_copied_to_the_team_bucket_and_read_back_elsewh
     model = ServedModel("mnist-digits", "1", "champion")
     said: list[str] = []
     with logged_in(alice):
-        shipper = ArtifactShipper(uri, "monitoring", "mlserver", model, every_seconds=0)
+        shipper = log_copier(uri, "monitoring", "mlserver", model, every_seconds=0)
         log = RequestLog(tmp_path / "alice", "mlserver", shipper=shipper, warn=said.append)
         log.record(images[:10], probabilities[:10], model)
         log.flush()  # copied while it grows ...
@@ -216,7 +217,7 @@ def test_a_members_request_log_is_copied_to_the_team_bucket_and_read_back_elsewh
 
     said.clear()
     with logged_in(rita):
-        shipper = ArtifactShipper(uri, "monitoring", "mlserver", model, every_seconds=0)
+        shipper = log_copier(uri, "monitoring", "mlserver", model, every_seconds=0)
         log = RequestLog(tmp_path / "rita", "mlserver", shipper=shipper, warn=said.append)
         log.record(images, probabilities, model)
         log.close()
@@ -234,11 +235,12 @@ def test_corrections_on_a_members_page_reach_the_training_machine_through_the_bu
 
     import numpy as np
 
-    from factories.processes import REPO_ROOT
     from factories.team_stack import logged_in
+    from feedback.store import FeedbackStore
+    from kernel.paths import PROJECT_ROOT
     from monitor.request_log import ServedModel
 
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     feedback = importlib.import_module("demo.feedback")
     uri = team["exports"]["MLFLOW_TRACKING_URI"]
     alice, rita = team["members"]["alice"], team["members"]["rita"]
@@ -247,7 +249,8 @@ def test_corrections_on_a_members_page_reach_the_training_machine_through_the_bu
     with logged_in(alice):
         shipper = feedback.team_shipper(uri, "feedback", model)
         said: list[str] = []
-        store = feedback.FeedbackStore(tmp_path / "alice", shipper, warn=said.append)
+        store = FeedbackStore(tmp_path / "alice")
+        copies = feedback.TeamCopies(shipper, warn=said.append)
         for image, label in zip(images, labels, strict=True):
             correction = feedback.Correction(
                 "alice-page-0001",
@@ -256,17 +259,20 @@ def test_corrections_on_a_members_page_reach_the_training_machine_through_the_bu
                 int(label),
                 (int(label) + 1) % 10,
             )
-            assert store.add(correction)
-        store.close()
+            kept = store.keep(correction.record())
+            assert kept is not None
+            copies.submit(kept)  # as the page's server does with each correction it keeps
+        copies.close()
     assert said == []
 
-    theirs = team["repo"] / "feedback"
+    theirs = team["repo"] / "data" / "feedback-store"
     # a reader may read the team's corrections; demo/ is run from the checkout
-    env = {**team["env"], **rita, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**team["env"], **rita, "PYTHONPATH": str(PROJECT_ROOT)}
     done = _run([sys.executable, "-m", "demo.feedback", "pull"], team["repo"], env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        f"feedback: 3 corrections pulled from {uri} for review; feedback holds 0 accepted, "
+        f"feedback: 3 corrections pulled from {uri} for review; data/feedback-store holds 0 "
+        "accepted, "
         "3 waiting (python -m demo.feedback review)"
     )
     mine = {p.name: p.read_bytes() for p in (tmp_path / "alice" / "pending").glob("*.json")}

@@ -21,15 +21,16 @@ from pathlib import Path
 import pytest
 
 from factories.processes import error_lines
-from factories.team_stack import MEMBERS, add_member, settings_of, team_stack
-from factories.team_stack import run as _run
+from factories.team_stack import settings_of, tiny_team_stack
+from harness.team_stack import MEMBERS, add_member
+from harness.team_stack import run as _run
 
 OTHER_USER = "nobody"
 
 
 @pytest.fixture(scope="module")
 def team():
-    with team_stack() as stack:
+    with tiny_team_stack() as stack:
         yield stack
 
 
@@ -218,7 +219,7 @@ class _AttackPage(BaseHTTPRequestHandler):
 
 
 def test_a_page_of_another_origin_reads_writes_and_deletes_nothing(team, stored_object):
-    from factories.browser import chromium
+    from harness.browser import chromium
 
     client, key, payload = stored_object
     env = team["env"]

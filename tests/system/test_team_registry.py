@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from factories.team_stack import admin_login, logged_in, settings_of, team_stack
-from factories.team_stack import run as _run
+from factories.team_stack import admin_login, logged_in, settings_of, tiny_team_stack
+from harness.team_stack import run as _run
 
 MODEL = "mnist-digits"
 DIGEST = "d" * 64
@@ -27,8 +27,8 @@ EXPORTER = r"""
 import json, os, sys, time
 from pathlib import Path
 import mlflow
-from stages.export import promote_standing
-from stages.handoff.promotion import Standing
+from tracking.champion import Standing, promote
+from tracking.registry import MlflowRegistry
 
 folder, me, plan = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 client = mlflow.MlflowClient()
@@ -42,14 +42,15 @@ for round_, accuracy in enumerate(plan):
     (folder / f"ready-{round_}-{me}").write_text(str(version))
     while not (folder / f"go-{round_}").exists():
         time.sleep(0.002)
-    promote_standing("MODEL", "champion", Standing(str(version), accuracy, "DIGEST"))
+    promote(MlflowRegistry("MODEL"), Standing(str(version), accuracy, "DIGEST"), "champion",
+            program="export")
     (folder / f"done-{round_}-{me}").write_text("")
 """.replace("DIGEST", DIGEST).replace("MODEL", MODEL)
 
 
 @pytest.fixture(scope="module")
 def team():
-    with team_stack() as stack:
+    with tiny_team_stack() as stack:
         yield stack
 
 
@@ -193,7 +194,7 @@ def test_a_backup_restored_into_a_new_stack_has_the_same_contents(team, tmp_path
     again = _run([sys.executable, "-m", "team", "backup", str(backup)], repo, env)
     assert again.returncode == 1 and "not an empty folder" in again.stderr
 
-    with team_stack() as fresh:
+    with tiny_team_stack() as fresh:
         done = _run([sys.executable, "-m", "team", "restore", str(tmp_path / "nothing")],
                     fresh["repo"], fresh["env"])  # fmt: skip
         assert done.returncode == 1 and "no such folder" in done.stderr
@@ -242,7 +243,7 @@ def test_four_members_training_at_once_lose_no_run_and_no_metric(team, tmp_path)
     from factories.data import digit_images, write_prepared
     from factories.params import write_params
     from factories.processes import stage_args
-    from factories.team_stack import add_member, add_shared
+    from harness.team_stack import add_member, add_shared
 
     add_shared(team, "experiment", "load")
     members = dict(team["members"])

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 
-README = REPO_ROOT / "README.md"
-PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+README = PROJECT_ROOT / "README.md"
+PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 MAX_README_LINES = 250
 
 # [text](target) and ![alt](target), with an optional "title" after the target
@@ -30,7 +30,7 @@ MAKEFILE_RULE = re.compile(rf"^({TARGET_NAME}):(?!=)", re.M)
 
 
 def page_id(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT))
+    return str(path.relative_to(PROJECT_ROOT))
 
 
 def without_code(text: str) -> str:
@@ -71,7 +71,7 @@ def make_targets(text: str) -> set[str]:
 
 def makefile_targets() -> set[str]:
     """The Makefile's explicit targets: no pattern rules, no special targets like .PHONY."""
-    text = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    text = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
     return {
         name for name in MAKEFILE_RULE.findall(text) if "%" not in name and not name.startswith(".")
     }

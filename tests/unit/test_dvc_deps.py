@@ -1,8 +1,9 @@
 """dvc.yaml's code deps against each stage's import closure: a missing dep skips a rerun silently.
 
-The closure is computed from the source (every ``import`` of a project module, at module
-level or inside a function, but not under ``if TYPE_CHECKING:``), following the imported
-modules and the packages that hold them.
+The closure is computed from the source (``factories.import_graph``: every ``import`` of a
+project module, at module level or inside a function, but not under ``if TYPE_CHECKING:``),
+following the imported modules and the packages that hold them. That no import points up
+to an optional capability is checked with the other import rules (test_import_rules.py).
 """
 
 from __future__ import annotations
@@ -13,68 +14,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factories.processes import REPO_ROOT
+from factories.import_graph import import_closure as closure_of
+from factories.import_graph import imported_names, write_tree
+from kernel.paths import PROJECT_ROOT
 
-PROJECT_PACKAGES = ("stages", "kernel", "tracking", "digits_predict", "serving")
-STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
-
-
-def module_file(name: str, root: Path = REPO_ROOT) -> Path | None:
-    """The file of a project module or package, or None for anything else."""
-    if name.split(".")[0] not in PROJECT_PACKAGES:
-        return None
-    base = root.joinpath(*name.split("."))
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    return None
+PROJECT_PACKAGES = ("stages", "kernel", "tracking", "digits_predict", "serving", "feedback")
+STAGES = ("fetch", "preprocess", "feedback", "train", "evaluate", "export", "quantize")
 
 
-def _is_type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and (
-        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
-    )
+def import_closure(module: str, root: Path = PROJECT_ROOT) -> set[Path]:
+    """The files of the stages' packages that running ``python -m <module>`` may execute."""
+    return closure_of(module, root, PROJECT_PACKAGES)
 
 
-def imported_names(tree: ast.AST) -> set[str]:
-    """Every module name an import statement in ``tree`` may load, outside TYPE_CHECKING."""
-    names: set[str] = set()
-    pending = [tree]
-    while pending:
-        node = pending.pop()
-        if _is_type_checking_block(node):
-            pending.extend(node.orelse)
-            continue
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            # ``from package import module`` loads the submodule
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        pending.extend(ast.iter_child_nodes(node))
-    return names
-
-
-def import_closure(module: str, root: Path = REPO_ROOT) -> set[Path]:
-    """The project files that running ``python -m <module>`` may execute."""
-    seen: set[Path] = set()
-    pending = [module]
-    while pending:
-        name = pending.pop()
-        parts = name.split(".")
-        # importing a.b.c runs a/__init__.py and a/b/__init__.py first
-        for depth in range(1, len(parts) + 1):
-            path = module_file(".".join(parts[:depth]), root)
-            if path is None or path in seen:
-                continue
-            seen.add(path)
-            pending.extend(imported_names(ast.parse(path.read_text(encoding="utf-8"))))
-    return seen
-
-
-def code_deps(stage: str, root: Path = REPO_ROOT) -> list[Path]:
+def code_deps(stage: str, root: Path = PROJECT_ROOT) -> list[Path]:
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
     deps = [root / dep for dep in pipeline["stages"][stage]["deps"]]
     return [dep for dep in deps if dep.suffix == ".py" or dep.is_dir()]
@@ -89,7 +42,7 @@ def test_every_module_a_stage_imports_is_one_of_its_deps(stage: str) -> None:
     closure = import_closure(f"stages.{stage}")
     deps = code_deps(stage)
     missing = sorted(
-        str(path.relative_to(REPO_ROOT)) for path in closure if not covered(path, deps)
+        str(path.relative_to(PROJECT_ROOT)) for path in closure if not covered(path, deps)
     )
     assert not missing, f"dvc.yaml stage {stage} imports these but lacks them in deps: {missing}"
 
@@ -98,7 +51,7 @@ def test_every_module_a_stage_imports_is_one_of_its_deps(stage: str) -> None:
 def test_every_code_dep_of_a_stage_is_imported_by_it(stage: str) -> None:
     closure = import_closure(f"stages.{stage}")
     unused = sorted(
-        str(dep.relative_to(REPO_ROOT))
+        str(dep.relative_to(PROJECT_ROOT))
         for dep in code_deps(stage)
         if not any(covered(path, [dep]) for path in closure)
     )
@@ -117,7 +70,7 @@ def top_level_packages_reached(module: str) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("stage", ["fetch", "preprocess"])
+@pytest.mark.parametrize("stage", ["fetch", "preprocess", "feedback"])
 def test_data_stages_never_import_tensorflow_mlflow_or_onnx(stage: str) -> None:
     """Not even lazily, inside a function: each costs seconds per stage run."""
     reached = top_level_packages_reached(f"stages.{stage}")
@@ -138,16 +91,8 @@ def test_stages_after_the_handoff_never_import_tensorflow(stage: str) -> None:
 # --- the checker itself, on a tiny project of its own ---------------------------------------------
 
 
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
-
-
 def test_closure_follows_lazy_imports_and_packages_but_not_type_checking(tmp_path: Path) -> None:
-    root = _write(
+    root = write_tree(
         tmp_path,
         {
             "stages/__init__.py": "",
@@ -173,7 +118,7 @@ def test_closure_follows_lazy_imports_and_packages_but_not_type_checking(tmp_pat
 
 
 def test_a_missing_dep_is_reported(tmp_path: Path) -> None:
-    root = _write(
+    root = write_tree(
         tmp_path,
         {
             "stages/__init__.py": "",
@@ -186,19 +131,3 @@ def test_a_missing_dep_is_reported(tmp_path: Path) -> None:
     missing = [path for path in import_closure("stages.fetch", root) if not covered(path, deps)]
     assert sorted(p.name for p in missing) == ["__init__.py", "cli.py"]
     assert all(covered(p, [*deps, root / "kernel"]) for p in missing)
-
-
-OPTIONAL = ("serving", "demo", "team", "sweep", "bench")
-
-
-@pytest.mark.parametrize("package", ["stages", "digits_predict", "kernel", "tracking"])
-def test_no_import_points_up_to_an_optional_capability(package: str) -> None:
-    """The pipeline, the predictor and what they share never import serving, the page, team
-    mode, sweeps or the benchmarks: those build on them, not the other way round."""
-    upward = [
-        f"{path.relative_to(REPO_ROOT)}: {name}"
-        for path in sorted((REPO_ROOT / package).rglob("*.py"))
-        for name in imported_names(ast.parse(path.read_text(encoding="utf-8")))
-        if name.split(".")[0] in OPTIONAL
-    ]
-    assert upward == []

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 
 CODE = ("stages", "kernel", "tracking", "digits_predict")
 
@@ -40,4 +40,4 @@ def changed_code_deps(root: Path) -> dict[str, list[str]]:
 
 
 def test_dvc_lock_matches_the_code_in_the_tree() -> None:
-    assert changed_code_deps(REPO_ROOT) == {}, "stale dvc.lock: run make repro, commit dvc.lock"
+    assert changed_code_deps(PROJECT_ROOT) == {}, "stale dvc.lock: run make repro, commit dvc.lock"

@@ -7,14 +7,14 @@ import re
 
 import pytest
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 
 SHARED_WITH_SERVING = ("onnxruntime", "onnx", "numpy")
 EXTRAS = {"team": "psycopg", "sweep": "ray", "browser": "playwright"}
 
 
 def pins(lock: str) -> dict[str, str]:
-    text = (REPO_ROOT / "locks" / lock).read_text()
+    text = (PROJECT_ROOT / "locks" / lock).read_text()
     return {
         name.lower(): version
         for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)
@@ -22,7 +22,7 @@ def pins(lock: str) -> dict[str, str]:
 
 
 def hashed_blocks(lock: str) -> int:
-    text = (REPO_ROOT / "locks" / lock).read_text()
+    text = (PROJECT_ROOT / "locks" / lock).read_text()
     return len(
         re.findall(r"^[A-Za-z0-9_.-]+==\S+(?: \\\n(?:\s+--hash=sha256:\w+ ?\\?\n?)+)", text, re.M)
     )

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from factories.data import npz_bytes, sha256
-from factories.network import free_port
+from harness.network import free_port
 from kernel.cli import CommandError
 from stages.dataset import sources
 from stages.dataset.sources import SourceContext

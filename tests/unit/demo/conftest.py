@@ -12,27 +12,27 @@ from types import ModuleType
 
 import pytest
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 
 
 @pytest.fixture
 def serve(monkeypatch) -> ModuleType:
     """``demo.serve``, imported from the project root."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module("demo.serve")
 
 
 @pytest.fixture
 def answers(monkeypatch) -> ModuleType:
     """``demo.answers``, imported from the project root."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module("demo.answers")
 
 
 @pytest.fixture
 def feedback(monkeypatch) -> ModuleType:
     """``demo.feedback``, imported from the project root."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module("demo.feedback")
 
 
@@ -77,7 +77,8 @@ def running(tmp_path, serve) -> Iterator[Callable[..., tuple[object, PageClient]
 
     def start(**takers) -> tuple[object, PageClient]:
         server = serve.make_server(site, 0, **takers)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # a short poll: shutdown() waits for the loop's next look, 0.5 s by default per test
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         started.append(server)
         return server, PageClient(server)
 
@@ -90,12 +91,12 @@ def running(tmp_path, serve) -> Iterator[Callable[..., tuple[object, PageClient]
 @pytest.fixture
 def pages(monkeypatch) -> ModuleType:
     """``demo.pages``, imported from the project root."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module("demo.pages")
 
 
 @pytest.fixture
 def review(monkeypatch) -> ModuleType:
     """``demo.review``, imported from the project root."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
     return importlib.import_module("demo.review")

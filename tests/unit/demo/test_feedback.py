@@ -12,6 +12,7 @@ import stat
 import numpy as np
 import pytest
 
+from feedback.store import FeedbackStore
 from monitor.request_log import ServedModel, image_digest
 
 FP32 = ServedModel("mnist-digits", "4", "champion")
@@ -26,12 +27,11 @@ def _image(shift: int = 0) -> np.ndarray:
 
 @pytest.fixture
 def server(tmp_path, running, feedback, pages):
-    store = feedback.FeedbackStore(tmp_path / "store")
+    store = FeedbackStore(tmp_path / "store")
     limit = pages.RateLimit(PER_PAGE, IN_ALL, "corrections")
     page_feedback = feedback.PageFeedback(store, {"fp32": FP32}, pages.PageIds(), limit)
     _, client = running(feedback=page_feedback)
-    yield client, tmp_path / "store"
-    store.close()
+    return client, tmp_path / "store"
 
 
 def _correction(page: str | None, **change) -> str:
@@ -181,11 +181,51 @@ def test_one_page_is_limited_per_minute_and_so_are_all_pages(server) -> None:
     assert len(_kept(folder)) == IN_ALL
 
 
-def test_a_full_review_queue_is_507_and_keeps_nothing_more(server, feedback, monkeypatch) -> None:
-    client, folder = server
+def test_a_full_review_queue_is_507_and_keeps_nothing_more(tmp_path, running, feedback) -> None:
+    folder = tmp_path / "store"
+    store = FeedbackStore(folder, max_pending=1)
+    _, client = running(feedback=feedback.PageFeedback(store, {"fp32": FP32}))
     page = client.session()
-    monkeypatch.setattr(feedback, "MAX_PENDING", 1)
     assert client.request("POST", "/feedback", _correction(page))[0] == 201
     status, text = client.request("POST", "/feedback", _shifted(page, 3))
     assert status == 507 and "wait for review already" in text and text.count("\n") == 1
     assert len(_kept(folder)) == 1
+
+
+class _Shipper:
+    """A team store that takes copies, or refuses them while ``down``."""
+
+    def __init__(self) -> None:
+        self.down, self.shipped = False, []
+
+    def ship(self, path) -> None:
+        if self.down:
+            raise ConnectionError("the team server is down\nsecond line")
+        self.shipped.append(path.name)
+
+
+def test_each_new_correction_is_copied_to_the_team_and_a_failing_copy_warns_once(
+    tmp_path, running, feedback
+) -> None:
+    shipper, said = _Shipper(), []
+    copies = feedback.TeamCopies(shipper, warn=said.append)
+    store = FeedbackStore(tmp_path / "store")
+    page_feedback = feedback.PageFeedback(store, {"fp32": FP32}, copies=copies)
+    _, client = running(feedback=page_feedback)
+    page = client.session()
+    for k in (0, 0, 1):  # the same image twice: kept once, copied once
+        client.request("POST", "/feedback", _shifted(page, k))
+    copies._copies.submit(setattr, shipper, "down", True)  # in line with the copies
+    for k in (2, 3):
+        assert client.request("POST", "/feedback", _shifted(page, k))[0] == 201
+    copies._copies.submit(setattr, shipper, "down", False)
+    assert client.request("POST", "/feedback", _shifted(page, 4))[0] == 201
+    page_feedback.close()  # waits for the copies on their way
+    assert len(shipper.shipped) == 3 and len(set(shipper.shipped)) == 3
+    assert store.pending_count() == 5, "the local store keeps every one all the same"
+    assert len(said) == 2, said
+    assert (
+        said[0].startswith("cannot copy ")
+        and "(ConnectionError: the team server is down); " in said[0]
+    )
+    assert said[1] == "copying corrections to the team's store again"

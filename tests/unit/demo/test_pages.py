@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from feedback.store import FeedbackStore
 from monitor.request_log import ServedModel
 
 
@@ -82,7 +83,7 @@ def test_answers_and_corrections_share_one_issuer_or_the_server_refuses_them(
     from monitor.request_log import RequestLog
 
     log = RequestLog(tmp_path / "log", "page")
-    store = feedback.FeedbackStore(tmp_path / "store")
+    store = FeedbackStore(tmp_path / "store")
     models = {"fp32": ServedModel("m", "1")}
     try:
         with pytest.raises(ValueError, match="two PageIds"):

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from factories.params import write_params
-from factories.processes import REPO_ROOT, error_lines, run_module
+from factories.processes import error_lines, run_module
+from feedback.store import FeedbackStore
 from kernel.cli import run_command
+from kernel.paths import PROJECT_ROOT
 from monitor.request_log import ServedModel
 
 FP32 = ServedModel("mnist-digits", "4", "champion")
@@ -28,9 +30,9 @@ def _image(row: int) -> np.ndarray:
 @pytest.fixture
 def store(tmp_path, feedback):
     """A store with three corrections waiting: two from one page, one from another."""
-    kept = feedback.FeedbackStore(tmp_path / "feedback")
+    kept = FeedbackStore(tmp_path / "store")
     for row, page, label in [(2, "page-a" * 5, 3), (6, "page-a" * 5, 4), (10, "page-b" * 5, 5)]:
-        assert kept.add(feedback.Correction(page, FP32, _image(row), 7, label))
+        assert kept.keep(feedback.Correction(page, FP32, _image(row), 7, label).record())
     return kept
 
 
@@ -87,7 +89,7 @@ def test_accepted_corrections_move_to_the_store_and_dropped_ones_never_come_back
     # the page sends a dropped image again, or an accepted one: neither waits again
     for row in (2, 6, 10):
         correction = feedback.Correction("page-c" * 5, FP32, _image(row), 7, 1)
-        assert not store.add(correction)
+        assert store.keep(correction.record()) is None
     assert store.pending_count() == 1
 
 
@@ -143,10 +145,48 @@ def test_a_file_that_is_no_correction_is_listed_as_such_and_not_accepted(store, 
 def test_the_command_line_says_one_line_and_exits_1(tmp_path, store) -> None:
     params = write_params(tmp_path / "params.yaml", feedback={"store": str(store.folder)})
     done = run_module(
-        "demo.feedback", "--params", params, "review", "accept", "nope-nope", cwd=REPO_ROOT
+        "demo.feedback", "--params", params, "review", "accept", "nope-nope", cwd=PROJECT_ROOT
     )
     assert done.returncode == 1 and done.stdout == ""
     assert error_lines(done.stderr) == [
         "feedback: error: 'nope-nope': no correction waits under that digest "
         "(python -m demo.feedback review)"
+    ]
+
+
+def _old_store(root, store: FeedbackStore) -> dict[str, set[str]]:
+    """Corrections left where the store used to be (``feedback/`` beside params.yaml): the
+    waiting ones of ``store`` moved there, one of them as accepted and one as dropped."""
+    old = root / "feedback"
+    (old / "pending" / "dropped").mkdir(parents=True)
+    for name in (".gitignore", ".dvcignore"):
+        (old / "pending" / name).write_text("*\n")
+    first, second, third = sorted(_digests(store.pending))
+    for digest, part in [(first, ""), (second, "pending"), (third, "pending/dropped")]:
+        (store.pending / f"{digest}.json").rename(old / part / f"{digest}.json")
+    return {"accepted": {first}, "waiting": {second}, "dropped": {third}}
+
+
+def test_corrections_where_the_store_used_to_be_stop_review_until_moved(
+    tmp_path, store, review_cli
+) -> None:
+    parts = _old_store(tmp_path, store)
+    status, out, err = review_cli("review")
+    assert (status, out) == (1, [])
+    assert err == [
+        f"feedback: error: corrections are still in {tmp_path / 'feedback'}/, where the "
+        "feedback store used to be (1 accepted, 1 waiting, 1 dropped); the store is "
+        f"{store.folder}/ now: move them there with python -m demo.feedback move-store"
+    ]
+    status, out, err = review_cli("move-store")
+    assert (status, err) == (0, [])
+    assert out == [f"feedback: moved 3 corrections from {tmp_path / 'feedback'} to {store.folder}"]
+    assert _digests(store.folder) == parts["accepted"]
+    assert _digests(store.pending) == parts["waiting"]
+    assert _digests(store.dropped) == parts["dropped"]
+    assert not (tmp_path / "feedback").exists() or not any((tmp_path / "feedback").iterdir())
+    status, out, _ = review_cli("review")
+    assert status == 0 and out[-1].startswith("feedback: 1 waiting for review"), out
+    assert review_cli("move-store")[1] == [
+        f"feedback: nothing to move: {tmp_path / 'feedback'} holds no corrections"
     ]

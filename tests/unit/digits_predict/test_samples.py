@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from digits_predict import load_image
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 
-SAMPLES = REPO_ROOT / "docs" / "samples"
+SAMPLES = PROJECT_ROOT / "docs" / "samples"
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

@@ -13,6 +13,7 @@ import pytest
 from kernel.atomic import (
     StagedFiles,
     atomic_path,
+    staged_folder,
     write_bytes,
     write_json,
     write_npz,
@@ -192,3 +193,41 @@ def test_npz_members_carry_plain_zip_headers(tmp_path: Path) -> None:
                 *struct.unpack("<II", header[18:26]),
             )
             assert (version, compressed, size) == (20, info.compress_size, info.file_size)
+
+
+def test_staged_folder_replaces_the_folder_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    with staged_folder(target) as staging:
+        (staging / "page").write_text("first")
+    assert (target / "page").read_text() == "first"
+    assert target.stat().st_mode & 0o777 == 0o755
+
+    with pytest.raises(RuntimeError), staged_folder(target) as staging:
+        (staging / "page").write_text("half")
+        raise RuntimeError("drawing failed")
+    assert (target / "page").read_text() == "first"
+
+    with staged_folder(target) as staging:
+        (staging / "other").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"], "no staging or backup left"
+
+
+def test_staged_folder_puts_back_what_a_swap_cut_short_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, backup = tmp_path / "site", tmp_path / ".site.backup"
+    backup.mkdir()
+    (backup / "page").write_text("the last good one")  # the old folder set aside, no new one
+    real_replace = os.replace
+
+    def failing_replace(source: str, destination: str) -> None:
+        if str(source).endswith(".staged"):
+            raise OSError("the disk said no")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="the disk said no"), staged_folder(target) as staged:
+        (staged / "page").write_text("new")
+    assert (target / "page").read_text() == "the last good one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

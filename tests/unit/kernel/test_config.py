@@ -11,14 +11,15 @@ import yaml
 
 from factories.data import random_mnist
 from factories.params import params_dict
-from factories.processes import REPO_ROOT, error_lines, run_module, stage_args
+from factories.processes import error_lines, run_module, stage_args
 from kernel.atomic import write_npz
 from kernel.cli import CommandError
 from kernel.params import Params, load_params, parse_params
+from kernel.paths import PROJECT_ROOT
 
 
 def test_the_repository_params_file_loads() -> None:
-    params = load_params(REPO_ROOT / "params.yaml")
+    params = load_params(PROJECT_ROOT / "params.yaml")
     assert isinstance(params, Params)
     assert params.fetch.sources and isinstance(params.fetch.sources, tuple)
     assert isinstance(params.train.hidden_units, tuple)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from kernel.paths import PROJECT_ROOT
 from kernel.timing import (
     WORK_STARTED_LOG,
     PhaseTimer,
     note_work_started,
     seconds_since_process_start,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_phases_are_timed_and_repeats_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +72,7 @@ def test_the_fixed_cost_of_a_fresh_process_counts_its_imports(tmp_path: Path) ->
     code += "note_work_started('fetch')\n"
     subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, WORK_STARTED_LOG: str(log), "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, WORK_STARTED_LOG: str(log), "PYTHONPATH": str(PROJECT_ROOT)},
         check=True,
         timeout=60,
     )

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 from stages.model.runtime import LOAD_NOISE, _stderr_filtered
 
 FIT_ONE_EPOCH = """
@@ -30,7 +30,7 @@ def _fit_one_epoch(**extra_env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "PYTHONPATH": str(REPO_ROOT), **extra_env},
+        env={**env, "PYTHONPATH": str(PROJECT_ROOT), **extra_env},
         check=False,
     )
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factories.processes import REPO_ROOT
-from factories.workspace import GIT_IDENTITY
+from harness.workspace import GIT_IDENTITY
+from kernel.paths import PROJECT_ROOT
 
 TEST_DATA_MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -150,7 +150,7 @@ def write_side(repo: Path, files: dict[str, str], **train: object) -> None:
     for path, text in files.items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(text, encoding="utf-8")
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["train"].update(train)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (repo / "dvc.lock").write_text(dvc_lock(), encoding="utf-8")
@@ -179,8 +179,8 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             patch.setenv(key, value)
         _git(repo, "init", "-q", "-b", "main")
         Repo.init(str(repo)).close()
-        shutil.copy2(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
-        shutil.copy2(REPO_ROOT / "params.yaml", repo / "params.yaml")
+        shutil.copy2(PROJECT_ROOT / "dvc.yaml", repo / "dvc.yaml")
+        shutil.copy2(PROJECT_ROOT / "params.yaml", repo / "params.yaml")
         commit(repo, "the pipeline, no results yet")
         _git(repo, "tag", "no-results")
         write_side(repo, BASELINE)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 from report.__main__ import main
 from report.folder import INDEX
 
@@ -180,7 +180,7 @@ def test_the_review_folder_is_left_out_of_git(change_page, review_repo, git_in) 
 
 
 def run_report(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, "-m", "report", *args],

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import yaml
 
-from factories.processes import REPO_ROOT
+from kernel.paths import PROJECT_ROOT
 from report.__main__ import DEFAULT_OUT
 
-WORKFLOW = REPO_ROOT / ".github" / "workflows" / "model-report.yml"
+WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "model-report.yml"
 
 
 def _schema_check(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
          str(path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "NO_COLOR": "1"},
     )  # fmt: skip
 

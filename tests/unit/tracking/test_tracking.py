@@ -1,4 +1,4 @@
-"""tracking and stages.tracking: where runs go, the run file, retries on a locked store,
+"""tracking and stages.run_record: where runs go, the run file, retries on a locked store,
 abandoned runs."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from factories.network import free_port
+from harness.network import free_port
 from kernel.cli import CommandError
-from stages.tracking import runs
-from stages.tracking.runs import (
+from stages.run_record import runs
+from stages.run_record.runs import (
     MODEL_DIGEST_TAG,
     RunFile,
     RunRef,
@@ -412,7 +412,7 @@ def test_check_reachable_rejects_an_unhealthy_server(http_server) -> None:
 def test_params_digest_names_the_params_set() -> None:
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.training_run import params_digest
+    from stages.run_record.training_run import params_digest
 
     base = parse_params(params_dict())
     same = parse_params(params_dict())
@@ -430,7 +430,7 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
     from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.training_run import params_digest, start_training_run
+    from stages.run_record.training_run import params_digest, start_training_run
     from tracking.store import get_or_create_experiment
 
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
@@ -483,7 +483,7 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
     from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
-    from stages.tracking.training_run import start_training_run
+    from stages.run_record.training_run import start_training_run
     from tracking.store import get_or_create_experiment
 
     experiment_id = get_or_create_experiment("sweeping", tmp_mlflow_store)

@@ -1,6 +1,6 @@
 import pytest
 
-from stages.tracking import metric_names
+from stages.run_record import metric_names
 
 PER_CLASS = {
     str(d): {"precision": d / 10, "recall": d / 20, "f1": d / 30, "support": d} for d in range(10)

@@ -1,4 +1,4 @@
-"""Local ports for the servers the tests start, all on 127.0.0.1."""
+"""Local ports for the servers the tests and the benchmarks start, all on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -16,7 +17,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 60.0, alive=lambda: True, poll: float = 0.5) -> None:
+def wait_for_http(
+    url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True, poll: float = 0.5
+) -> None:
     """Until ``url`` answers 200; fail early when ``alive()`` says the server died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,7 +1,7 @@
 """The Keras flavor workaround: the MLflow bug it exists for, and that the workaround works.
 
 When ``test_the_mlflow_bug_is_still_there`` fails, the pinned MLflow has fixed its Keras
-flavor: call ``mlflow.keras.log_model`` directly and delete ``stages/tracking/keras_flavor.py``.
+flavor: call ``mlflow.keras.log_model`` directly and delete ``stages/run_record/keras_flavor.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
-from stages.tracking.keras_flavor import log_keras_model
+from stages.run_record.keras_flavor import log_keras_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 ``mlflow.keras.log_model(..., input_example=...)`` fails with FileNotFoundError on
 ``input_example.json``: its ``save_model`` writes the example before it creates the
 model folder. ``Model.log`` with a flavor whose ``save_model`` makes the folder first
-works around it. ``tests/unit/tracking/test_keras_flavor.py`` shows the bug: once it
+works around it. ``tests/unit/run_record/test_keras_flavor.py`` shows the bug: once it
 fails (the bug is fixed), call ``mlflow.keras.log_model`` directly and drop this module.
 """
 

@@ -1,8 +1,11 @@
-"""Which exported model deployment should use: the rule that moves the ``@champion`` alias.
+"""The champion rule: which registered version deployment should use, and moving ``@champion``.
 
 ``@candidate`` is always the newest model that passed the parity gate; ``@champion`` moves
-to it only when it beats the current champion under ``RULE``. Pure: the registry reads
-and writes are the caller's.
+to it only when it beats the current champion under ``RULE``. ``decide`` and ``settle``
+are the rule itself, pure; ``promote`` applies it to a registry (any object with the
+operations of ``ModelRegistry``: the MLflow one is ``tracking.registry.MlflowRegistry``,
+tests pass one in memory), measuring the champion on the candidate's drawn test set first
+when it has no figure on it, and ``record_decision`` writes why as tags on the version.
 
 Without a drawn test set (the digits people drew and corrected on the page) the rule
 weighs the MNIST test accuracy alone, on the same test data. With one, it weighs both
@@ -30,11 +33,25 @@ dominance instead: a version better on one set and no worse on the other. It nev
 the alias where the rule would not (dominance is beating with no loss at all), it only
 ever moves up, so it stops, and it ends on a version that no version measured on both of
 the champion's sets dominates.
+
+No TensorFlow, MLflow or onnxruntime here: measuring a model on the drawn set is the
+drawn set's own (``DrawnTestSet.accuracy``), and the registry's calls are the registry's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from kernel.signals import deferred_signals
+from tracking.version_tags import (
+    FP32,
+    PromotionRecord,
+    VersionTags,
+    measured_on_drawn_tags,
+)
 
 RULE = (
     "a candidate becomes champion when its test accuracy is higher than the champion's on "
@@ -212,3 +229,197 @@ def settle(champion: Standing | None, standings: list[Standing]) -> Standing | N
         )
     rivals = [s for s in same_data if s.test_accuracy > champion.test_accuracy]
     return min(rivals, key=lambda s: (-s.test_accuracy, int(s.version)), default=None)
+
+
+# --- the rule applied to a registry -------------------------------------------------------------
+
+
+class ModelRegistry(Protocol):
+    """The operations on one registered model that moving ``@champion`` needs."""
+
+    def alias_target(self, alias: str) -> str | None:
+        """The version ``alias`` points at; None when there is no such alias."""
+
+    def set_alias(self, alias: str, version: str) -> None: ...
+
+    def version_tags(self, version: str) -> dict[str, str]: ...
+
+    def all_version_tags(self) -> dict[str, dict[str, str]]:
+        """Every version with its tags, in one read."""
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on the version one by one, in their order."""
+
+    def version_onnx_bytes(self, version: str) -> bytes:
+        """The version's ONNX model; raises when it cannot be had."""
+
+
+class DrawnTestSet(Protocol):
+    """A drawn test set the champion can be measured on: its digest and a model's accuracy."""
+
+    @property
+    def digest(self) -> str: ...
+
+    def accuracy(self, model_bytes: bytes) -> float: ...
+
+
+def standing_from_tags(
+    version: str, tags: Mapping[str, str], drawn_digest: str | None = None
+) -> Standing:
+    """A version's standing from its tags; with ``drawn_digest``, its accuracy on that drawn
+    set if it has one (else the digest of the drawn set it was measured on, if any)."""
+    record = VersionTags.from_tags(tags)
+    standing = Standing(version, record.test_accuracy, record.test_data_digest or "")
+    if drawn_digest is None:
+        return standing
+    accuracy = record.accuracy_on_drawn(drawn_digest)
+    if accuracy is not None:
+        return replace(standing, drawn_accuracy=accuracy, drawn_digest=drawn_digest)
+    return replace(standing, drawn_digest=record.drawn.digest if record.drawn else None)
+
+
+def current_champion(
+    registry: ModelRegistry, alias: str, drawn_digest: str | None = None
+) -> Standing | None:
+    current = registry.alias_target(alias)
+    if current is None:
+        return None
+    return standing_from_tags(current, registry.version_tags(current), drawn_digest)
+
+
+def promote(
+    registry: ModelRegistry,
+    candidate: Standing,
+    alias: str,
+    *,
+    tolerance: float = 0.0,
+    drawn: DrawnTestSet | None = None,
+    program: str,
+) -> Decision:
+    """Apply the rule to ``candidate``: move ``alias`` to it or not; then settle the alias
+    against every version. With ``drawn`` (the candidate's drawn set), a champion that has
+    no accuracy on it is measured on it first. ``program`` starts each line printed."""
+    champion = current_champion(registry, alias, candidate.drawn_digest)
+    if drawn is not None and _to_be_measured(champion, candidate):
+        champion = measure_on_drawn(registry, champion, drawn, program=program)
+    decision = decide(candidate, champion, tolerance)
+    if decision.promote:
+        with deferred_signals():
+            registry.set_alias(alias, candidate.version)
+    settle_champion(registry, alias, candidate.drawn_digest, program=program)
+    return decision
+
+
+def _to_be_measured(champion: Standing | None, candidate: Standing) -> bool:
+    """Whether the rule would weigh the drawn set if only the champion had a figure on it."""
+    return (
+        champion is not None
+        and champion.version != candidate.version
+        and champion.test_accuracy is not None
+        and champion.data_digest == candidate.data_digest
+        and not (champion.on_drawn and champion.drawn_digest == candidate.drawn_digest)
+    )
+
+
+def measure_on_drawn(
+    registry: ModelRegistry, champion: Standing, drawn: DrawnTestSet, *, program: str
+) -> Standing:
+    """The champion's standing with its registered model's accuracy on ``drawn``, recorded
+    on its version (``drawn_accuracy.<digest>``); as it was, with a warning, when its model
+    cannot be had or run (the MNIST test set alone then decides, and the reason says so)."""
+    try:
+        accuracy = drawn.accuracy(registry.version_onnx_bytes(champion.version))
+    except Exception as err:  # a download or onnxruntime failure, of whatever kind: no figure
+        message = getattr(err, "message", None) or str(err)
+        first = (message.strip().splitlines() or [type(err).__name__])[0]
+        print(
+            f"{program}: warning: champion v{champion.version}'s model could not be measured "
+            f"on the drawn test set, so the MNIST test set alone decides: {first}",
+            file=sys.stderr,
+        )
+        return champion
+    registry.tag_version(champion.version, measured_on_drawn_tags(drawn.digest, accuracy))
+    return replace(champion, drawn_accuracy=accuracy, drawn_digest=drawn.digest)
+
+
+def settle_champion(
+    registry: ModelRegistry,
+    alias: str,
+    drawn_digest: str | None = None,
+    *,
+    program: str,
+    rounds: int = 10,
+) -> None:
+    """Move ``alias`` to a better version on its test data until a read confirms it
+    (another machine may move it between our read and our write). With ``drawn_digest``,
+    the versions' accuracies on that drawn set count too (``settle``). Only handed-off
+    fp32 versions count: one still being handed off may yet be withdrawn."""
+    for _ in range(rounds):
+        versions = registry.all_version_tags()
+        current = registry.alias_target(alias)
+        champion = (
+            standing_from_tags(current, versions.get(current, {}), drawn_digest)
+            if current
+            else None
+        )
+        fp32 = [
+            standing_from_tags(version, tags, drawn_digest)
+            for version, tags in versions.items()
+            if _settles_on(VersionTags.from_tags(tags))
+        ]
+        better = settle(champion, fp32)
+        if better is None:
+            return
+        with deferred_signals():
+            registry.set_alias(alias, better.version)
+        print(
+            f"{program}: @{alias} settled on v{better.version}, better than "
+            f"v{champion.version} {_settled_how(champion)}",
+            file=sys.stderr,
+        )
+
+
+def _settles_on(record: VersionTags) -> bool:
+    return record.precision == FP32 and record.handed_off
+
+
+def _settled_how(champion: Standing) -> str:
+    if champion.on_drawn:
+        return (
+            "on one of the MNIST test and drawn sets and no worse on the other (another "
+            "export moved it meanwhile, or promotions within the tolerance left it behind)"
+        )
+    return "on the same test data (another export moved it meanwhile)"
+
+
+def promotion_record(decision: Decision, decided_by: str) -> PromotionRecord:
+    """Why the candidate was promoted or not, as its version's tags keep it."""
+    champion, candidate = decision.champion, decision.candidate
+    drawn = {}
+    if candidate.on_drawn:
+        drawn = {
+            "sets": "MNIST test and drawn" if decision.both_sets else "MNIST test",
+            "tolerance": decision.tolerance,
+            "drawn_digest": candidate.drawn_digest,
+            "candidate_drawn_accuracy": candidate.drawn_accuracy,
+            "champion_drawn_accuracy": (
+                champion.drawn_accuracy if champion and decision.both_sets else None
+            ),
+        }
+    return PromotionRecord(
+        rule=RULE,
+        reason=decision.reason,
+        promoted=decision.promote,
+        decided_by=decided_by,
+        candidate_accuracy=candidate.test_accuracy,
+        champion_version=champion.version if champion else None,
+        champion_accuracy=champion.test_accuracy if champion else None,
+        **drawn,
+    )
+
+
+def record_decision(
+    registry: ModelRegistry, version: str, decision: Decision, decided_by: str
+) -> None:
+    """Tag the version with why it was promoted or not, after the alias moved (or not)."""
+    registry.tag_version(version, promotion_record(decision, decided_by).to_tags())

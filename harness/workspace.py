@@ -7,13 +7,13 @@ so the developer's own workspace, data and MLflow store are never touched.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
-from factories.processes import REPO_ROOT
+from harness.processes import run_in_repo
+from kernel.paths import PROJECT_ROOT
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore")
 PROJECT_FOLDERS = ("kernel", "tracking", "stages", "digits_predict", "data", "plots", "feedback")
@@ -41,7 +41,7 @@ def project_copy(
     repo.mkdir(parents=True, exist_ok=True)
     for folder in (*PROJECT_FOLDERS, *folders):
         shutil.copytree(
-            REPO_ROOT / folder,
+            PROJECT_ROOT / folder,
             repo / folder,
             # outputs, and corrections a person made on this machine's page: not the project's
             ignore=shutil.ignore_patterns(
@@ -51,7 +51,7 @@ def project_copy(
             else shutil.ignore_patterns("__pycache__", "raw", "prepared", "node_modules"),
         )
     for name in PROJECT_FILES:
-        shutil.copy2(REPO_ROOT / name, repo / name)
+        shutil.copy2(PROJECT_ROOT / name, repo / name)
     if params:
         raw = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
         for section, values in params.items():
@@ -72,15 +72,7 @@ def project_copy(
         ["git", "add", "-A"],
         ["git", "commit", "-qm", "pipeline"],
     ):
-        done = subprocess.run(
-            command,
-            cwd=repo,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = run_in_repo(command, repo, full_env)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed in {repo}: {done.stderr.strip()}")
     return repo

@@ -21,10 +21,10 @@ import numpy as np
 
 from kernel.params import Params
 from stages.dataset.arrays import Split
-from stages.tracking import metric_names
-from stages.tracking.keras_flavor import log_keras_model
-from stages.tracking.records import log_texts
-from stages.tracking.runs import (
+from stages.run_record import metric_names
+from stages.run_record.keras_flavor import log_keras_model
+from stages.run_record.records import log_texts
+from stages.run_record.runs import (
     MODEL_DIGEST_TAG,
     RunRef,
     ending,

@@ -1,10 +1,11 @@
-"""The @champion rule: a better candidate on the same test data moves it; nothing else does."""
+"""The @champion rule itself (pure): a better candidate on the same test data moves it; nothing
+else does. A version's standing as the rule reads it from its tags."""
 
 from __future__ import annotations
 
 import pytest
 
-from stages.handoff.promotion import Standing, decide
+from tracking.champion import Standing, decide
 
 DIGEST = "a" * 64
 CHAMPION = Standing(version="3", test_accuracy=0.9830, data_digest=DIGEST)
@@ -52,7 +53,7 @@ def test_the_rule(
 
 
 def test_settle_moves_the_champion_to_the_best_version_on_its_test_data():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     standings = [
         CHAMPION,
@@ -65,7 +66,7 @@ def test_settle_moves_the_champion_to_the_best_version_on_its_test_data():
 
 
 def test_settle_leaves_a_champion_no_version_beats():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     assert settle(CHAMPION, [CHAMPION, Standing("4", 0.9830, DIGEST)]) is None
     assert settle(CHAMPION, [CHAMPION, Standing("4", 0.97, DIGEST)]) is None
@@ -74,7 +75,7 @@ def test_settle_leaves_a_champion_no_version_beats():
 
 
 def test_settle_picks_the_same_version_among_equals_for_every_exporter():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     tied = [Standing("9", 0.99, DIGEST), Standing("4", 0.99, DIGEST), CHAMPION]
     assert settle(CHAMPION, tied).version == "4"
@@ -251,7 +252,7 @@ def test_without_a_tolerance_a_loss_on_either_set_keeps_the_champion() -> None:
 
 
 def test_the_rule_text_states_both_cases() -> None:
-    from stages.handoff.promotion import RULE
+    from tracking.champion import RULE
 
     assert "higher than the champion's on the same test data (same data digest)" in RULE
     assert "same digests of both" in RULE and "export.promotion_tolerance" in RULE
@@ -259,7 +260,7 @@ def test_the_rule_text_states_both_cases() -> None:
 
 
 def test_settle_with_a_drawn_set_moves_only_to_a_version_better_on_one_and_no_worse():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     standings = [
         DRAWN_CHAMPION,
@@ -277,7 +278,7 @@ def test_settle_with_a_drawn_set_moves_only_to_a_version_better_on_one_and_no_wo
 def test_settle_with_a_drawn_set_converges_where_the_rule_goes_round():
     """Each of two versions beats the other under the rule (better on one set, within the
     tolerance on the other); settling must not move the alias from one to the other."""
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     a, b = _drawn("4", 0.9800, 0.9010), _drawn("5", 0.9810, 0.9000)
     assert decide(a, b, TOLERANCE).promote and decide(b, a, TOLERANCE).promote
@@ -286,7 +287,7 @@ def test_settle_with_a_drawn_set_converges_where_the_rule_goes_round():
 
 
 def test_settle_with_a_drawn_set_picks_the_same_version_among_equals_for_every_exporter():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     tied = [_drawn("9", 0.9850, 0.9100), _drawn("5", 0.9860, 0.9090), DRAWN_CHAMPION]
     assert settle(DRAWN_CHAMPION, tied).version == "5"
@@ -294,13 +295,13 @@ def test_settle_with_a_drawn_set_picks_the_same_version_among_equals_for_every_e
 
 
 def test_settle_of_a_champion_without_drawn_accuracy_weighs_the_mnist_test_set_alone():
-    from stages.handoff.promotion import settle
+    from tracking.champion import settle
 
     standings = [CHAMPION, _drawn("4", 0.9850, 0.10), Standing("5", 0.9840, DIGEST)]
     assert settle(CHAMPION, standings).version == "4"
 
 
-# --- a version's standing as export reads it from its registry tags -----------------------------
+# --- a version's standing as the rule reads it from its registry tags --------------------------
 
 OWN = {"test_accuracy": "0.983", "test_data_digest": DIGEST}
 
@@ -357,6 +358,6 @@ OWN = {"test_accuracy": "0.983", "test_data_digest": DIGEST}
 def test_a_standing_from_version_tags(
     tags: dict[str, str], drawn_digest: str | None, expected: Standing
 ) -> None:
-    from stages.export import _standing
+    from tracking.champion import standing_from_tags
 
-    assert _standing("3", tags, drawn_digest) == expected
+    assert standing_from_tags("3", tags, drawn_digest) == expected

@@ -1,52 +1,69 @@
-"""The request log in team mode: each server's files copied to the team's store.
+"""Copies of a server's files in the team's store, and reading them back on another machine.
 
-A server writes its log locally as always (``monitor.request_log``); with a team MLflow
-server as the tracking store, an ``ArtifactShipper`` also uploads the files, through the
-server's artifact proxy and under the member's own login, as artifacts of one run per server
-process in the monitoring experiment (tagged ``monitor.role = request-log``). The bytes land
-in the team's bucket; ``python -m monitor`` on any machine reads them back
-(``download_logs``). A file is uploaded again while it grows, at most every
-``every_seconds``, and once more when it is closed; so the shared log lags the local one by
-at most that much. A member without the right to log runs (a reader) or a server that cannot
-be reached gets one warning line; the local log goes on.
+With a team MLflow server as the tracking store, a server that writes files locally (the
+request log of ``monitor.request_log``, the page's corrections of ``demo.feedback``) also
+uploads them, through the server's artifact proxy and under the member's own login, as
+artifacts of one run per server process and per kind of file. The run's ``role`` tag says
+which kind its files are, its artifact ``folder`` holds them; the bytes land in the team's
+bucket, and ``download_artifacts`` on any machine brings them back. A file is uploaded again
+while it grows, at most every ``every_seconds``, and once more when it is closed, so the
+shared copy lags the local file by at most that much.
+
+Nothing here knows what the files hold; MLflow is imported only inside functions (it costs
+seconds), so a server without a team store pays nothing for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from monitor.request_log import FILE_PREFIX, FILE_SUFFIX, ServedModel
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+# the tag that says what a run's artifacts are; its name is what the team's stores already hold
 ROLE_TAG = "monitor.role"
-LOG_ROLE = "request-log"
-ARTIFACT_FOLDER = "requests"
+DEFAULT_EVERY_SECONDS = 60.0
+
+
+class ModelIdentity(Protocol):
+    """The registry version a server answers with, as the copies' run is tagged with it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def alias(self) -> str | None: ...
+
+
+def is_team_store(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server (whose artifacts are the team's bucket)."""
+    return uri.startswith(("http://", "https://"))
 
 
 class ArtifactShipper:
-    """Uploads one writer's files as artifacts of a run of its own (made on first use).
-
-    The request log's by default; the page's feedback store uses it too, with a ``role`` and
-    an artifact ``folder`` of its own.
-    """
+    """Uploads one writer's files as artifacts of a run of its own (made on first use),
+    tagged with ``role`` and holding them in its artifact ``folder``."""
 
     def __init__(
         self,
         tracking_uri: str,
         experiment_name: str,
         source: str,
-        model: ServedModel,
-        every_seconds: float = 60.0,
+        model: ModelIdentity,
+        every_seconds: float = DEFAULT_EVERY_SECONDS,
         *,
-        role: str = LOG_ROLE,
-        folder: str = ARTIFACT_FOLDER,
+        role: str,
+        folder: str,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
@@ -105,25 +122,6 @@ class ArtifactShipper:
         return self._run_id
 
 
-def is_team_store(uri: str) -> bool:
-    """Whether ``uri`` is a tracking server (whose artifacts are the team's bucket)."""
-    return uri.startswith(("http://", "https://"))
-
-
-def download_logs(tracking_uri: str, experiment_name: str, into: Path, keep_days: int) -> int:
-    """Every request-log file of the team's servers begun in the last ``keep_days`` days
-    (all when 0), downloaded into the folder ``into``; the number of files."""
-    return download_artifacts(
-        tracking_uri,
-        experiment_name,
-        into,
-        role=LOG_ROLE,
-        folder=ARTIFACT_FOLDER,
-        wanted=lambda name: name.startswith(FILE_PREFIX) and name.endswith(FILE_SUFFIX),
-        keep_days=keep_days,
-    )
-
-
 def download_artifacts(
     tracking_uri: str,
     experiment_name: str,
@@ -137,9 +135,6 @@ def download_artifacts(
 ) -> int:
     """The ``folder`` artifacts named as ``wanted`` of every run of ``role`` begun in the
     last ``keep_days`` days (all when 0), downloaded into ``into``; how many were."""
-    import os
-    import tempfile
-
     import mlflow
 
     # a progress bar per file says nothing the count does not

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from stages.tracking import metric_names
-from stages.tracking.runs import flatten
+from stages.run_record import metric_names
+from stages.run_record.runs import flatten
 from tracking.store import retry_locked
 
 if TYPE_CHECKING:
