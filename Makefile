@@ -35,7 +35,7 @@ export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
-	reset test test-system test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
+	reset test test-system test-slow test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
 	demo monitor report team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
@@ -120,13 +120,15 @@ SYSTEM_NEEDS := setup serve-setup browser postgres $(TEAM_EXTRA) $(SWEEP_EXTRA) 
 test: setup ## the fast suite: unit, integration, a tiny end-to-end dvc repro (no root, no servers, no network)
 	pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
+# the system and slow tiers on two workers too: most of their time is spent waiting for
+# servers to start (an MLflow server: 40-70 s), and each module starts its own on free ports
 test-system: $(SYSTEM_NEEDS) ## tests on real servers: browser, PostgreSQL, MLflow server, MLServer, the page (as root: apt-get)
-	pytest -m 'system and not slow and not realdata'
+	pytest -n $(TEST_WORKERS) --dist loadscope -m 'system and not slow and not realdata'
 
-test-all: $(SYSTEM_NEEDS) ## every tier: the fast suite, the system tier, slow tests and real MNIST from PyPI (as root)
-	pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
-	pytest -m 'system and not slow and not realdata'
-	pytest -m 'slow or realdata'
+test-slow: $(SYSTEM_NEEDS) ## the slow tier and real MNIST from PyPI: whole pipelines, experiments, sweeps (as root)
+	pytest -n $(TEST_WORKERS) --dist loadscope -m 'slow or realdata'
+
+test-all: test test-system test-slow ## every tier: the fast suite, the system tier, slow tests and real MNIST from PyPI (as root)
 
 lint: setup ## format check and lint (ruff format --check, ruff check, the CI workflow against its schema); `ruff format .` fixes the first
 	ruff format --check .

@@ -39,14 +39,22 @@ def import_tensorflow() -> ModuleType:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     chosen = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # the user's own level: show what it lets by
-    # 3: errors too, as a missing GPU is logged as one at the first op; real errors raise
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with (
-        contextlib.nullcontext() if chosen else _stderr_filtered(LOAD_NOISE),
-        _without_scikit_learn(),
-    ):
-        import keras  # noqa: F401 - loads TensorFlow and its Keras backend while filtered
-        import tensorflow
+    if not chosen:
+        # 3: errors too, as a missing GPU is logged as one at the first op; real errors raise
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        with (
+            contextlib.nullcontext() if chosen else _stderr_filtered(LOAD_NOISE),
+            _without_scikit_learn(),
+        ):
+            import keras  # noqa: F401 - loads TensorFlow and its Keras backend while filtered
+            import tensorflow
+    finally:
+        if not chosen:
+            # TensorFlow has read and kept the level while loading; left in the environment,
+            # every process this one starts (a test's stage, a sweep's trial) would take it
+            # for its user's own choice and show the loading noise
+            del os.environ["TF_CPP_MIN_LOG_LEVEL"]
     return tensorflow
 
 
