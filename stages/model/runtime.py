@@ -9,8 +9,9 @@ Problems that matter still surface as Python exceptions, which are untouched.
 It also keeps Keras from importing scikit-learn, which it loads only for wrappers the
 pipeline never uses (about a second of every TensorFlow stage's start).
 
-Setting ``TF_CPP_MIN_LOG_LEVEL`` yourself (``0`` shows everything) turns both off:
-TensorFlow then logs at that level and nothing is held or dropped.
+Setting ``TF_CPP_MIN_LOG_LEVEL`` yourself to ``0`` or ``1`` (INFO lines wanted) turns both
+off: TensorFlow then logs at that level and nothing is held or dropped. A level of ``2`` or
+``3``, whoever set it (a parent process for its own import), still drops the noise.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ def import_tensorflow() -> ModuleType:
     """``import tensorflow`` with the log level set and the loading noise dropped."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    chosen = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # the user's own level: show what it lets by
+    chosen = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+    # a level of 0 or 1 asks for TensorFlow's INFO lines: show them all, nothing held; 2 or 3
+    # (a user's, or one a parent process set for its own import) wants no loading noise
+    verbose = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1")
     if not chosen:
         # 3: errors too, as a missing GPU is logged as one at the first op; real errors raise
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     try:
         with (
-            contextlib.nullcontext() if chosen else _stderr_filtered(LOAD_NOISE),
+            contextlib.nullcontext() if verbose else _stderr_filtered(LOAD_NOISE),
             _without_scikit_learn(),
         ):
             import keras  # noqa: F401 - loads TensorFlow and its Keras backend while filtered

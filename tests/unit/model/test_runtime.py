@@ -45,6 +45,13 @@ def test_a_cpu_training_process_logs_nothing_from_tensorflow() -> None:
     assert done.stderr.strip() == "", done.stderr
 
 
+def test_a_quiet_level_set_by_a_parent_still_drops_the_loading_noise() -> None:
+    done = _fit_one_epoch(TF_CPP_MIN_LOG_LEVEL="3")  # e.g. a process that imported TF itself
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "fitted 3"
+    assert done.stderr.strip() == "", done.stderr
+
+
 def test_a_log_level_of_the_users_own_shows_tensorflows_log() -> None:
     done = _fit_one_epoch(TF_CPP_MIN_LOG_LEVEL="0")
     assert done.returncode == 0, done.stderr
