@@ -195,7 +195,7 @@ team-down: ## stop the team stack; its data stays in .team/
 team-status: ## say which team services run
 	@python -m team status
 
-ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000)
+ui: setup ## open the MLflow UI on the project's tracking store (http://127.0.0.1:5000; MLFLOW_UI_PORT=5100 make ui for another port)
 	python -m tracking
 
 clean: ## remove pipeline outputs (data, models, the page's built site; reports/ back to git's); keeps .venv and the MLflow store

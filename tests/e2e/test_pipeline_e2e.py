@@ -399,8 +399,9 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
         # make compare, on the baseline and two experiments: in 120 columns, the headline
         # figures and both params that differ, none of the secondary figures or file hashes
         ran = run_in_repo(
-            ["dvc", "exp", "run", "-n", "slower", "-S", "train.learning_rate=0.001"], repo, env
-        )
+            ["dvc", "exp", "run", "-n", "slower", "-S", "train.learning_rate=0.001",
+             "-S", "feedback.train_weight=2"], repo, env,
+        )  # fmt: skip
         assert ran.returncode == 0, ran.stderr[-2000:]
         shown = run_in_repo(
             [sys.executable, "-m", "tracking.experiments"], repo, {**env, "COLUMNS": "200"}
@@ -409,7 +410,9 @@ def test_dvc_compares_a_committed_baseline_with_an_experiment(pipeline, tmp_path
         lines = shown.stdout.splitlines()
         assert max(len(line) for line in lines) <= 120, shown.stdout
         header = " ".join(lines[:4])
-        for column in ("Experiment", "accuracy", "loss", "macro_f1", "hidden_units", "learning_r"):
+        columns = ("Experiment", "accuracy", "loss", "macro_f1", "hidden_units", "learning_r",
+                   "train_weight")  # fmt: skip
+        for column in columns:
             assert column in header, shown.stdout
         for hidden in ("max_abs_diff", "reports/", "keras_accuracy", "Created", "epochs"):
             assert hidden not in shown.stdout, shown.stdout
