@@ -22,7 +22,9 @@ ROUNDS = 10
 
 # One exporter on its own machine: no lock shared with the other, only the server. Per
 # round it registers a version of the given accuracy, says it is ready, waits for the
-# go, and applies the champion rule as export does.
+# go, and applies the champion rule as export does. It registers the next round's version
+# only once the test has checked this round: a version registered while the other exporter
+# still settles this round is one that settle may rightly move @champion to.
 EXPORTER = r"""
 import json, os, sys, time
 from pathlib import Path
@@ -34,6 +36,8 @@ folder, me, plan = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 client = mlflow.MlflowClient()
 experiment = client.get_experiment_by_name("mnist").experiment_id
 for round_, accuracy in enumerate(plan):
+    while round_ and not (folder / f"checked-{round_ - 1}").exists():
+        time.sleep(0.002)
     run = client.create_run(experiment, tags={"mlflow.user": me})
     tags = {"precision": "fp32", "test_accuracy": repr(accuracy),
             "test_data_digest": "DIGEST", "registered_by": me, "handed_off": "true"}
@@ -113,6 +117,7 @@ def _follow_rounds(client, members, plans, processes, tmp_path) -> None:
         champion = client.get_model_version_by_alias(MODEL, "champion")
         assert champion.version == versions[best], (round_, versions, plans)
         assert champion.tags["registered_by"] == best
+        (tmp_path / f"checked-{round_}").write_text("")
 
 
 # --- backup and restore -------------------------------------------------------------------------
