@@ -35,8 +35,14 @@ def _ok(command: list[str], repo: Path, env: dict[str, str]) -> subprocess.Compl
     return done
 
 
+def _as_a_user(env: dict[str, str]) -> dict[str, str]:
+    """The environment without what an outer make (``make test-slow``) passes down: a make
+    started under it would print its ``make[1]: Entering directory`` lines."""
+    return {k: v for k, v in env.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
 def _make(target: str, repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run_in_repo(["make", "-o", "setup", target, f"VENV={VENV}"], repo, env)
+    return run_in_repo(["make", "-o", "setup", target, f"VENV={VENV}"], repo, _as_a_user(env))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +129,7 @@ def test_ctrl_c_under_make_repro_shows_the_stages_line(committed):
     _changed_params(repo, epochs=500, early_stopping_patience=0)
     try:
         process = subprocess.Popen(
-            ["make", "-o", "setup", "repro", f"VENV={VENV}"], cwd=repo, env=env,
+            ["make", "-o", "setup", "repro", f"VENV={VENV}"], cwd=repo, env=_as_a_user(env),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own group, as a terminal's foreground job
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
