@@ -447,19 +447,21 @@ def _filled(item: bytes) -> bytes:
 
 # the most Python objects per byte of JSON that MLServer's parser would make within the cap:
 # lists (64 bytes each for 3 bytes of JSON), objects and strings are refused by their count
-# before the parse; numbers are parsed and refused by the runtime
+# before the parse; numbers are parsed and refused by the runtime. Each body is built when a
+# test asks for it: 16 MiB apiece, they would cost every collection of the suite.
 ADVERSARIAL_BODIES = {
-    "empty lists": (_filled(b"[]"), r"holds 5,592,\d{3} JSON lists, objects and strings, more"),
-    "empty objects": (_filled(b"{}"), r"holds 5,592,\d{3} JSON lists, objects and strings"),
-    "strings": (_filled(b'"ab"'), r"holds 3,355,\d{3} JSON lists, objects and strings"),
-    "floats": (_filled(b"1.5"), r"has 4194\d{3} values for shape \[1, 28, 28\]"),
-    "small integers": (_filled(b"1"), r"has 838\d{4} values for shape \[1, 28, 28\]"),
+    "empty lists": (b"[]", r"holds 5,592,\d{3} JSON lists, objects and strings, more"),
+    "empty objects": (b"{}", r"holds 5,592,\d{3} JSON lists, objects and strings"),
+    "strings": (b'"ab"', r"holds 3,355,\d{3} JSON lists, objects and strings"),
+    "floats": (b"1.5", r"has 4194\d{3} values for shape \[1, 28, 28\]"),
+    "small integers": (b"1", r"has 838\d{4} values for shape \[1, 28, 28\]"),
 }
 
 
 @pytest.mark.parametrize("case", list(ADVERSARIAL_BODIES))
 def test_a_body_at_the_cap_costs_a_few_hundred_mib_at_most(mlserver, case) -> None:
-    body, message = ADVERSARIAL_BODIES[case]
+    item, message = ADVERSARIAL_BODIES[case]
+    body = _filled(item)
     assert MAX_BODY_BYTES - 8 <= len(body) <= MAX_BODY_BYTES
     with _PeakRSS(mlserver.server.pid) as rss:
         status, reply = _send(mlserver, f"/v2/models/{NAME}/infer", body)
@@ -474,7 +476,7 @@ def test_bodies_sent_at_once_are_parsed_a_few_at_a_time(mlserver) -> None:
     and what one parse does: the others wait unread, and two (``MAX_CONCURRENT_BODIES``) are
     parsed and answered at once. Without that wait, each would hold its 16 MiB and its
     parse, ~290 MiB."""
-    body, _ = ADVERSARIAL_BODIES["floats"]
+    body = _filled(ADVERSARIAL_BODIES["floats"][0])
     statuses = []
 
     def client() -> None:
