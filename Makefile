@@ -35,7 +35,8 @@ export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-team setup-sweep setup-browser setup-monitor serve-setup browser postgres lock repro compare \
-	reset test test-system test-slow test-all lint bench sweep sweep-queue champion serve serve-reload serve-mlflow triton-repo \
+	reset test test-system test-slow test-all lint bench sweep sweep-queue champion promote rollback unpin history \
+	serve serve-reload serve-mlflow triton-repo \
 	demo monitor report team-up team-down team-status ui clean
 
 # dvc exp show in 120 columns: the headline test figures and the params that differ
@@ -108,8 +109,8 @@ reset: setup ## back to the commit after an experiment in the workspace: params,
 	dvc checkout --force --quiet || { echo "reset: HEAD's outputs are not in the DVC cache: dvc pull (or make repro)" >&2; exit 1; }
 	@dvc status --quiet && echo "reset: the workspace is HEAD's: params, dvc.lock, reports and outputs"
 
-compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ
-	$(COMPARE)
+compare: setup ## the experiments side by side in 120 columns: test figures and the params that differ (RUN=1: and each one's MLflow run)
+	$(COMPARE) $(if $(RUN),--runs)
 
 # pytest-xdist, a test module per worker at a time (module fixtures are built once) in the
 # order collected: the end-to-end dvc repro, the longest, starts first (docs/development.md)
@@ -157,6 +158,19 @@ sweep-queue: setup ## the same grid on this machine alone: dvc exp run --queue, 
 
 champion: setup ## download the model deployment uses (registry alias @champion) to champion/model.onnx
 	python -m tracking download champion champion
+
+promote: setup ## move @champion to VERSION=N, pinned there, with REASON="why" (recorded: make history)
+	@test -n "$(VERSION)" || { echo 'promote: say which version: make promote VERSION=N REASON="why"' >&2; exit 1; }
+	python -m tracking promote "$(VERSION)" --reason "$(REASON)"
+
+rollback: setup ## move @champion back to the version it named before its last move, pinned, with REASON="why"
+	python -m tracking rollback --reason "$(REASON)"
+
+unpin: setup ## hand @champion back to the champion rule of the next exports, with REASON="why"
+	python -m tracking unpin --reason "$(REASON)"
+
+history: setup ## every move of @champion: when, from, to, by whom (the rule or a person) and why
+	python -m tracking history
 
 serve: setup serve-setup ## serve @champion (ALIAS=...) with MLServer over the Open Inference Protocol on 127.0.0.1:8080
 	python -m serving --alias $(ALIAS) --port $(SERVE_PORT) --mlserver $(SERVE_BIN)/mlserver

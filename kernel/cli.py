@@ -1,14 +1,15 @@
 """The one way every command of the project reports a failure: one line, then an exit status.
 
 ``PROG: error: WHAT`` on stderr names what was wrong and what was expected; the status is
-1 for a failure the user can act on, 130 for an interrupt (Ctrl-C or SIGTERM), and
-whatever ``main`` returns otherwise. A bug (any other exception) keeps its traceback,
-unless the command asks for every failure to be one line (``any_error``), as a command
-driving outside services does.
+1 for a failure the user can act on, 2 for a usage error (argparse's), 130 for an interrupt
+(Ctrl-C or SIGTERM), and whatever ``main`` returns otherwise. A bug (any other exception)
+keeps its traceback, unless the command asks for every failure to be one line
+(``any_error``), as a command driving outside services does.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import NoReturn
 
 from kernel.signals import interrupt_on_sigterm
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class CommandError(Exception):
@@ -102,3 +103,27 @@ def exit_process(status: int) -> NoReturn:
         except (OSError, ValueError):  # a closed pipe or stream: nothing left to say
             pass
     os._exit(status)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """A command's arguments whose usage error is one line, ``NAME: error: …; PROG --help
+    lists …``, exit status 2 (``EXIT_USAGE``); its subcommands' parsers are of this kind too."""
+
+    def __init__(self, *args, name: str | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.name = name or self.prog.split()[-1]
+
+    def error(self, message: str) -> NoReturn:
+        report_error(self.name, f"{message}; {self.prog} --help lists what it takes")
+        self.exit(EXIT_USAGE)
+
+
+def positive_whole_number(text: str) -> int:
+    """An argparse ``type``: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
 from pydantic import (
@@ -21,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from kernel.cli import CommandError
+from kernel.cli import EXIT_USAGE, CommandError, report_error
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -276,11 +278,105 @@ def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
         raise CommandError(_describe(errors[0], source) + more) from None
 
 
-def stage_argument_parser(description: str) -> argparse.ArgumentParser:
-    """A stage's argument parser, with ``--params`` (the params file, params.yaml by default)."""
-    parser = argparse.ArgumentParser(description=description)
+_REQUIRED = "the following arguments are required"
+
+
+class _StageParser(argparse.ArgumentParser):
+    """A stage's arguments: its usage names ``python -m stages.<name>``, and a usage error is
+    one line, ``<name>: error: …`` (as the stage's other failures are), exit status 2.
+
+    An unknown argument is named even when required ones are missing too (plain argparse
+    names only the missing ones), with where the stage's knobs live: params.yaml, not flags.
+    """
+
+    def __init__(self, module: str, description: str) -> None:
+        super().__init__(prog=f"python -m {module}", description=description)
+        self.module, self.stage = module, module.rpartition(".")[2]
+        self._argv: list[str] | None = None
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        self._argv = sys.argv[1:] if args is None else list(args)
+        try:
+            return super().parse_args(self._argv, namespace)
+        finally:
+            self._argv = None
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith(_REQUIRED) and self._argv is not None:
+            # argparse stops at the missing ones: an unknown flag beside them is the mistake
+            unknown = self._unknown(self._argv)
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}"
+        report_error(self.stage, f"{message}; {self._hint(message)}")
+        self.exit(EXIT_USAGE)
+
+    def _unknown(self, argv: list[str]) -> list[str]:
+        """The arguments this parser does not know, with no argument required."""
+        self._argv = None  # a usage error of this second reading is reported as it is
+        required = [action for action in self._actions if action.required]
+        for action in required:
+            action.required = False
+        try:
+            return self.parse_known_args(argv)[1]
+        finally:
+            for action in required:
+                action.required = True
+
+    def _hint(self, message: str) -> str:
+        help_line = f"{self.prog} --help lists its arguments"
+        if message.startswith(_REQUIRED):
+            return f"dvc.yaml gives them: run the stage with dvc repro {self.stage} ({help_line})"
+        if message.startswith("unrecognized arguments"):
+            return f"{_param_hint(self.stage, message)} ({help_line})"
+        return help_line
+
+
+def _param_hint(section: str, message: str) -> str:
+    """Where a stage's knobs are set, for ``unrecognized arguments: --epochs 5`` and the like:
+    the param the flag names (``train.epochs``) if the section has it, else the section."""
+    fields = Params.model_fields.get(section)
+    keys = fields.annotation.model_fields if fields and isinstance(fields.annotation, type) else {}
+    words = message.removeprefix("unrecognized arguments:").split()
+    for index, word in enumerate(words):
+        flag, _, value = word.partition("=")
+        key = flag.lstrip("-").replace("-", "_")
+        if not flag.startswith("--") or key not in keys:
+            continue
+        if not value and index + 1 < len(words) and not words[index + 1].startswith("-"):
+            value = words[index + 1]
+        setting = f"{section}.{key}={value or 'VALUE'}"
+        return (
+            f"{section}.{key} is a param, not a flag: set it in params.yaml, or try a value "
+            f"with dvc exp run -S {setting}"
+        )
+    return (
+        f"the stage's params are params.yaml's {section} section, not flags: "
+        f"dvc exp run -S {section}.KEY=VALUE tries a value"
+    )
+
+
+def stage_argument_parser(description: str, module: str | None = None) -> argparse.ArgumentParser:
+    """A stage's argument parser, with ``--params`` (the params file, params.yaml by default).
+
+    ``module`` is the stage's, ``stages.train``; by default the caller's, so that each stage's
+    ``main`` gets its name as the user typed it (``python -m stages.train``), not ``train.py``.
+    """
+    parser = _StageParser(module or _calling_module(), description)
     parser.add_argument("--params", default=DEFAULT_PARAMS_FILE, help="the params file")
     return parser
+
+
+def _calling_module() -> str:
+    """The module whose function called ``stage_argument_parser``: its import name (a stage run
+    with ``python -m`` is ``__main__``, its spec keeps the name)."""
+    caller = sys._getframe(2).f_globals
+    spec = caller.get("__spec__")
+    if spec is not None and spec.name:
+        return spec.name
+    name = caller.get("__name__", "")
+    return Path(caller["__file__"]).stem if name == "__main__" and "__file__" in caller else name
 
 
 def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_FILE) -> Params:

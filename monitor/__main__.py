@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernel.cli import run_command
+from kernel.cli import positive_whole_number, run_command
 from kernel.params import DEFAULT_PARAMS_FILE, load_params
 from kernel.paths import artifact
 from monitor.drift_check import check_drift
@@ -40,20 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of answers >= 1")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__.splitlines()[0])
     window = parser.add_mutually_exclusive_group()
-    window.add_argument("--last", type=_positive, help="the last N answers (monitor.window)")
+    window.add_argument(
+        "--last", type=positive_whole_number, help="the last N answers (monitor.window)"
+    )
     window.add_argument("--since", help="the answers of the last 30m, 24h, 7d, ...")
     parser.add_argument("--log-dir", type=Path, help="the request log (monitor.log_dir)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"default {OUT_DIR}")

@@ -80,6 +80,15 @@ def drift_report(
     window: pd.DataFrame, reference: pd.DataFrame, params: MonitorParams
 ) -> tuple[Any, Verdict]:
     """Evidently's report of ``window`` against ``reference``, and our verdict on it."""
+    snapshot, scores = drift_scores(window, reference, params)
+    return snapshot, _verdict(window, reference, scores, params)
+
+
+def drift_scores(
+    window: pd.DataFrame, reference: pd.DataFrame, params: MonitorParams
+) -> tuple[Any, dict[str, float]]:
+    """Evidently's report of the descriptors and predicted digits of ``window`` against
+    ``reference``, and its score for each of those columns."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -108,7 +117,15 @@ def drift_report(
     missing = [name for name in columns if name not in scores]
     if missing:
         raise CommandError(f"Evidently's report has no drift score for {', '.join(missing)}")
-    return snapshot, _verdict(window, reference, scores, params)
+    return snapshot, scores
+
+
+def judge(scores: dict[str, float], params: MonitorParams) -> tuple[tuple[str, ...], bool, bool]:
+    """The descriptors whose score reached ``drift_threshold``; whether they are enough to flag
+    drift (more than ``max_drifted_share`` of them); whether the predicted digits flag it."""
+    drifted = tuple(name for name in DESCRIPTORS if scores[name] >= params.drift_threshold)
+    by_descriptors = len(drifted) / len(DESCRIPTORS) > params.max_drifted_share
+    return drifted, by_descriptors, scores[PREDICTED] > params.max_prediction_distance
 
 
 def _column_scores(report: dict[str, Any]) -> dict[str, float]:
@@ -122,11 +139,9 @@ def _column_scores(report: dict[str, Any]) -> dict[str, float]:
 def _verdict(
     window: pd.DataFrame, reference: pd.DataFrame, scores: dict[str, float], params: MonitorParams
 ) -> Verdict:
-    drifted = tuple(name for name in DESCRIPTORS if scores[name] >= params.drift_threshold)
+    drifted, by_descriptors, by_predictions = judge(scores, params)
     share = len(drifted) / len(DESCRIPTORS)
     distance = scores[PREDICTED]
-    by_descriptors = share > params.max_drifted_share
-    by_predictions = distance > params.max_prediction_distance
     summary = {
         "window": {
             "answers": len(window),

@@ -214,6 +214,27 @@ def champion_section(review: Review) -> list[str]:
     )
     for name, found in sides:
         lines.append(f"- {name}: {registry_record(found)}")
+    lines += champion_moves(this_run if isinstance(this_run, Run) else base_run)
+    return lines
+
+
+def champion_moves(found: Run | str | None) -> list[str]:
+    """The last moves of @champion, from the registry (``make history`` lists them all)."""
+    if not isinstance(found, Run):
+        return []
+    alias = found.champion_alias
+    if not found.champion_moves:
+        return [f"- `@{alias}`'s last moves: none recorded (`make history` lists them)."]
+    lines = [f"- `@{alias}`'s last moves (`make history` lists them all):"]
+    for move in found.champion_moves:
+        source = f"v{move.source}" if move.source else "none"
+        to = f"v{move.to}" if move.to else "removed"
+        lines.append(
+            f"  - {move.at[:16].replace('T', ' ')} UTC, {move.how}: {source} → {to}, by "
+            f"{cell(move.who())}: {cell(move.reason)}"
+        )
+    if found.champion_pin is not None:
+        lines.append(f"  - now {cell(found.champion_pin.said())}: exports leave it there.")
     return lines
 
 

@@ -19,10 +19,10 @@ import yaml
 
 from kernel.cli import CommandError
 from report.sides import PARAMS_FILE, Side
+from tracking.champion_history import Move, Pin, history, pin_of
+from tracking.run_tags import MODEL_DIGEST_TAG
 from tracking.store import tracking_uri
 from tracking.version_tags import FP32, VersionTags
-
-MODEL_DIGEST_TAG = "model_sha256"  # as stages.run_record.runs tags a run (importing it costs)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Version:
     version: str
     aliases: tuple[str, ...]
     tags: VersionTags
+
+
+LAST_MOVES = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Run:
     champion_alias: str
     champion_now: str | None  # the version @champion points at today
     versions: tuple[Version, ...] = ()
+    # the last moves of @champion (tracking.champion_history), and its pin if a person set one
+    champion_moves: tuple[Move, ...] = ()
+    champion_pin: Pin | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,10 @@ def _run_of(root: Path, side: Side, run_file: str, uri: str) -> Run | str:
         champion_now = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         champion_now = None
+    try:
+        model_tags = dict(client.get_registered_model(name).tags)
+    except MlflowException:
+        model_tags = {}
     return Run(
         name=run.info.run_name or run.info.run_id,
         run_id=run.info.run_id,
@@ -166,4 +176,6 @@ def _run_of(root: Path, side: Side, run_file: str, uri: str) -> Run | str:
         champion_alias=alias,
         champion_now=champion_now,
         versions=versions,
+        champion_moves=tuple(history(model_tags, alias)[-LAST_MOVES:]),
+        champion_pin=pin_of(model_tags, alias),
     )

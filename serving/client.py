@@ -3,14 +3,17 @@
     .venv-serve/bin/python -m serving.client [--url 127.0.0.1:8080] [--json] INPUT...
 
 INPUT is an image file or a .npy array, read as ``digits-predict`` reads it. Any server
-that speaks the protocol answers: MLServer (``make serve``), Triton, KServe. Exit status:
-0 all answered, 1 the server refused an input, 2 the server is not ready or unknown.
+that speaks the protocol answers: MLServer (``make serve``), Triton, KServe. ``--url`` is
+``host:port`` (``http://`` or ``https://`` in front is taken too). Exit status: 0 all
+answered, 1 the server refused an input, 2 the server cannot be reached, is not ready or
+does not know the model (one line naming the URL tried).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,11 +25,14 @@ from tritonclient.utils import InferenceServerException
 from digits_predict.contract import INPUT_NAME, OUTPUT_NAME
 from digits_predict.errors import PredictError
 from digits_predict.images import load_input
-from kernel.cli import report_error
+from kernel.cli import report_error, run_command
 
 PROG = "serving.client"
 DEFAULT_URL = "127.0.0.1:8080"
 DEFAULT_MODEL = "mnist-digits"
+CONNECT_SECONDS = 10
+# the protocol's readiness route, the first request the client sends
+READY_PATH = "/v2/health/ready"
 
 
 class DigitsClient:
@@ -34,7 +40,10 @@ class DigitsClient:
 
     def __init__(self, url: str = DEFAULT_URL, model: str = DEFAULT_MODEL) -> None:
         self.model = model
-        self._client = oip.InferenceServerClient(url, connection_timeout=10, network_timeout=60)
+        self.base_url, address, ssl = server_address(url)
+        self._client = oip.InferenceServerClient(
+            address, ssl=ssl, connection_timeout=CONNECT_SECONDS, network_timeout=60
+        )
 
     def ready(self) -> bool:
         return self._client.is_server_ready() and self._client.is_model_ready(self.model)
@@ -60,12 +69,41 @@ class DigitsClient:
         self._client.close()
 
 
+def server_address(url: str) -> tuple[str, str, bool]:
+    """``url`` (``host:port``, or with ``http://`` / ``https://`` in front) as the base URL to
+    name in messages, the ``host:port`` tritonclient takes, and whether it is TLS."""
+    scheme, found, rest = url.partition("://")
+    if found and scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{url!r}: expected host:port, or http://host:port")
+    scheme = scheme.lower() if found else "http"
+    address = (rest if found else url).rstrip("/")
+    if not address or "/" in address:
+        raise ValueError(f"{url!r}: expected host:port, or http://host:port (no path)")
+    return f"{scheme}://{address}", address, scheme == "https"
+
+
+def unreachable(url: str, err: OSError) -> str:
+    """One line for a server that cannot be reached at ``url``: why, and what to do."""
+    if isinstance(err, socket.gaierror):
+        reason = f"unknown host ({err.strerror or err})"
+    elif isinstance(err, TimeoutError):
+        reason = f"no connection within {CONNECT_SECONDS} s"
+    else:
+        reason = (err.strerror or str(err) or type(err).__name__).lower()
+    return f"cannot reach {url}: {reason}; start it with make serve or point --url at the server"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     client = DigitsClient(args.url, args.model)
     try:
-        if not client.ready():
-            _report(f"model {args.model!r} at {args.url} is not ready")
+        try:
+            ready = client.ready()
+        except OSError as err:  # refused connection, unknown host, no answer
+            _report(unreachable(client.base_url + READY_PATH, err))
+            return 2
+        if not ready:
+            _report(f"model {args.model!r} at {client.base_url} is not ready")
             return 2
         answers, failed = [], False
         for path in args.inputs:
@@ -86,10 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"metadata": client.metadata(), "answers": answers}))
         return 1 if failed else 0
     except InferenceServerException as err:
-        _report(f"{args.url}: {_message(err)}")
+        _report(f"{client.base_url}: {_message(err)}")
         return 2
-    except OSError as err:  # refused connection, unknown host
-        _report(f"{args.url}: cannot reach the server ({err})")
+    except OSError as err:  # the server went away after it answered
+        _report(unreachable(client.base_url, err))
         return 2
     finally:
         client.close()
@@ -117,9 +155,22 @@ def _report(message: str) -> None:
     report_error(PROG, message)
 
 
+def _url(text: str) -> str:
+    try:
+        server_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"host:port (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--url",
+        type=_url,
+        default=DEFAULT_URL,
+        help=f"the server, host:port or http://host:port (default {DEFAULT_URL})",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
     parser.add_argument("--json", action="store_true", help="print metadata and answers as JSON")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="an image file or a .npy array")
@@ -127,4 +178,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(PROG, main))

@@ -10,7 +10,8 @@ Writes ``metrics.json`` (the headline figures: DVC metrics), ``classes.json`` (p
 scores and the confusion matrix), ``confusion.csv`` (a DVC confusion plot)
 and PNG figures, and logs all of them to the MLflow run that train started. When the
 feedback set holds a drawn test part (digits people drew and corrected on the page), its
-figures join them: ``drawn`` in ``metrics.json``, ``test_drawn/*`` in the run.
+figures join them: ``drawn`` in ``metrics.json``, ``test_drawn/*`` in the run. The run is
+tagged ``record.evaluate=ran`` and with the md5 of each file written (``dvc.md5.<path>``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kernel.atomic import StagedFiles
+from kernel.atomic import StagedFiles, json_text
 from kernel.cli import CommandError, exit_process, run_command
 from kernel.params import EvaluateParams, load_params, stage_argument_parser
 from kernel.timing import note_work_started
@@ -43,7 +44,8 @@ from stages.evaluation.metrics import (
 from stages.handoff.handed_off import HandedOffModel, load_handed_off_model
 from stages.handoff.onnx_runtime import run_onnx
 from stages.model.history import read_history
-from stages.run_record.records import log_drawn, log_evaluation
+from stages.run_record.dvc_lock import text_md5
+from stages.run_record.records import DRAWN, log_evaluation, tag_output_md5s
 from stages.run_record.runs import RunFile, locate_run, reopen_run
 
 if TYPE_CHECKING:
@@ -122,15 +124,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the run gets everything first; the files then replace the previous ones together
     with reopen_run(ref), StagedFiles() as staged:
         headline, table = split_report(report)
-        log_evaluation(headline, table, evaluation.figures)
-        if drawn_figures is not None:
-            log_drawn(drawn_figures)
-            headline = {**headline, "drawn": drawn_figures}
+        metrics = headline if drawn_figures is None else {**headline, DRAWN: drawn_figures}
+        log_evaluation(metrics, table, evaluation.figures)
+        texts = {
+            args.metrics_out: json_text(metrics),
+            args.classes_out: json_text(table),
+            args.confusion_out: evaluation.confusion_csv,
+        }
+        tag_output_md5s({path: text_md5(text) for path, text in texts.items()})
         for name, figure in evaluation.figures.items():
             save_figure(figure, staged.path_for(args.figures_dir / name, ".png"))
-        staged.write_json(args.metrics_out, headline)
-        staged.write_json(args.classes_out, table)
-        staged.write_text(args.confusion_out, evaluation.confusion_csv)
+        for path, text in texts.items():
+            staged.write_text(path, text)
         staged.commit()
     drawn_text = (
         f"; drawn test accuracy {drawn_figures['accuracy']:.4f} on {drawn_figures['images']}"

@@ -7,21 +7,25 @@ nothing but the run's parity figures. One that passes is handed off in an order
 that a failure at any step undoes (``handoff.registration``): a new registry
 version, the model, parity report and card swapped into place together, and
 last the alias moved to it.
+A model already registered (same ONNX bytes) keeps its version: the hand-off reuses it.
 Then the champion rule (``tracking.champion``) decides whether ``@champion``
-moves to the new version too. When the feedback set holds a drawn test part, the rule
-weighs it beside the MNIST test set: the exported model's accuracy on it is measured here
-with onnxruntime (``drawn_accuracy`` and ``drawn_digest`` tags on the version), and a
-champion with no accuracy on that set has its registered model downloaded and measured on
-it too. The run's ``test_drawn/*`` metrics are evaluate's, which scores the same ONNX
-bytes the same way, so the two agree. Exports on one machine take the registry one at a
-time (``store.registry_lock``); exports on several machines against one server settle
-the alias afterwards (``champion.settle``), so that no version on the champion's test data
-is better than it (with a drawn set: better on one set and no worse on the other).
+moves to the new version too, unless a person pinned it (``tracking.lifecycle``), and
+``@int8`` follows ``@champion`` to its int8 twin, or is removed until quantize makes one.
+When the feedback set holds a drawn test part, the rule weighs it beside the MNIST test
+set: the exported model's accuracy on it is measured here with onnxruntime
+(``drawn_accuracy`` and ``drawn_digest`` tags on the version), and a champion with no
+accuracy on that set has its registered model downloaded and measured on it too. The run's
+``test_drawn/*`` metrics are evaluate's, which scores the same ONNX bytes the same way, so
+the two agree. Exports on one machine take the registry one at a time
+(``store.registry_lock``); exports on several machines against one server settle the alias
+afterwards (``champion.settle``), so that no version on the champion's test data is better
+than it (with a drawn set: better on one set and no worse on the other).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,12 +43,14 @@ from stages.handoff.gate import GatedModel, gate_onnx_model
 from stages.handoff.model_card import model_card
 from stages.handoff.onnx_runtime import PROVIDERS
 from stages.handoff.parity import ParityReport
-from stages.handoff.registration import after_handoff, register_and_write
+from stages.handoff.registration import Registered, after_handoff, register_and_write
 from stages.model.keras_io import load_keras_model
-from stages.run_record.records import log_parity, log_texts
+from stages.run_record.dvc_lock import file_md5
+from stages.run_record.records import log_parity, log_texts, tag_output_md5s
 from stages.run_record.runs import file_sha256, locate_run, reopen_run
 from tracking import champion
 from tracking.champion import Decision, ModelRegistry, Standing
+from tracking.lifecycle import Aliases, follow_champion
 from tracking.registry import MlflowRegistry
 from tracking.store import member_name, registry_lock
 from tracking.version_tags import DrawnFigure, VersionTags
@@ -72,7 +78,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def log_parity_or_fail(report: ParityReport) -> None:
     """The gate's figures on the run; a model that failed it stops the stage here."""
-    log_parity({k: v for k, v in report.as_dict().items() if isinstance(v, float)}, report.failures)
+    log_parity(report.as_dict(), report.failures)
     if not report.passed:
         raise CommandError(
             "parity gate failed, no ONNX model handed off: " + "; ".join(report.failures)
@@ -97,8 +103,9 @@ def hand_off(
     params: ExportParams,
     files: HandoffFiles,
     drawn: DrawnFigure | None = None,
-) -> str:
-    """Register, write and alias the gated model: all of it happens, or none. Its version.
+) -> Registered:
+    """Register, write and alias the gated model: all of it happens, or none. Its version
+    (an earlier one when the same model was registered before).
 
     The parity report and card are logged to the run once the hand-off is done.
     """
@@ -111,7 +118,7 @@ def hand_off(
         staged.write_json(files.parity, parity)
         staged.write_text(files.card, card["text"])
 
-    version = register_and_write(
+    registered = register_and_write(
         gated.model_bytes,
         example,
         params.registered_model_name,
@@ -125,7 +132,12 @@ def hand_off(
         "the parity report and card are not on the MLflow run",
         lambda: log_texts({files.parity.name: json_text(parity), files.card.name: card["text"]}),
     )
-    return version
+    after_handoff(
+        "export",
+        "the md5 of its outputs is not on the MLflow run",
+        lambda: tag_output_md5s({path: file_md5(path) for path in vars(files).values()}),
+    )
+    return registered
 
 
 def registered_tags(gated: GatedModel, drawn: DrawnFigure | None = None) -> VersionTags:
@@ -166,6 +178,7 @@ def choose_champion(
             tolerance=params.promotion_tolerance,
             drawn=drawn_set,
             program="export",
+            by=member_name(),
         ),
     )
     if decision is not None:
@@ -178,19 +191,27 @@ def choose_champion(
 
 
 def handoff_line(
-    report: ParityReport, params: ExportParams, version: str, drawn: DrawnFigure | None
+    gated: GatedModel, params: ExportParams, registered: Registered, drawn: DrawnFigure | None
 ) -> str:
+    report = gated.report
     drawn_text = (
         f"; drawn test accuracy {drawn.accuracy:.4f} on {drawn.images} images" if drawn else ""
     )
+    digest = hashlib.sha256(gated.model_bytes).hexdigest()
     return (
         f"export: parity passed (max abs diff {report.max_abs_diff:.2e}, agreement "
-        f"{report.argmax_agreement:.2%}){drawn_text}; registered "
-        f"{params.registered_model_name} v{version} as @{params.alias}"
+        f"{report.argmax_agreement:.2%}){drawn_text}; "
+        + registered.said(params.registered_model_name, params.alias, digest)
     )
 
 
 def decision_line(alias: str, version: str, decision: Decision) -> str:
+    if decision.pinned is not None:
+        verdict = "would move it to" if decision.promote else "would not move it to"
+        return (
+            f"export: @{alias} stays, {decision.pinned.said()}; the rule {verdict} "
+            f"v{version}: {decision.reason}"
+        )
     if decision.promote:
         return f"export: @{alias} moves to v{version}: {decision.reason}"
     return f"export: @{alias} stays, v{version} is not promoted: {decision.reason}"
@@ -198,7 +219,9 @@ def decision_line(alias: str, version: str, decision: Decision) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = argument_parser().parse_args(argv)
-    params = load_params(args.params).export
+    all_params = load_params(args.params)
+    params = all_params.export
+    aliases = Aliases(params.champion_alias, all_params.quantize.alias)
     ref = locate_run(args.run_file)
     x_test, y_test = load_split(split_file(args.data_dir, "test"))
     drawn_set = DrawnSet.read(args.feedback)
@@ -217,12 +240,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_parity_or_fail(gated.report)
         drawn = drawn_set.figure(gated.model_bytes) if drawn_set else None
         with registry_lock(ref.tracking_uri):
-            version = hand_off(gated, x_test[:5], params, files, drawn)
-            candidate = candidate_standing(version, gated, drawn)
-            decision = choose_champion(registry, candidate, params, drawn_set)
-    print(handoff_line(gated.report, params, version, drawn), file=sys.stderr)
+            registered = hand_off(gated, x_test[:5], params, files, drawn)
+            version = registered.version
+            # a reused version had the rule's decision when it was registered
+            decision = (
+                None
+                if registered.reused
+                else choose_champion(
+                    registry, candidate_standing(version, gated, drawn), params, drawn_set
+                )
+            )
+            followed = after_handoff(
+                "export",
+                f"@{aliases.int8} was not checked against @{aliases.champion}",
+                lambda: follow_champion(registry, aliases, program="export"),
+            )
+    print(handoff_line(gated, params, registered, drawn), file=sys.stderr)
     if decision is not None:
         print(decision_line(params.champion_alias, version, decision), file=sys.stderr)
+    if followed is not None:
+        print(followed, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Stage ``train``: fit the classifier on the prepared splits and start its MLflow run.
 
 Writes the Keras model, the per-epoch history (a DVC plot) and the run file that
-``evaluate`` and ``export`` reopen. The tracking store is checked before
+``evaluate``, ``export`` and ``quantize`` reopen the run by. Before the outputs replace the
+previous ones, the run gets the md5 dvc.lock gives the data it came from and the md5 of
+what train writes, and the records of the stages after it that DVC will skip for this
+model (``run_record.carried``). The tracking store is checked before
 TensorFlow is even imported, so a dead server costs seconds, not a training.
 The fitting itself is ``model.fit.train_model``; what the run records is
 ``run_record.training_run``; this module orders them and times each phase.
@@ -21,13 +24,15 @@ from kernel.atomic import StagedFiles
 from kernel.cli import exit_process, run_command
 from kernel.params import Params, load_params, stage_argument_parser
 from kernel.timing import PhaseTimer, note_work_started
-from stages.dataset.arrays import Split, load_splits
+from stages.dataset.arrays import Split, load_splits, split_file
 from stages.dataset.canonical import dataset_digest
 from stages.dataset.feedback import load_feedback
 from stages.model.history import history_csv
 from stages.model.keras_io import write_keras_model
+from stages.run_record.carried import carry_records
+from stages.run_record.dvc_lock import file_md5, producers, read_lock, text_md5
 from stages.run_record.runs import RunFile, RunRef, file_sha256
-from stages.run_record.training_run import start_training_run
+from stages.run_record.training_run import data_inputs, start_training_run
 from tracking.store import connect, get_or_create_experiment
 
 
@@ -93,6 +98,13 @@ def run_training(
         fit_split, sample_weight = with_feedback(
             splits["train"], feedback, params.feedback.train_weight
         )
+        inputs = data_inputs(
+            {name: str(split_file(data_dir, name)) for name in ("train", "val", "test")},
+            splits,
+            str(feedback_file),
+            feedback,
+            feedback_used=sample_weight is not None,
+        )
     with timer.phase("import_tensorflow_mlflow"):
         import mlflow  # noqa: F401 - timed here, not inside the first call that needs it
 
@@ -103,7 +115,7 @@ def run_training(
     with contextlib.ExitStack() as open_run:
         with timer.phase("run_start_params_dataset"):
             run = open_run.enter_context(
-                start_training_run(uri, experiment_id, params, digest, splits["train"])
+                start_training_run(uri, experiment_id, params, digest, inputs)
             )
         run.tag_feedback(feedback, used=sample_weight is not None)
         _announce(params, splits, run.ref)
@@ -129,10 +141,29 @@ def run_training(
         with timer.phase("mlflow_log_model"):
             run.log_result(result)
             run.log_model(result.model, splits["test"][0][:5], {outputs.history.name: history})
+        run_file = RunFile(params.train.experiment_name, model_sha256).as_text()
+        with timer.phase("dvc_lock_records"):
+            # the stage's working directory: the workspace, or an experiment's copy of it
+            root = Path.cwd()
+            lock = read_lock(root)
+            run.tag_lineage(
+                {
+                    **producers(lock, [str(data_dir), str(feedback_file)]),
+                    str(outputs.model): file_md5(model_file),
+                    str(outputs.history): text_md5(history),
+                    str(outputs.run_file): text_md5(run_file),
+                }
+            )
+            carried = carry_records(root, lock, outputs.run_file, run_file)
         run.log_phases({**timer.seconds, "fit": result.fit_seconds})
-        run_file = RunFile(params.train.experiment_name, model_sha256)
-        staged.write_json(outputs.run_file, run_file.as_dict())
+        staged.write_text(outputs.run_file, run_file)
         staged.commit()
+    if carried:
+        print(
+            f"train: {', '.join(carried)}: record carried into the run from the files that "
+            "dvc.lock shows were made for this model (a stage DVC reruns logs over it)",
+            file=sys.stderr,
+        )
     print(f"train: seconds by phase: {timer.summary()}", file=sys.stderr)
     return run.ref
 

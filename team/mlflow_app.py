@@ -7,6 +7,11 @@ preflight included, so no other origin gets a CORS grant. ``mlflow server --app-
 team-basic-auth`` runs it (the ``mlflow.app`` entry point in ``pyproject.toml``); the
 origins are those of ``MLFLOW_SERVER_CORS_ALLOWED_ORIGINS``, which ``team.mlflow_server``
 sets to the server's own.
+
+One of MLflow's validators is replaced: removing an alias needs what moving it needs
+(EDIT, the member role), not MANAGE. ``@int8`` follows ``@champion`` and is removed when
+the champion has no int8 twin, which a member's export or promotion does; a member who
+may point an alias at any version gains nothing by being able to remove it.
 """
 
 from __future__ import annotations
@@ -49,8 +54,27 @@ def origins_from_environment() -> frozenset[str]:
     return origins
 
 
+def alias_removal_as_a_move() -> int:
+    """Let whoever may move an alias remove it; how many of MLflow's routes changed."""
+    from mlflow.server import auth
+
+    removal = auth.validate_can_delete_model_or_prompt_version_alias
+    changed = 0
+    for route, validator in auth.BEFORE_REQUEST_VALIDATORS.items():
+        if validator is removal:
+            auth.BEFORE_REQUEST_VALIDATORS[route] = (
+                auth.validate_can_set_model_or_prompt_version_alias
+            )
+            changed += 1
+    return changed
+
+
 def create_app():  # noqa: ANN201 - an ASGI app
     """The app factory ``mlflow server`` (uvicorn ``--factory``) calls in its worker."""
     from mlflow.server.auth import create_app as basic_auth_app
 
+    if alias_removal_as_a_move() == 0:
+        raise RuntimeError(
+            "MLflow's alias-removal validator was not found: the team app needs updating"
+        )
     return OwnOriginOnly(basic_auth_app(), origins_from_environment())

@@ -14,6 +14,7 @@ before MLflow reads it. Then:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -32,6 +33,10 @@ SPELLINGS = {
 }
 # where a version's files may live: the server's own artifacts, never a bucket by name
 MANAGED_SOURCES = ("runs:/", "models:/", "mlflow-artifacts:/")
+# an alias's history and pin on its registered model (tracking.champion_history): each
+# record names its sender in "by", and a recorded move is never rewritten or removed
+_MOVE_RECORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*\.move\.")
+_PIN_RECORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*\.pin$")
 _RUN_ARTIFACT = re.compile(r"^\d+/(?P<run>[0-9a-f]{32})/artifacts(/|$)")
 _MODEL_ARTIFACT = re.compile(r"^\d+/models/(?P<model>m-[0-9a-f]{32})/artifacts(/|$)")
 
@@ -175,6 +180,31 @@ def check(route: Route, named: Named, username: str, path: str) -> None:
     _signed_by_the_sender(route, named, username)
     if route.path.endswith("/model-versions/create"):
         _managed_source(named)
+    if route.path.endswith(("/registered-models/set-tag", "/registered-models/delete-tag")):
+        _history_kept(route.path, named, username)
+
+
+def _history_kept(path: str, named: Named, username: str) -> None:
+    key = str(named.body.get("key", ""))
+    is_move = bool(_MOVE_RECORD.match(key))
+    if path.endswith("/delete-tag"):
+        if is_move:
+            raise _forbidden(f"{key} records a move of an alias: no one removes it")
+        return
+    if not (is_move or _PIN_RECORD.match(key)):
+        return
+    if is_move:
+        from mlflow.server.handlers import _get_model_registry_store
+
+        model = _get_model_registry_store().get_registered_model(named.values["model"])
+        if key in model.tags:
+            raise _forbidden(f"{key} records a move of an alias: no one rewrites it")
+    try:
+        by = json.loads(str(named.body.get("value")))["by"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise _bad(f"{key} must be a JSON record naming its sender in 'by'") from None
+    if by != username:
+        raise _forbidden(f"user {username!r} may not record a move of an alias as {by!r}")
 
 
 # the routes that write into a run: its fields, its logged models, its artifacts

@@ -34,6 +34,12 @@ the alias where the rule would not (dominance is beating with no loss at all), i
 ever moves up, so it stops, and it ends on a version that no version measured on both of
 the champion's sets dominates.
 
+A person may move the alias by hand (``tracking.lifecycle``): that pins it
+(``champion_history.Pin``), and while it is pinned ``promote`` still applies the rule, to
+record what it would have done, but moves nothing, and ``settle_champion`` leaves it alone.
+Every move the rule or the settle makes is recorded in the alias's history
+(``champion_history``), beside the people's.
+
 No TensorFlow, MLflow or onnxruntime here: measuring a model on the drawn set is the
 drawn set's own (``DrawnTestSet.accuracy``), and the registry's calls are the registry's.
 """
@@ -46,6 +52,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kernel.signals import deferred_signals
+from tracking.champion_history import RULE as RULE_MOVE
+from tracking.champion_history import SETTLE, Move, Pin, now, pin_of
 from tracking.version_tags import (
     FP32,
     PromotionRecord,
@@ -91,6 +99,12 @@ class Decision:
     tolerance: float = 0.0
     # whether both sets decided (False: MNIST's alone, with or without a drawn set)
     both_sets: bool = False
+    # a person's pin that kept the rule from moving the alias (the verdict is the rule's)
+    pinned: Pin | None = None
+
+    @property
+    def moved(self) -> bool:
+        return self.promote and self.pinned is None
 
 
 def decide(candidate: Standing, champion: Standing | None, tolerance: float = 0.0) -> Decision:
@@ -253,6 +267,15 @@ class ModelRegistry(Protocol):
     def version_onnx_bytes(self, version: str) -> bytes:
         """The version's ONNX model; raises when it cannot be had."""
 
+    def delete_alias(self, alias: str) -> None: ...
+
+    def model_tags(self) -> dict[str, str]:
+        """The registered model's own tags (the aliases' history and pins)."""
+
+    def set_model_tag(self, key: str, value: str) -> None: ...
+
+    def delete_model_tag(self, key: str) -> None: ...
+
 
 class DrawnTestSet(Protocol):
     """A drawn test set the champion can be measured on: its digest and a model's accuracy."""
@@ -295,19 +318,42 @@ def promote(
     tolerance: float = 0.0,
     drawn: DrawnTestSet | None = None,
     program: str,
+    by: str,
 ) -> Decision:
     """Apply the rule to ``candidate``: move ``alias`` to it or not; then settle the alias
     against every version. With ``drawn`` (the candidate's drawn set), a champion that has
-    no accuracy on it is measured on it first. ``program`` starts each line printed."""
+    no accuracy on it is measured on it first. ``program`` starts each line printed; ``by``
+    is who runs the export, recorded with each move. A pinned alias is not moved: the
+    decision says what the rule would have done and that the pin held it."""
     champion = current_champion(registry, alias, candidate.drawn_digest)
     if drawn is not None and _to_be_measured(champion, candidate):
         champion = measure_on_drawn(registry, champion, drawn, program=program)
     decision = decide(candidate, champion, tolerance)
+    pin = pin_of(registry.model_tags(), alias)
+    if pin is not None:
+        return replace(decision, pinned=pin)
     if decision.promote:
         with deferred_signals():
             registry.set_alias(alias, candidate.version)
-    settle_champion(registry, alias, candidate.drawn_digest, program=program)
+        record_move(
+            registry,
+            Move(
+                alias,
+                champion.version if champion else None,
+                candidate.version,
+                by,
+                RULE_MOVE,
+                decision.reason,
+                now(),
+            ),  # fmt: skip
+        )
+    settle_champion(registry, alias, candidate.drawn_digest, program=program, by=by)
     return decision
+
+
+def record_move(registry: ModelRegistry, move: Move) -> None:
+    """Add ``move`` to the alias's history, kept on the registered model."""
+    registry.set_model_tag(move.key(), move.value())
 
 
 def _to_be_measured(champion: Standing | None, candidate: Standing) -> bool:
@@ -348,13 +394,17 @@ def settle_champion(
     drawn_digest: str | None = None,
     *,
     program: str,
+    by: str,
     rounds: int = 10,
 ) -> None:
     """Move ``alias`` to a better version on its test data until a read confirms it
     (another machine may move it between our read and our write). With ``drawn_digest``,
     the versions' accuracies on that drawn set count too (``settle``). Only handed-off
-    fp32 versions count: one still being handed off may yet be withdrawn."""
+    fp32 versions count: one still being handed off may yet be withdrawn. A pinned alias
+    stays where the person put it."""
     for _ in range(rounds):
+        if pin_of(registry.model_tags(), alias) is not None:
+            return
         versions = registry.all_version_tags()
         current = registry.alias_target(alias)
         champion = (
@@ -372,11 +422,9 @@ def settle_champion(
             return
         with deferred_signals():
             registry.set_alias(alias, better.version)
-        print(
-            f"{program}: @{alias} settled on v{better.version}, better than "
-            f"v{champion.version} {_settled_how(champion)}",
-            file=sys.stderr,
-        )
+        why = f"better than v{champion.version} {_settled_how(champion)}"
+        record_move(registry, Move(alias, champion.version, better.version, by, SETTLE, why, now()))
+        print(f"{program}: @{alias} settled on v{better.version}, {why}", file=sys.stderr)
 
 
 def _settles_on(record: VersionTags) -> bool:
@@ -406,10 +454,16 @@ def promotion_record(decision: Decision, decided_by: str) -> PromotionRecord:
                 champion.drawn_accuracy if champion and decision.both_sets else None
             ),
         }
+    reason = decision.reason
+    if decision.pinned is not None:
+        verdict = "would have promoted it" if decision.promote else "would not have promoted it"
+        reason = (
+            f"@{decision.pinned.alias} is {decision.pinned.said()}: the rule {verdict}: {reason}"
+        )
     return PromotionRecord(
         rule=RULE,
-        reason=decision.reason,
-        promoted=decision.promote,
+        reason=reason,
+        promoted=decision.moved,
         decided_by=decided_by,
         candidate_accuracy=candidate.test_accuracy,
         champion_version=champion.version if champion else None,

@@ -168,6 +168,57 @@ def set_alias(registered_name: str, alias: str, version: str) -> None:
     )
 
 
+def delete_alias(registered_name: str, alias: str) -> None:
+    """Remove ``alias`` (nothing to do when it is not there)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if alias_target(registered_name, alias) is not None:
+        retry_locked(
+            lambda: client.delete_registered_model_alias(registered_name, alias),
+            f"removing the registry alias @{alias}",
+        )
+
+
+def model_tags(registered_name: str) -> dict[str, str]:
+    """The registered model's own tags; none when the model does not exist yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+
+    def read() -> dict[str, str]:
+        try:
+            return dict(client.get_registered_model(registered_name).tags)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+
+    return retry_locked(read, f"reading the tags of {registered_name}")
+
+
+def set_model_tag(registered_name: str, key: str, value: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    retry_locked(
+        lambda: client.set_registered_model_tag(registered_name, key, value),
+        f"tagging {registered_name}",
+        upsert=True,
+    )
+
+
+def delete_model_tag(registered_name: str, key: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    retry_locked(
+        lambda: client.delete_registered_model_tag(registered_name, key),
+        f"removing tag {key} of {registered_name}",
+    )
+
+
 def withdraw(registered_name: str, versions: list[str], alias: str, previous: str | None) -> None:
     """Point ``alias`` back at ``previous``, then delete ``versions`` (never handed off).
 
@@ -286,3 +337,15 @@ class MlflowRegistry:
 
     def version_onnx_bytes(self, version: str) -> bytes:
         return version_onnx_bytes(self.name, version)
+
+    def delete_alias(self, alias: str) -> None:
+        delete_alias(self.name, alias)
+
+    def model_tags(self) -> dict[str, str]:
+        return model_tags(self.name)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        set_model_tag(self.name, key, value)
+
+    def delete_model_tag(self, key: str) -> None:
+        delete_model_tag(self.name, key)

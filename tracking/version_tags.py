@@ -164,6 +164,8 @@ class VersionTags:
     drawn: DrawnFigure | None = None  # the accuracy on the drawn set it was exported with
     int8: Int8Origin | None = None
     registered_by: str | None = None
+    # the sha256 of the registered ONNX bytes: one version per model (None: registered before)
+    onnx_sha256: str | None = None
     handed_off: bool = False
     # accuracies measured after registration, by drawn set digest
     measured_on_drawn: Mapping[str, float] = field(default_factory=dict)
@@ -188,6 +190,8 @@ class VersionTags:
                 "drawn_digest": self.drawn.digest,
                 "drawn_images": str(self.drawn.images),
             }
+        if self.onnx_sha256 is not None:
+            tags["onnx_sha256"] = self.onnx_sha256
         if self.registered_by is not None:
             tags[REGISTERED_BY] = self.registered_by
         return tags
@@ -224,6 +228,7 @@ class VersionTags:
             drawn=drawn,
             int8=int8,
             registered_by=tags.get(REGISTERED_BY),
+            onnx_sha256=tags.get("onnx_sha256"),
             handed_off=tags.get(HANDED_OFF) == "true",
             measured_on_drawn=measured,
             promotion=PromotionRecord.from_tags(tags),

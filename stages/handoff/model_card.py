@@ -55,11 +55,16 @@ def _provenance(
 | Registered model | `{name}`, handed off as `@{params.alias}` |
 | Test accuracy | {float(metadata["test_accuracy"]):.4%} on {parity["samples"]} MNIST test images |
 {drawn_row}
-The MLflow run that trained this model is the one tagged `model_sha256` with the model
-digest (in the UI, search runs for `tags.model_sha256 = '{metadata["model_digest"]}'`);
-its registered versions, with their numbers, aliases and promotion tags, are those made
-from that run. The card names no run id, version number or commit, so that the same
-training writes the same card in every clone.
+The MLflow run that trained this model is the newest one tagged `model_sha256` with the
+model digest, in the experiment that `train.experiment_name` (params.yaml) names: in the
+UI, search that experiment's runs for `tags.model_sha256 = '{metadata["model_digest"]}'`;
+from the command line, `python -m tracking.experiments --runs` (`make compare RUN=1`) gives
+each DVC experiment's run id. The run holds the whole record: params, the data it was
+trained, validated and tested on (with their digests), the training curves, the test,
+parity and int8 figures, the models, and the md5 that dvc.lock gives each file (tags
+`dvc.md5.<path>`). Its registered versions, with their numbers, aliases and promotion tags,
+are those made from that run. The card names no run id, version number or commit, so that
+the same training writes the same card in every clone.
 
 """
 
@@ -79,14 +84,18 @@ The rule's weakness: losses within the tolerance can add up over many promotions
 champion may end up well below an older version on one set; every registered version
 carries both accuracies as tags (`test_accuracy`, `drawn_accuracy`), so read them down the
 versions to see it. Whether this version became champion, and why, is in its registry tags
-(`promotion.*`). To fetch the champion's ONNX file:
+(`promotion.*`). A person may move `@{champion}` with a reason (`make promote`, `make
+rollback`), which pins it until `make unpin`; every move, the rule's and the people's, is
+in the registry: `make history` (`python -m tracking history`) lists them, `make report`
+shows the last ones. To fetch the champion's ONNX file:
 
     python -m tracking download {champion} deploy/   # deploy/model.onnx
 
 For CPUs at the edge, the quantize stage makes an int8 model of this version (4x smaller,
 2-3x faster) once it passes its own gate against this one: it is the registry version
-tagged `precision=int8` and `fp32_version` (this version's number), aliased as `quantize.alias`
-says (`@int8` by default), with the same input contract.
+tagged `precision=int8` and `fp32_version` (this version's number), with the same input
+contract. The alias `quantize.alias` names (`@int8` by default) always follows
+`@{champion}` to its int8 twin.
 
 """
 

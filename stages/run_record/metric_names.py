@@ -53,9 +53,17 @@ def evaluation_metrics(
     return metrics
 
 
-def parity_metrics(figures: Mapping[str, float]) -> dict[str, float]:
-    return {f"test_onnx/{key}": value for key, value in figures.items()}
+def parity_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The parity report's measured figures (its float values: not the sample count, the
+    opset or the verdict), as export has them and as ``parity.json`` holds them."""
+    return {f"test_onnx/{key}": value for key, value in report.items() if isinstance(value, float)}
 
 
-def int8_metrics(figures: Mapping[str, float]) -> dict[str, float]:
-    return {f"test_int8/{key}": value for key, value in figures.items()}
+def int8_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The int8 report's numbers (not its verdict, method or runtime), as ``int8.json``
+    holds them."""
+    return {
+        f"test_int8/{key}": float(value)
+        for key, value in report.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }

@@ -15,16 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kernel.atomic import write_json
+from kernel.atomic import json_text, write_text
 from kernel.cli import CommandError
+from tracking.run_tags import MODEL_DIGEST_TAG
 from tracking.store import connect, member_name, retry_locked
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
-
-
-# The tag that ties a run to the model it trained: the sha256 of the .keras file's bytes.
-MODEL_DIGEST_TAG = "model_sha256"
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,12 @@ class RunFile:
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
 
+    def as_text(self) -> str:
+        """The file's bytes, as text: what DVC's md5 of it is taken of."""
+        return json_text(self.as_dict())
+
     def write(self, path: str | os.PathLike[str]) -> None:
-        write_json(path, self.as_dict())
+        write_text(path, self.as_text())
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> RunFile:

@@ -1,5 +1,6 @@
-"""The training run: train starts it (``start_training_run``) and logs params, the dataset,
-each epoch, the result, the Keras model and its phase timings.
+"""The training run: train starts it (``start_training_run``) and logs params, the data it
+trains, validates and is tested on (MLflow datasets with the project's digests), each epoch,
+the result, the Keras model and its phase timings.
 
 The stages after train reopen it and log through ``records``. Metric, param and tag
 writes go through ``retry_locked``, so a SQLite store busy with a parallel experiment
@@ -14,16 +15,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kernel.params import Params
 from stages.dataset.arrays import Split
+from stages.dataset.canonical import dataset_digest
 from stages.run_record import metric_names
 from stages.run_record.keras_flavor import log_keras_model
-from stages.run_record.records import log_texts
+from stages.run_record.records import log_texts, tag_output_md5s
 from stages.run_record.runs import (
     MODEL_DIGEST_TAG,
     RunRef,
@@ -32,6 +35,7 @@ from stages.run_record.runs import (
     flatten,
     git_commit,
 )
+from tracking.run_tags import DVC_EXP_NAME_TAG
 from tracking.store import permission_error, retry_locked
 
 if TYPE_CHECKING:
@@ -41,7 +45,78 @@ if TYPE_CHECKING:
     from stages.model.fit import TrainingResult
 
 DATASET_NAME = "mnist-prepared"
+FEEDBACK_DATASET_NAME = "feedback"
 WORKSPACE = "workspace"
+# MLflow keeps a dataset's digest in 36 characters: the first 36 of the project's sha256
+DIGEST_CHARS = 36
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """A set of images the run trained, validated or was tested on, as MLflow shows it:
+    its name, its digest (``canonical.dataset_digest`` of its arrays), the file DVC tracks
+    it in, and the context (``training``, ``validation``, ``test``)."""
+
+    name: str
+    context: str
+    split: Split
+    digest: str
+    source: str
+
+
+def data_inputs(
+    data_files: Mapping[str, str],
+    splits: Mapping[str, Split],
+    feedback_file: str,
+    feedback: Mapping[str, Split],
+    feedback_used: bool,
+) -> list[DataInput]:
+    """The prepared splits (``train``, ``val``, ``test``, from ``data_files``) and the parts
+    of the feedback set the model met: its training part when it was trained on, its drawn
+    test part when there is one. Each digest is the one the rest of the project gives that
+    data: ``x_test``/``y_test`` is the registry version's ``test_data_digest``, ``drawn_x``/
+    ``drawn_y`` its ``drawn_digest``."""
+    contexts = {"train": "training", "val": "validation", "test": "test"}
+    inputs = [
+        DataInput(
+            DATASET_NAME,
+            contexts[name],
+            splits[name],
+            dataset_digest({f"x_{name}": splits[name][0], f"y_{name}": splits[name][1]}),
+            data_files[name],
+        )
+        for name in ("train", "val", "test")
+    ]
+    for part, context, wanted in (("train", "training", feedback_used), ("drawn", "test", True)):
+        x, y = feedback[part]
+        if wanted and len(y):
+            digest = dataset_digest({f"{part}_x": x, f"{part}_y": y})
+            inputs.append(DataInput(FEEDBACK_DATASET_NAME, context, (x, y), digest, feedback_file))
+    return inputs
+
+
+def log_data_inputs(inputs: Sequence[DataInput]) -> None:
+    """The data as the run's MLflow datasets (``log_inputs``), with digests and sources."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+    if not inputs:
+        return
+    datasets = [
+        mlflow.data.from_numpy(
+            given.split[0],
+            # a local file, named as dvc.yaml names it
+            source=get_dataset_source_from_json(json.dumps({"uri": given.source}), "local"),
+            targets=given.split[1],
+            name=given.name,
+            digest=given.digest[:DIGEST_CHARS],
+        )
+        for given in inputs
+    ]
+    contexts = [given.context for given in inputs]
+    retry_locked(
+        lambda: mlflow.log_inputs(datasets, contexts, [None] * len(datasets)), "logging the data"
+    )
 
 
 def params_digest(params: Params) -> str:
@@ -100,6 +175,10 @@ class TrainingRun:
                 "tagging the feedback set",
             )
 
+    def tag_lineage(self, md5s: Mapping[str, str]) -> None:
+        """``dvc.md5.<path>`` of the files the model came from and train wrote."""
+        tag_output_md5s(md5s)
+
     def log_phases(self, seconds: Mapping[str, float]) -> None:
         import mlflow
 
@@ -119,9 +198,9 @@ def sweep_tags() -> dict[str, str]:
 
 @contextlib.contextmanager
 def start_training_run(
-    uri: str, experiment_id: str, params: Params, data_digest: str, train: Split
+    uri: str, experiment_id: str, params: Params, data_digest: str, inputs: Sequence[DataInput]
 ) -> Iterator[TrainingRun]:
-    """Start the run with its params, tags and dataset; it ends FAILED if the body raises.
+    """Start the run with its params, tags and data; it ends FAILED if the body raises.
 
     RUNNING runs of this host whose process is gone (a killed stage) are closed as FAILED first.
     """
@@ -133,7 +212,8 @@ def start_training_run(
     host = socket.gethostname()
     fail_abandoned_runs(client, experiment_id, host)
     tags = {
-        "git_commit": git_commit(),
+        # the commit the experiment started from (DVC names it; a plain repro is at HEAD)
+        "git_commit": os.environ.get("DVC_EXP_BASELINE_REV") or git_commit(),
         "data_digest": data_digest,
         "pipeline.host": host,
         "pipeline.pid": str(os.getpid()),
@@ -142,7 +222,7 @@ def start_training_run(
     digest = params_digest(params)
     # a DVC experiment's name, or "workspace" for a plain dvc repro, with the params' digest
     experiment = os.environ.get("DVC_EXP_NAME") or WORKSPACE
-    tags.update({"dvc_exp_name": experiment, "params_digest": digest})
+    tags.update({DVC_EXP_NAME_TAG: experiment, "params_digest": digest})
     tags.update(sweep_tags())
     run_name = experiment if experiment != WORKSPACE else f"{WORKSPACE}-{digest}"
     try:
@@ -156,11 +236,7 @@ def start_training_run(
         retry_locked(
             lambda: mlflow.log_params(flatten(params.model_dump(mode="json"))), "logging params"
         )
-        x_train, y_train = train
-        dataset = mlflow.data.from_numpy(
-            x_train, targets=y_train, name=DATASET_NAME, digest=data_digest[:36]
-        )
-        retry_locked(lambda: mlflow.log_input(dataset, context="training"), "logging dataset")
+        log_data_inputs(inputs)
         ref = RunRef(run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=uri)
         yield TrainingRun(client, ref)
 

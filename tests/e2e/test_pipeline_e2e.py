@@ -20,12 +20,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from factories.mlflow_store import run_of_model
+from factories.mlflow_store import run_of_model, using_store
 from factories.pipeline import repro_tiny_pipeline
 from factories.tf_blocker import run_blocked
 from harness.processes import run_in_repo, stage_command
 
 STAGES = ("fetch", "preprocess", "train", "evaluate", "export", "quantize")
+# the stages after train, which log into its run
+DOWNSTREAM = ("export", "evaluate", "quantize")
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,74 @@ def test_mlflow_run_holds_everything(pipeline):
     assert int8.run_id == ref["run_id"] and int8.tags["fp32_version"] == str(version.version)
     assert run.data.tags["int8"] == "passed" and "test_int8/argmax_agreement" in run.data.metrics
     assert not (repo / "mlflow.db").exists(), "runs must go to MLFLOW_TRACKING_URI"
+    # every stage ran and logged its record itself
+    assert {stage: run.data.tags[f"record.{stage}"] for stage in DOWNSTREAM} == dict.fromkeys(
+        DOWNSTREAM, "ran"
+    )
+
+
+def test_the_run_and_dvc_lock_lead_to_each_other(pipeline):
+    """The run's data (MLflow datasets), and the md5 dvc.lock gives the files the model came
+    from and those train and evaluate wrote: the same as DVC's."""
+    import mlflow
+
+    repo, env = pipeline["repo"], pipeline["env"]
+    run = run_of_model(mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]), repo / "models/run.json")
+    contexts = {
+        {tag.key: tag.value for tag in given.tags}["mlflow.data.context"]: given.dataset
+        for given in run.inputs.dataset_inputs
+    }
+    assert sorted(contexts) == ["test", "training", "validation"]
+    assert json.loads(contexts["test"].source) == {"uri": "data/prepared/test.npz"}
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    outs = {
+        out["path"]: out["md5"]
+        for stage in ("fetch", "preprocess", "train", "evaluate")
+        for out in lock[stage]["outs"]
+        if not out["md5"].endswith(".dir") or stage == "preprocess"
+    }
+    assert {
+        "data/raw/mnist.npz",
+        "data/prepared",
+        "models/model.keras",
+        "reports/metrics.json",
+    } <= set(outs)
+    tagged = {path: run.data.tags.get(f"dvc.md5.{path}") for path in outs}
+    assert tagged == outs
+
+
+def test_a_run_whose_later_stages_dvc_skips_gets_their_records(pipeline):
+    """What train does for a model whose export, evaluate and quantize DVC will skip, on the
+    real dvc.lock and files of the repro: a new run gets the records those stages logged
+    into the model's run, under the same names, tagged as carried."""
+    import mlflow
+
+    from stages.run_record.carried import carry_records
+    from stages.run_record.dvc_lock import read_lock
+    from tracking.store import get_or_create_experiment
+
+    repo, env = pipeline["repo"], pipeline["env"]
+    uri = env["MLFLOW_TRACKING_URI"]
+    client = mlflow.MlflowClient(uri)
+    ran = run_of_model(client, repo / "models/run.json")
+    run_file = repo / "models/run.json"
+    with using_store(repo, uri):  # a run of an experiment of its own: the model's stays newest
+        experiment = get_or_create_experiment("e2e-carried", uri)
+        with mlflow.start_run(experiment_id=experiment) as started:
+            carried = carry_records(repo, read_lock(repo), run_file, run_file.read_text())
+    assert sorted(carried) == sorted(DOWNSTREAM)
+    run = client.get_run(started.info.run_id)
+    recorded = ("test/", "test_by_digit/", "test_onnx/", "test_int8/")
+    expected = {k: v for k, v in ran.data.metrics.items() if k.startswith(recorded)}
+    assert run.data.metrics == pytest.approx(expected)
+    for stage in DOWNSTREAM:
+        assert run.data.tags[f"record.{stage}"].startswith("carried from "), stage
+    assert run.data.tags["parity"] == ran.data.tags["parity"] == "passed"
+    assert run.data.tags["int8"] == ran.data.tags["int8"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    texts = ("metrics.json", "per_class_metrics.json", "parity.json", "MODEL_CARD.md", "int8.json")
+    assert artifacts == {"figures", *texts}
+    assert artifacts <= {a.path for a in client.list_artifacts(ran.info.run_id)}
 
 
 def test_dvc_sees_metrics_plots_and_param_scope(pipeline):
@@ -454,6 +524,22 @@ def test_a_clone_with_a_store_of_its_own_reproduces_the_committed_lock(pipeline,
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert (clone / "dvc.lock").read_bytes() == (repo / "dvc.lock").read_bytes()
     assert run_in_repo(["git", "status", "--porcelain"], clone, clone_env).stdout == ""
+    # evaluate's outputs are all committed: DVC skipped it, yet the clone's run is complete
+    assert "Stage 'evaluate' didn't change, skipping" in ran.stdout, ran.stdout
+    import mlflow
+
+    run = run_of_model(
+        mlflow.MlflowClient(clone_env["MLFLOW_TRACKING_URI"]), clone / "models/run.json"
+    )
+    metrics = json.loads((clone / "reports/metrics.json").read_text())
+    assert run.data.metrics["test/accuracy"] == metrics["accuracy"]
+    assert run.data.tags["record.evaluate"].startswith("carried from reports/metrics.json")
+    assert run.data.tags["record.export"] == run.data.tags["record.quantize"] == "ran"
+    int8 = json.loads((clone / "reports/int8.json").read_text())
+    assert run.data.metrics["test_int8/int8_accuracy"] == int8["int8_accuracy"]
+    assert "test_onnx/max_abs_diff" in run.data.metrics
+    for name, value in metrics.get("drawn", {}).items():  # a drawn test set, if the clone has one
+        assert run.data.metrics[f"test_drawn/{name}"] == value, name
 
     committed_params = (clone / "params.yaml").read_bytes()
     failed = run_in_repo(["dvc", "exp", "run", "-S", "train.epochs=abc"], clone, clone_env)

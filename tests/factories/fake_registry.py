@@ -15,6 +15,7 @@ class FakeRegistry:
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     models: dict[str, bytes] = field(default_factory=dict)  # by version
+    model_tag_values: dict[str, str] = field(default_factory=dict)  # the registered model's
     # an operation's name -> what it raises, when called with these arguments
     failures: dict[str, Callable[..., Exception | None]] = field(default_factory=dict)
     calls: list[tuple[str, tuple]] = field(default_factory=list)
@@ -52,6 +53,22 @@ class FakeRegistry:
         if version not in self.models:
             raise CommandError(f"models:/fake/{version}: no such artifact")
         return self.models[version]
+
+    def delete_alias(self, alias: str) -> None:
+        self._call("delete_alias", alias)
+        self.aliases.pop(alias, None)
+
+    def model_tags(self) -> dict[str, str]:
+        self._call("model_tags")
+        return dict(self.model_tag_values)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self._call("set_model_tag", key)
+        self.model_tag_values[key] = value
+
+    def delete_model_tag(self, key: str) -> None:
+        self._call("delete_model_tag", key)
+        del self.model_tag_values[key]
 
     def register(self, version: str, tags: Mapping[str, str]) -> None:
         """A handed-off version with ``tags`` (what the hand-off leaves on it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -414,7 +415,9 @@ def test_a_second_export_of_the_same_model_ties_and_keeps_the_champion(
     assert float(tags["promotion.candidate_accuracy"]) == champion_accuracy
     assert "higher than the champion's" in tags["promotion.rule"]
     # the one line export says (docs/handoff.md quotes one)
-    (line,) = [line for line in capsys.readouterr().err.splitlines() if "@champion" in line]
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("export: @champ")
+    ]
     assert line == (
         f"export: @champion stays, v{candidate.version} is not promoted: test accuracy "
         f"{champion_accuracy:.4%} ties champion v{champion_before.version}'s "
@@ -632,3 +635,108 @@ def test_a_drawn_set_is_measured_on_the_candidate_and_the_champion(
     assert f"drawn test accuracy {accuracy:.4f} on 40 images" in err
     (line,) = [line for line in err.splitlines() if "@champion" in line]
     assert reason in line
+
+
+# --- one version per model; a person's moves on the real store ------------------------------
+
+
+def test_a_model_registered_before_keeps_its_version(
+    tiny_trained: Workspace, exported: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from stages.handoff.registration import register_and_write
+    from stages.run_record.runs import RunRef, reopen_run
+    from tracking.version_tags import VersionTags
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    model_bytes = (exported / "model.onnx").read_bytes()
+    versions_before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    holder = [
+        str(v.version)
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.tags.get("onnx_sha256") == hashlib.sha256(model_bytes).hexdigest()
+    ]
+    assert holder, "the export of the module registered its bytes' digest"
+    run_id, _ = run_of_its_own(tiny_trained, tmp_path)
+    written = tmp_path / "written.onnx"
+    x_test, _ = load_split(split_file(tiny_trained.data_dir, "test"))
+    with (
+        tiny_trained.store(),
+        reopen_run(RunRef(run_id, tiny_trained.ref.experiment_id, tiny_trained.uri)),
+    ):
+        registered = register_and_write(
+            model_bytes, x_test[:5], name, TINY_EXPORT["alias"], VersionTags(),
+            lambda version, staged: staged.write_bytes(written, model_bytes), stage="export",
+        )  # fmt: skip
+    assert registered.reused and registered.version == min(holder, key=int)
+    assert written.read_bytes() == model_bytes, "the hand-off's files are written all the same"
+    assert {v.version for v in client.search_model_versions(f"name = '{name}'")} == versions_before
+    assert (
+        str(client.get_model_version_by_alias(name, TINY_EXPORT["alias"]).version)
+        == registered.version
+    )
+    assert registered.said(name, "candidate", "ab" * 32) == (
+        f"{name} v{registered.version} already holds this model (onnx sha256 abababababab…): "
+        "reused it as @candidate, no new version"
+    )
+
+
+def _tracking(ws: Workspace, *args: str) -> tuple[int, list[str], str]:
+    import contextlib
+    import io
+
+    from kernel.cli import run_command
+    from tracking.__main__ import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with ws.store(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        status = run_command("tracking", main, list(args))
+    return status, err.getvalue().splitlines(), out.getvalue()
+
+
+def test_promote_rollback_unpin_and_history_on_the_store(
+    tiny_trained: Workspace, exported: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tiny_trained.uri)
+    name = TINY_EXPORT["registered_model_name"]
+    start = str(client.get_model_version_by_alias(name, "champion").version)
+    _, run_file = run_of_its_own(tiny_trained, tmp_path)
+    with tiny_trained.store():
+        export.main(export_args(tiny_trained, tmp_path / "out", run_file=run_file))
+    other = str(client.get_model_version_by_alias(name, "candidate").version)
+    assert other != start
+
+    status, err, _ = _tracking(tiny_trained, "promote", f"v{other}", "--reason", "try it")
+    assert status == 0, err
+    assert err[0].startswith(f"tracking: @champion v{start} -> v{other} (promote by ")
+    # the pinned champion holds through an export the rule would promote over it
+    _, run_file = run_of_its_own(tiny_trained, tmp_path / "again")
+    with tiny_trained.store():
+        export.main(export_args(tiny_trained, tmp_path / "again", run_file=run_file))
+    assert str(client.get_model_version_by_alias(name, "champion").version) == other
+
+    for bad, message in [
+        (("promote", "999", "--reason", "x"), f"tracking: error: {name} has no version '999'"),
+        (("promote", other, "--reason", "x"), f"tracking: error: v{other} is @champion already"),
+        (("promote", start, "--reason", ""), "tracking: error: a reason is required"),
+    ]:
+        status, err, _ = _tracking(tiny_trained, *bad)
+        assert status == 1 and len(err) == 1 and err[0].startswith(message), err
+    status, err, _ = _tracking(tiny_trained, "rollback", "--reason", "it was better")
+    assert status == 0, err
+    assert str(client.get_model_version_by_alias(name, "champion").version) == start
+    status, err, _ = _tracking(tiny_trained, "unpin", "--reason", "the rule decides")
+    assert status == 0 and "unpinned" in err[0], err
+    status, _, shown = _tracking(tiny_trained, "history", "--last", "3")
+    lines = shown.splitlines()
+    assert [line.split()[1] for line in lines[:3]] == ["promote", "rollback", "unpin"]
+    assert lines[-1] == f"@champion is v{start}, moved by the champion rule"
+    status, err, _ = _tracking(tiny_trained, "unpin", "--reason", "again")
+    assert (status, err) == (
+        1,
+        ["tracking: error: @champion is not pinned: the rule moves it already"],
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -283,3 +284,41 @@ def test_console_script_is_installed(model_path: Path, inputs: dict[str, Path]) 
     )
     assert result.returncode == 0, result.stderr
     assert _answers(result.stdout) == {str(inputs["one.npy"]): VERTICAL_DIGIT}
+
+
+def _fresh_shell(command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` in bash from the project root, as a new terminal runs it: no venv activated."""
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(
+        part for part in os.environ.get("PATH", "").split(os.pathsep)
+        if Path(part).resolve() != (PROJECT_ROOT / ".venv" / "bin").resolve()
+    ) or "/usr/bin:/bin"  # fmt: skip
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_readmes_command_works_in_a_fresh_shell(model_path: Path) -> None:
+    """The README's digits-predict line, run as written (the model swapped for a test one) in a
+    shell that never activated the venv; and what it says of plain ``digits-predict`` holds."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = [
+        row.strip() for row in readme.splitlines() if row.strip().startswith(".venv/bin/digits-")
+    ]
+    assert "--model champion/model.onnx" in line
+    result = _fresh_shell(line.replace("champion/model.onnx", str(model_path)))
+    assert result.returncode == 0, result.stderr
+    assert list(_answers(result.stdout)) == ["docs/samples/seven.png"]
+    assert "plain `digits-predict` only once the environment is activated" in " ".join(
+        readme.split()
+    )
+    bare = _fresh_shell("digits-predict --help")
+    assert bare.returncode == 127 and "command not found" in bare.stderr
+    activated = _fresh_shell("source .venv/bin/activate && digits-predict --help")
+    assert activated.returncode == 0 and activated.stdout.startswith("usage: digits-predict")

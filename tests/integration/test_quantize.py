@@ -133,7 +133,17 @@ def test_a_failing_gate_writes_nothing_and_keeps_the_previous_int8(handed_off, t
     assert run.data.metrics["test_int8/max_abs_diff"] > 0
 
 
-@pytest.mark.parametrize("step", list(FAILING_STEPS))
+def _forget_registered_digests(ws) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(ws.uri)
+    for version in client.search_model_versions(f"name = '{TINY_EXPORT['registered_model_name']}'"):
+        if "onnx_sha256" in version.tags:
+            client.delete_model_version_tag(version.name, version.version, "onnx_sha256")
+
+
+# quantize's hand-off moves no alias: @int8 follows @champion after it (tracking.lifecycle)
+@pytest.mark.parametrize("step", [step for step in FAILING_STEPS if "alias" not in step])
 def test_a_hand_off_failing_at_any_step_leaves_the_previous_int8(
     step: str, handed_off, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +151,8 @@ def test_a_hand_off_failing_at_any_step_leaves_the_previous_int8(
     before = _handed_off_state(handed_off, out)
 
     _, run_file = run_of_its_own(ws, tmp_path)
+    # the same bytes handed off before would reuse their version: this hand-off must register
+    _forget_registered_digests(ws)
     make_it_fail, error = FAILING_STEPS[step]
     make_it_fail(monkeypatch)
     with ws.store(), pytest.raises(error):

@@ -23,7 +23,7 @@ from factories.trained import DVC_EXP_NAME, Workspace
 from harness.network import free_port
 from kernel.cli import CommandError
 from kernel.params import load_params
-from kernel.paths import PROJECT_ROOT
+from kernel.paths import PROJECT_ROOT, pipeline_vars
 from stages.dataset.canonical import dataset_digest
 from stages.model.history import HISTORY_KEYS
 from stages.run_record import metric_names
@@ -98,10 +98,40 @@ def test_run_params_tags_and_status(tiny_trained: Workspace) -> None:
     assert tags["pipeline.pid"] == str(os.getpid())
     assert tags["tensorflow_version"]
 
-    (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.digest == tags["data_digest"][:36]
-    assert dataset_input.dataset.name == "mnist-prepared"
-    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
+
+def test_run_shows_the_data_it_trained_validated_and_was_tested_on(
+    tiny_trained: Workspace,
+) -> None:
+    """MLflow datasets, one per split, with the project's digests (the test split's is the
+    one a registered version's ``test_data_digest`` tag gives) and DVC's file as source."""
+    run = _client(tiny_trained).get_run(tiny_trained.ref.run_id)
+    shown = {
+        {tag.key: tag.value for tag in given.tags}["mlflow.data.context"]: given.dataset
+        for given in run.inputs.dataset_inputs
+    }
+    assert sorted(shown) == ["test", "training", "validation"]  # no feedback in the tiny run
+    where = pipeline_vars()
+    for context, split in (("training", "train"), ("validation", "val"), ("test", "test")):
+        x, y = tiny_trained.splits[split]
+        dataset = shown[context]
+        assert dataset.name == "mnist-prepared"
+        assert dataset.digest == dataset_digest({f"x_{split}": x, f"y_{split}": y})[:36]
+        assert json.loads(dataset.source) == {"uri": f"{where['prepared']}/{split}.npz"}
+        assert json.loads(dataset.profile)["features_shape"] == list(x.shape)
+
+
+def test_run_tags_the_md5_dvc_gives_what_train_wrote(tiny_trained: Workspace) -> None:
+    tags = _client(tiny_trained).get_run(tiny_trained.ref.run_id).data.tags
+    where = pipeline_vars()
+    for var, path in (
+        ("model", tiny_trained.model),
+        ("history", tiny_trained.history),
+        ("run_file", tiny_trained.run_file),
+    ):
+        assert tags[f"dvc.md5.{where[var]}"] == hashlib.md5(path.read_bytes()).hexdigest(), var
+    # no dvc.lock in the tiny workspace: no md5 of the data it came from, nothing carried
+    assert not {f"dvc.md5.{where[var]}" for var in ("raw", "prepared", "feedback_data")} & set(tags)
+    assert not [value for key, value in tags.items() if value.startswith("carried")]
 
 
 def test_run_metric_history_is_per_epoch(tiny_trained: Workspace) -> None:

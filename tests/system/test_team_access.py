@@ -593,3 +593,84 @@ def test_a_reader_creates_no_mcp_server_and_no_route_is_unclassified(team):
     routes = _run([sys.executable, "-m", "team", "routes"], team["repo"], team["env"])
     assert routes.returncode == 0 and routes.stdout == "", routes.stdout + routes.stderr
     assert "0 route(s)" in routes.stderr
+
+
+# --- @champion's moves by people: members move it, a reader cannot, nobody forges history ----
+
+
+def _tracking(team, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**team["env"], **team["members"][who], "PYTHONPATH": str(team["repo"])}
+    return _run([sys.executable, "-m", "tracking", *args], team["repo"], env)
+
+
+def _handed_off_version(client, run) -> str:
+    return client.create_model_version(
+        "mnist-digits", f"{run.info.artifact_uri}/model", run.info.run_id,
+        tags={"registered_by": "alice", "precision": "fp32", "handed_off": "true"},
+    ).version  # fmt: skip
+
+
+def test_members_move_the_champion_with_a_history_a_reader_cannot_and_none_forges(
+    team, tmp_path, as_member
+):
+    import mlflow
+
+    alice = _client_as(team, "alice")
+    experiment = alice.get_experiment_by_name("mnist").experiment_id
+    run = alice.create_run(experiment, tags={"mlflow.user": "alice"})
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.onnx").write_bytes(b"onnx bytes")
+    alice.log_artifacts(run.info.run_id, str(tmp_path / "model"), "model")
+    first, second = _handed_off_version(alice, run), _handed_off_version(alice, run)
+
+    for who, args in [
+        ("alice", ("promote", first, "--reason", "the first one")),
+        ("alice", ("promote", second, "--reason", "better on sevens")),
+        ("bob", ("rollback", "--reason", "sevens were a fluke")),
+    ]:
+        done = _tracking(team, who, *args)
+        assert done.returncode == 0, done.stderr
+    assert alice.get_model_version_by_alias("mnist-digits", "champion").version == first
+    before = alice.get_registered_model("mnist-digits").tags
+
+    refused = _tracking(team, "rita", "promote", second, "--reason", "a reader tries")
+    assert refused.returncode == 1
+    (line,) = error_lines(refused.stderr)
+    assert line.startswith("tracking: error: MLflow: ") and "rita" in line, line
+    refused = _tracking(team, "rita", "unpin", "--reason", "a reader tries")
+    assert refused.returncode == 1 and len(error_lines(refused.stderr)) == 1
+    assert alice.get_registered_model("mnist-digits").tags == before
+    assert alice.get_model_version_by_alias("mnist-digits", "champion").version == first
+
+    shown = _tracking(team, "rita", "history")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    # the first move starts wherever an earlier test of the module left the alias
+    assert [line.split()[1:5] for line in lines[-4:-1]][1:] == [
+        ["promote", f"v{first}", "->", f"v{second}"],
+        ["rollback", f"v{second}", "->", f"v{first}"],
+    ]
+    assert lines[-4].split()[1:5:3] == ["promote", f"v{first}"]
+    assert lines[-2].endswith("by bob: sevens were a fluke")
+    assert lines[-1] == f"@champion is v{first}, pinned to v{first} by bob (sevens were a fluke)"
+
+    bob = _client_as(team, "bob")
+    move_key = next(key for key in before if key.startswith("champion.move."))
+    record = {"alias": "champion", "source": first, "to": second, "how": "promote",
+              "reason": "forged", "at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    as_alice, as_bob = json.dumps({**record, "by": "alice"}), json.dumps({**record, "by": "bob"})
+    model = "mnist-digits"
+    for attempt, message in [
+        (lambda: bob.set_registered_model_tag(model, "champion.move.2099", as_alice),
+         "may not record a move of an alias as 'alice'"),
+        (lambda: bob.set_registered_model_tag(model, "champion.pin", as_alice),
+         "may not record a move of an alias as 'alice'"),
+        (lambda: bob.set_registered_model_tag(model, move_key, as_bob), "no one rewrites it"),
+        (lambda: bob.delete_registered_model_tag(model, move_key), "no one removes it"),
+    ]:  # fmt: skip
+        with pytest.raises(mlflow.exceptions.MlflowException, match=message):
+            attempt()
+    assert bob.get_registered_model("mnist-digits").tags == before
+    done = _tracking(team, "bob", "unpin", "--reason", "the rule again")
+    assert done.returncode == 0, done.stderr
+    assert "champion.pin" not in bob.get_registered_model("mnist-digits").tags

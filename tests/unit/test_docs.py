@@ -15,6 +15,7 @@ from kernel.paths import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+ALL_PAGES = [README, *sorted((PROJECT_ROOT / "docs").rglob("*.md"))]
 MAX_README_LINES = 250
 
 # [text](target) and ![alt](target), with an optional "title" after the target
@@ -104,6 +105,27 @@ def test_the_readme_is_a_front_page_of_at_most_250_lines() -> None:
     )
 
 
+# a console script of .venv, on PATH only once the venv is activated
+VENV_COMMANDS = ("digits-predict",)
+
+
+def bare_venv_commands(text: str) -> list[str]:
+    """Command lines of code blocks (fenced or indented) that start with a console script of
+    the venv by its bare name: ``command not found`` in a shell that did not activate it."""
+    lines = [line for block in FENCE.finditer(text) for line in block.group(0).splitlines()]
+    lines += [line for line in text.splitlines() if line.startswith(("    ", "\t"))]
+    return [line.strip() for line in lines if line.strip().split(" ", 1)[0] in VENV_COMMANDS]
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=page_id)
+def test_venv_commands_are_shown_as_a_fresh_shell_runs_them(page: Path) -> None:
+    bare = bare_venv_commands(page.read_text(encoding="utf-8"))
+    assert not bare, (
+        f"{page_id(page)}: shows {bare[0]!r}, which a shell without the venv activated does "
+        "not find: write .venv/bin/" + bare[0]
+    )
+
+
 def test_the_checks_find_what_they_look_for() -> None:
     text = (
         "See [a](docs/a.md#part), [b](https://example.org), [c](#here), ![d](img.png).\n"
@@ -112,4 +134,9 @@ def test_the_checks_find_what_they_look_for() -> None:
     )
     assert relative_links(text) == ["docs/a.md", "img.png"]
     assert make_targets(text) == {"champion", "triton-repo", "repro"}
+    commands = (
+        "Run `digits-predict` or:\n\n    digits-predict x.png\n    .venv/bin/digits-predict y.png\n"
+        "```\ndigits-predict --json z.png\n```\n"
+    )
+    assert bare_venv_commands(commands) == ["digits-predict --json z.png", "digits-predict x.png"]
     assert {"repro", "test", "help"} <= makefile_targets()

@@ -28,7 +28,7 @@ def _registry(*figures: tuple[str, float], champion_version: str | None = "1") -
 
 
 def _promote(registry: FakeRegistry, candidate: Standing, **kwargs: object):
-    return champion.promote(registry, candidate, ALIAS, program="export", **kwargs)
+    return champion.promote(registry, candidate, ALIAS, program="export", by="alice", **kwargs)
 
 
 # (id, the champion's test accuracy or None for no champion, the candidate's, its test
@@ -85,7 +85,7 @@ def test_settle_moves_the_alias_to_a_better_version_another_export_left_behind(
 def test_settle_passes_over_versions_that_may_not_be_champion(left_out: dict[str, str]) -> None:
     registry = _registry(("1", 0.98), ("2", 0.99))
     registry.versions["2"] |= left_out
-    champion.settle_champion(registry, ALIAS, program="export")
+    champion.settle_champion(registry, ALIAS, program="export", by="alice")
     assert registry.aliases[ALIAS] == "1"
 
 
@@ -93,7 +93,7 @@ def test_settle_stops_after_its_rounds_when_the_alias_never_stays() -> None:
     registry = _registry(("1", 0.98), ("2", 0.99))
     # another machine puts the alias back on v1 after every move
     registry.failures["all_version_tags"] = lambda: registry.aliases.update({ALIAS: "1"})
-    champion.settle_champion(registry, ALIAS, program="export", rounds=3)
+    champion.settle_champion(registry, ALIAS, program="export", by="alice", rounds=3)
     moves = [args for operation, args in registry.calls if operation == "set_alias"]
     assert moves == [(ALIAS, "2")] * 3
 

@@ -7,7 +7,15 @@ import re
 import pytest
 
 from kernel.paths import PROJECT_ROOT
-from tracking.experiments import drop_pattern, param_sections
+from tracking.experiments import (
+    GAP,
+    RUN_ID_CHARS,
+    Row,
+    drop_pattern,
+    experiment_rows,
+    param_sections,
+    with_run_column,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +54,56 @@ def test_the_sections_are_those_of_the_params_file(tmp_path) -> None:
         (tmp_path / "params.yaml").write_text(unreadable)
         assert param_sections(tmp_path / "params.yaml") == ()
     assert param_sections(tmp_path / "missing.yaml") == ()
+
+
+# --- the run column (--runs) ----------------------------------------------------------------------
+
+TABLE = """\
+ ──────────────────────────────────────────────
+  Experiment                accuracy   train.h…
+                                       idden_u…
+ ──────────────────────────────────────────────
+  workspace                     0.93   [512,
+                                       256]
+  main                          0.91   [128]
+  ├── a578539 [exp-three]       0.93   [64]
+  └── aa97c99 [exp-two]         0.92   [32]
+ ──────────────────────────────────────────────
+"""
+
+
+def test_the_run_column_goes_on_each_rows_first_line_and_the_headers() -> None:
+    labels = ["workspace", "main", "a578539", "aa97c99"]
+    shown = with_run_column(TABLE, labels, {"workspace": "f228b17b", "a578539": "f228b17b"})
+    lines = shown.splitlines()
+    width = max(len(line) for line in TABLE.splitlines())
+    assert all(len(line) <= width + len(GAP) + RUN_ID_CHARS for line in lines)
+    assert lines[0] == lines[3] == lines[-1] and set(lines[0].strip()) == {"─"}
+    assert len(lines[0]) == width + len(GAP) + RUN_ID_CHARS
+    assert lines[1].endswith(GAP + "Run") and lines[2].rstrip() == TABLE.splitlines()[2].rstrip()
+    assert [line.split()[-1] for line in lines[4:9]] == ["f228b17b", "256]", "-", "f228b17b", "-"]
+
+
+def test_the_rows_are_read_as_dvc_labels_them() -> None:
+    def data(md5: str | None, experiment: str = "mnist") -> dict:
+        deps = {"models/run.json": {"hash": md5}} if md5 else {}
+        params = {"params.yaml": {"data": {"train": {"experiment_name": experiment}}}}
+        return {"deps": deps, "params": params}
+
+    sha = "a578539" + "0" * 33
+    shown = [
+        {"rev": "workspace", "name": None, "data": data("m1")},
+        {
+            "rev": "b" * 40,
+            "name": "main",
+            "data": data("m2"),
+            "experiments": [{"name": "exp-three", "revs": [{"rev": sha, "data": data(None)}]}],
+        },
+        {"rev": "c" * 40, "name": None, "data": None},
+    ]
+    assert experiment_rows(shown, "models/run.json") == [
+        Row("workspace", None, "m1", "mnist"),
+        Row("main", None, "m2", "mnist"),
+        Row("a578539", "exp-three", None, "mnist"),
+        Row("ccccccc", None, None, None),
+    ]

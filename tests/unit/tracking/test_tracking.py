@@ -427,7 +427,6 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
 ) -> None:
     import mlflow
 
-    from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
     from stages.run_record.training_run import params_digest, start_training_run
@@ -436,9 +435,7 @@ def test_a_plain_repro_run_is_named_workspace_and_its_digest(
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     params = parse_params(params_dict())
     experiment_id = get_or_create_experiment("naming", tmp_mlflow_store)
-    with start_training_run(
-        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
-    ) as run:
+    with start_training_run(tmp_mlflow_store, experiment_id, params, "d" * 64, []) as run:
         run_id = run.ref.run_id
     logged = mlflow.MlflowClient(tmp_mlflow_store).get_run(run_id)
     assert logged.info.run_name == f"workspace-{params_digest(params)}"
@@ -480,7 +477,6 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
 ) -> None:
     import mlflow
 
-    from factories.data import digit_splits
     from factories.params import params_dict
     from kernel.params import parse_params
     from stages.run_record.training_run import start_training_run
@@ -493,9 +489,7 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
     monkeypatch.setenv("PIPELINE_SWEEP_NAME", "sweep-1")
     monkeypatch.setenv("PIPELINE_SWEEP_PARENT_RUN_ID", parent)
     params = parse_params(params_dict())
-    with start_training_run(
-        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
-    ) as run:
+    with start_training_run(tmp_mlflow_store, experiment_id, params, "d" * 64, []) as run:
         run_id = run.ref.run_id
     tags = client.get_run(run_id).data.tags
     assert tags["mlflow.parentRunId"] == parent and tags["sweep"] == "sweep-1"
@@ -503,9 +497,7 @@ def test_a_sweep_trial_run_is_a_child_of_the_sweep_run(
 
     monkeypatch.delenv("PIPELINE_SWEEP_NAME")
     monkeypatch.delenv("PIPELINE_SWEEP_PARENT_RUN_ID")
-    with start_training_run(
-        tmp_mlflow_store, experiment_id, params, "d" * 64, digit_splits()["val"]
-    ) as run:
+    with start_training_run(tmp_mlflow_store, experiment_id, params, "d" * 64, []) as run:
         alone = client.get_run(run.ref.run_id).data.tags
     assert "mlflow.parentRunId" not in alone and "sweep" not in alone
 
