@@ -337,6 +337,11 @@ def _bench_preset(repo: Path, out: Path, log: Path, name: str, overrides: dict) 
         timed(stage_argv("evaluate", params, files), repo, log)
         timed(stage_argv("quantize", params, files), repo, log, check=False)
     int8 = _json_or(files["int8_report"], {"passed": False})
+    speed = {}
+    if int8.get("passed"):  # the twin against its fp32 model, one thread each, side by side
+        test = split_file(repo / artifact("prepared"), "test")
+        speed = _json_of("bench.int8", str(files["onnx_model"]), str(files["int8_model"]),
+                         str(test), repo=repo)  # fmt: skip
     phases = _train_phases(repo, files["run_file"])
     parity = _json_or(files["parity"], {"passed": False})
     # without a handed-off model there is no evaluation: the Keras accuracy export measured
@@ -353,6 +358,13 @@ def _bench_preset(repo: Path, out: Path, log: Path, name: str, overrides: dict) 
         "int8_method": int8.get("method"),
         "int8_accuracy": int8.get("int8_accuracy"),
         "int8_agreement": int8.get("argmax_agreement"),
+        "int8_choice": int8.get("choice"),
+        "int8_speedup_1_thread": (
+            speed["int8"]["images_per_second_1_thread"]
+            / speed["fp32"]["images_per_second_1_thread"]
+            if speed
+            else None
+        ),
     }
     print(
         f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "

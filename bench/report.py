@@ -241,7 +241,7 @@ def _accuracy_section(accuracy: dict, updated: str | None) -> list[str]:
         "quantized through the int8 gate)",
         "",
         "| Preset | Test accuracy | Fit (s) | Epochs | Parity | int8 (method: accuracy, "
-        "agreement) |",
+        "agreement; speed on one thread, × fp32) |",
         "|---|---|---|---|---|---|",
     ]
     for name, preset in accuracy.items():
@@ -356,7 +356,9 @@ def _int8_cell(preset: dict) -> str:
         return "n/a"
     if not preset["int8_passed"]:
         return "**failed**"
-    return f"{preset['int8_method']}: {preset['int8_accuracy']:.2%}, {preset['int8_agreement']:.2%}"
+    cell = f"{preset['int8_method']}: {preset['int8_accuracy']:.2%}, {preset['int8_agreement']:.2%}"
+    speedup = preset.get("int8_speedup_1_thread")
+    return cell + (f"; {speedup:.2f} ×" if speedup else "")
 
 
 def _int8_ratio(int8: dict) -> float:

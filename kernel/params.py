@@ -138,7 +138,14 @@ class ExportParams(_Section):
         return self
 
 
-QuantizationMethod = Literal["auto", "dynamic", "static"]
+QuantizationMethod = Literal[
+    "auto",
+    "dynamic",
+    "dynamic_per_channel",
+    "dynamic_per_channel_fp32_output",
+    "static",
+    "static_fp32_output",
+]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 

@@ -94,8 +94,13 @@ shows the last ones. To fetch the champion's ONNX file:
 For CPUs at the edge, the quantize stage makes an int8 model of this version (4x smaller,
 2-3x faster) once it passes its own gate against this one: it is the registry version
 tagged `precision=int8` and `fp32_version` (this version's number), with the same input
-contract. The alias `quantize.alias` names (`@int8` by default) always follows
-`@{champion}` to its int8 twin.
+contract. With `quantize.method: auto` it tries onnxruntime's methods that suit the graph,
+cheapest first (an MLP: dynamic, dynamic per channel, then dynamic per channel with the
+output layer left in float; a CNN: static QDQ per channel, then the same with the output
+layer in float) and keeps the first that passes the gate: `reports/int8.json` names it
+(`method`), says why (`choice`) and what each method before it failed on (`tried`); the
+int8 version's `quantization` tag describes it. The alias `quantize.alias` names (`@int8`
+by default) always follows `@{champion}` to its int8 twin.
 
 """
 

@@ -3,6 +3,8 @@ graphs made in the test: each failure kind, the figures, and what each method wr
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -11,9 +13,15 @@ from onnx import TensorProto, helper, numpy_helper
 from factories.onnx_models import random_weights, tiny_model
 from factories.params import params_dict
 from kernel.params import parse_params
-from stages.handoff.int8_gate import compare_int8
+from stages.handoff.int8_gate import compare_int8, gate_int8_model
 from stages.handoff.onnx_runtime import onnx_session, run_onnx
-from stages.handoff.quantization import calibration_sample, choose_method, quantize_model
+from stages.handoff.quantization import (
+    calibration_sample,
+    candidate_methods,
+    method_description,
+    output_layer,
+    quantize_model,
+)
 
 # 1,000 test images: one image is 0.1 points of accuracy
 LABELS = np.arange(1000) % 10
@@ -93,7 +101,14 @@ def test_the_figures_say_what_changed() -> None:
 
 
 def _mlp_bytes() -> bytes:
-    return tiny_model(*random_weights()).SerializeToString()
+    return _named(tiny_model(*random_weights())).SerializeToString()
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every node named, as tf2onnx names them (a layer is left out of quantization by name)."""
+    for index, node in enumerate(model.graph.node):
+        node.name = node.name or f"{node.op_type.lower()}_{index}"
+    return model
 
 
 def _conv_bytes(channels: int = 4) -> bytes:
@@ -126,7 +141,7 @@ def _conv_bytes(channels: int = 4) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _named(model).SerializeToString()
 
 
 def _images(count: int, seed: int = 0) -> np.ndarray:
@@ -134,9 +149,9 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 
 
 def test_auto_takes_dynamic_for_an_mlp_and_static_for_convolutions() -> None:
-    assert choose_method(_mlp_bytes(), "auto") == "dynamic"
-    assert choose_method(_conv_bytes(), "auto") == "static"
-    assert choose_method(_conv_bytes(), "dynamic") == "dynamic"
+    assert candidate_methods(_mlp_bytes(), "auto")[0] == "dynamic"
+    assert candidate_methods(_conv_bytes(), "auto")[0] == "static"
+    assert candidate_methods(_conv_bytes(), "dynamic") == ("dynamic",)
 
 
 def test_dynamic_quantization_stores_int8_weights_and_stays_close() -> None:
@@ -181,3 +196,57 @@ def test_calibration_draws_distinct_images_by_seed() -> None:
     assert np.array_equal(first, calibration_sample(images, 10, seed=3))
     assert not np.array_equal(first, calibration_sample(images, 10, seed=4))
     assert len(calibration_sample(images, 500, seed=3)) == 50, "all there are, no more"
+
+
+def test_auto_tries_the_methods_that_suit_the_graph_cheapest_first() -> None:
+    assert candidate_methods(_mlp_bytes(), "auto") == (
+        "dynamic", "dynamic_per_channel", "dynamic_per_channel_fp32_output"
+    )  # fmt: skip
+    assert candidate_methods(_conv_bytes(), "auto") == ("static", "static_fp32_output")
+
+
+def test_per_channel_weights_have_a_scale_per_output_column() -> None:
+    graph = onnx.load_from_string(
+        quantize_model(_mlp_bytes(), "dynamic_per_channel", np.empty((0, 28, 28), np.float32))
+    ).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    matmul = next(node for node in graph.node if node.op_type == "MatMulInteger")
+    weight_scale = next(
+        node.input[1] for node in graph.node if node.op_type == "Mul" and "scale" in node.input[1]
+    )
+    assert initializers[matmul.input[1]].shape == (784, 10)
+    assert initializers[weight_scale].shape == (10,), "one scale per output column"
+
+
+@pytest.mark.parametrize(("method", "calibrate"), [
+    ("dynamic_per_channel_fp32_output", 0), ("static_fp32_output", 200),
+])  # fmt: skip
+def test_the_output_layer_stays_in_float(method: str, calibrate: int) -> None:
+    fp32 = _conv_bytes(channels=4) if method.startswith("static") else _mlp_bytes()
+    last = output_layer(fp32)
+    int8 = onnx.load_from_string(quantize_model(fp32, method, _images(calibrate, seed=3)))
+    (kept,) = [node for node in int8.graph.node if node.name == last]
+    assert kept.op_type in ("MatMul", "Gemm", "Conv"), "not replaced by an integer operator"
+    produced = {out: node.op_type for node in int8.graph.node for out in node.output}
+    assert produced.get(kept.input[1]) != "DequantizeLinear", "its weights stay float"
+    assert method_description(method, calibrate, last).endswith(
+        f"the output layer ({last}) left in float"
+    )
+
+
+def test_auto_keeps_the_first_method_that_passes_and_says_why() -> None:
+    # random weights: the only layer is the output one, and quantizing it moves answers
+    fp32, images = _mlp_bytes(), _images(300, seed=4)
+    labels = run_onnx(onnx_session(fp32), images).argmax(axis=1)
+    params = parse_params(params_dict()).quantize
+    gated = gate_int8_model(fp32, {}, images, images, labels, params)
+    assert gated.report.passed and gated.report.method == "dynamic_per_channel_fp32_output"
+    assert [t["method"] for t in gated.report.tried] == ["dynamic", "dynamic_per_channel"]
+    assert all(t["failures"] for t in gated.report.tried)
+    assert gated.report.choice == (
+        "auto tries dynamic -> dynamic_per_channel -> dynamic_per_channel_fp32_output, cheapest "
+        "first: dynamic_per_channel_fp32_output is the first to pass the gate (dynamic, "
+        "dynamic_per_channel failed it)"
+    )
+    assert "the output layer (matmul_2) left in float" in gated.metadata["quantization"]
+    assert json.loads(json.dumps(gated.report.as_dict()))["choice"] == gated.report.choice

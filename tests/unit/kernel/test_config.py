@@ -135,7 +135,11 @@ BAD_PARAMS = [
     (
         "quantize-method-unknown",
         _set("quantize", "method", "float16"),
-        ["quantize.method = 'float16'", "'auto', 'dynamic' or 'static'"],
+        [
+            "quantize.method = 'float16'",
+            "'auto', 'dynamic', 'dynamic_per_channel', "
+            "'dynamic_per_channel_fp32_output', 'static' or 'static_fp32_output'",
+        ],
     ),
     (
         "calibration-zero",
