@@ -78,7 +78,7 @@ class TrainParams(_Section):
     augment_shift: float = Field(ge=0, le=0.3)
     dropout: float = Field(ge=0, lt=1)
     batch_norm: bool
-    optimizer: Literal["adam", "sgd"]
+    optimizer: Literal["adam", "adamw", "sgd"]
     learning_rate: float = Field(gt=0, le=10)
     momentum: float = Field(ge=0, lt=1)
     batch_size: int = Field(ge=1, le=65536)
@@ -88,6 +88,22 @@ class TrainParams(_Section):
     reduce_lr_patience: int = Field(ge=0, le=1000)
     seed: int = Field(ge=0)
     experiment_name: str = Field(min_length=1)
+    # random rotations (degrees either way) and zooms (fraction either way) of the training
+    # images, in fit only, as the shifts are
+    augment_rotation: float = Field(ge=0, le=45)
+    augment_zoom: float = Field(ge=0, le=0.3)
+    # the targets' share spread over the other classes (0: one-hot targets)
+    label_smoothing: float = Field(ge=0, lt=0.5)
+    # constant; cosine (learning_rate decays to 0 over the fit); one_cycle (a warm-up from
+    # learning_rate / 25 over the first 30 % of the steps, then the cosine decay)
+    lr_schedule: Literal["constant", "cosine", "one_cycle"]
+    # AdamW's decoupled weight decay (optimizer adamw only)
+    weight_decay: float = Field(ge=0, le=1)
+    # the weights' exponential moving average kept by the optimizer and used at the end of
+    # the fit; 0: none
+    ema_momentum: float = Field(ge=0, lt=1)
+    # the CNN's features averaged over the image (GlobalAveragePooling2D) instead of flattened
+    global_pooling: bool
 
     @model_validator(mode="after")
     def _params_fit_the_choices(self) -> TrainParams:
@@ -109,6 +125,28 @@ class TrainParams(_Section):
             raise ValueError(
                 f"train.momentum = {self.momentum} is used only by optimizer "
                 f"'sgd', not {self.optimizer!r}: set it to 0.0 or optimizer: sgd"
+            )
+        if self.optimizer != "adamw" and self.weight_decay != 0:
+            raise ValueError(
+                f"train.weight_decay = {self.weight_decay} is used only by optimizer 'adamw', "
+                f"not {self.optimizer!r}: set it to 0.0 or optimizer: adamw"
+            )
+        if self.architecture == "mlp" and self.global_pooling:
+            raise ValueError(
+                "train.global_pooling = true is used only by architecture 'cnn': set it to "
+                "false or architecture: cnn"
+            )
+        if self.lr_schedule != "constant" and self.reduce_lr_patience != 0:
+            raise ValueError(
+                f"train.lr_schedule = {self.lr_schedule!r} sets the learning rate at every "
+                f"step, so train.reduce_lr_patience = {self.reduce_lr_patience} could not "
+                "lower it: set reduce_lr_patience to 0 or lr_schedule: constant"
+            )
+        if self.ema_momentum > 0 and self.early_stopping_patience > 0:
+            raise ValueError(
+                f"train.ema_momentum = {self.ema_momentum} keeps the weights' average for the "
+                "end of the fit, which early stopping's restored best epoch would replace: "
+                "set early_stopping_patience to 0 or ema_momentum to 0.0"
             )
         return self
 

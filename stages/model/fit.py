@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from digits_predict.contract import NUM_CLASSES
 from kernel.params import TrainParams
 from stages.dataset.arrays import Split
 from stages.model.history import HISTORY_KEYS
@@ -64,7 +65,8 @@ def train_model(
     from stages.model.build import build_model
 
     make_deterministic(params.seed)
-    model = build_model(params)
+    steps_per_epoch = -(-len(train[0]) // params.batch_size)
+    model = build_model(params, steps_per_epoch)
     all_callbacks = list(callbacks)
     if params.early_stopping_patience > 0:
         all_callbacks.append(
@@ -82,6 +84,11 @@ def train_model(
         )
     x_train, y_train = train
     x_val, y_val = val
+    if params.label_smoothing > 0:  # the smoothing loss takes one-hot targets
+        y_train, y_val = (
+            keras.utils.to_categorical(y_train, NUM_CLASSES),
+            keras.utils.to_categorical(y_val, NUM_CLASSES),
+        )
     started = time.perf_counter()
     weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
     fit = model.fit(

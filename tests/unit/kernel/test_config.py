@@ -47,6 +47,14 @@ def _set(section: str, key: str, value: object):
     return change
 
 
+def _sets(*changes: tuple[str, str, object]):
+    def change(raw: dict) -> None:
+        for section, key, value in changes:
+            raw[section][key] = value
+
+    return change
+
+
 def _delete(*path: str):
     def change(raw: dict) -> None:
         target = raw
@@ -101,6 +109,49 @@ BAD_PARAMS = [
         ["train.reduce_lr_patience = -1", ">= 0"],
     ),
     ("momentum-one", _set("train", "momentum", 1.0), ["train.momentum = 1.0", "< 1"]),
+    # the optional training params: each range, and each one used only with its choice
+    (
+        "rotation-large",
+        _set("train", "augment_rotation", 90.0),
+        ["train.augment_rotation = 90.0", "<= 45"],
+    ),
+    ("zoom-negative", _set("train", "augment_zoom", -0.1), ["train.augment_zoom = -0.1", ">= 0"]),
+    (
+        "smoothing-half",
+        _set("train", "label_smoothing", 0.5),
+        ["train.label_smoothing = 0.5", "< 0.5"],
+    ),
+    (
+        "schedule-unknown",
+        _set("train", "lr_schedule", "step"),
+        ["train.lr_schedule = 'step'", "'constant', 'cosine' or 'one_cycle'"],
+    ),
+    ("ema-one", _set("train", "ema_momentum", 1.0), ["train.ema_momentum = 1.0", "< 1"]),
+    (
+        "pooling-string",
+        _set("train", "global_pooling", "yes"),
+        ["train.global_pooling = 'yes'", "boolean"],
+    ),
+    (
+        "weight-decay-without-adamw",
+        _set("train", "weight_decay", 0.01),
+        ["train.weight_decay = 0.01 is used only by optimizer 'adamw'"],
+    ),
+    (
+        "pooling-in-an-mlp",
+        _set("train", "global_pooling", True),
+        ["train.global_pooling = true is used only by architecture 'cnn'"],
+    ),
+    (
+        "schedule-with-plateau",
+        _sets(("train", "lr_schedule", "cosine"), ("train", "reduce_lr_patience", 2)),
+        ["train.lr_schedule = 'cosine'", "reduce_lr_patience = 2"],
+    ),
+    (
+        "ema-with-early-stopping",
+        _sets(("train", "ema_momentum", 0.99), ("train", "early_stopping_patience", 3)),
+        ["train.ema_momentum = 0.99", "set early_stopping_patience to 0"],
+    ),
     ("batch-size-zero", _set("train", "batch_size", 0), ["train.batch_size = 0", ">= 1"]),
     (
         "patience-negative",
@@ -230,7 +281,7 @@ BAD_PARAMS = [
     (
         "optimizer-unknown",
         _set("train", "optimizer", "rmsprop"),
-        ["train.optimizer = 'rmsprop'", "'adam' or 'sgd'"],
+        ["train.optimizer = 'rmsprop'", "'adam', 'adamw' or 'sgd'"],
     ),
     (
         "activation-unknown",
