@@ -43,6 +43,9 @@ PIPELINE = {
     },
 }
 
+# a repo with three dvc repro / exp runs: 12 s of CPU, kept out of the fast suite's budget
+pytestmark = pytest.mark.slow
+
 
 def _ok(done) -> str:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
