@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _DEFERRED = (signal.SIGTERM, signal.SIGINT)
 
@@ -26,21 +26,26 @@ def interrupt_on_sigterm() -> None:
 
 
 @contextlib.contextmanager
-def deferred_signals() -> Iterator[None]:
+def deferred_signals(on_signal: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold SIGTERM and SIGINT until the block is done; they are acted on right after it.
 
     For a short step that must finish or be undone whole (swapping files in, moving an
-    alias, undoing both), so an interrupt never lands half-way through it. The Python
-    handlers are swapped, not the thread's signal mask: with TensorFlow's or MLflow's
-    threads running, the kernel may hand the signal to any of them.
+    alias, undoing both), so an interrupt never lands half-way through it; and for a long
+    one that can be asked to stop early (a fit: ``on_signal`` asks it, when a signal
+    arrives). The Python handlers are swapped, not the thread's signal mask: with
+    TensorFlow's or MLflow's threads running, the kernel may hand the signal to any of them.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be changed, and only run, in the main thread
         return
     pending: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _DEFERRED
-    }
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+        if on_signal is not None:
+            on_signal()
+
+    previous = {sig: signal.signal(sig, hold) for sig in _DEFERRED}
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ import numpy as np
 
 from digits_predict.contract import NUM_CLASSES
 from kernel.params import TrainParams
+from kernel.signals import deferred_signals
 from stages.dataset.arrays import Split
 from stages.model.history import HISTORY_KEYS
 
@@ -91,17 +92,23 @@ def train_model(
         )
     started = time.perf_counter()
     weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
-    fit = model.fit(
-        x_train.astype(np.float32),
-        y_train,
-        **weighted,
-        batch_size=params.batch_size,
-        epochs=params.epochs,
-        validation_data=(x_val.astype(np.float32), y_val),
-        shuffle=True,
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
+    # Ctrl-C or SIGTERM asks the fit to stop after its running step call, and interrupts
+    # once it has returned: a KeyboardInterrupt raised inside TensorFlow's own calls (the
+    # next epoch's dataset iterator being made, say) can leave its C++ state half made,
+    # and glibc then aborts the process ("free(): invalid next size"), which never says
+    # it was interrupted
+    with deferred_signals(on_signal=lambda: setattr(model, "stop_training", True)):
+        fit = model.fit(
+            x_train.astype(np.float32),
+            y_train,
+            **weighted,
+            batch_size=params.batch_size,
+            epochs=params.epochs,
+            validation_data=(x_val.astype(np.float32), y_val),
+            shuffle=True,
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - started
     history = {key: [float(v) for v in fit.history.get(key, [])] for key in HISTORY_KEYS}
     epochs_run = len(history["loss"])

@@ -43,6 +43,22 @@ def test_a_signal_inside_the_block_arrives_after_it(sigterm_interrupts) -> None:
     assert steps == ["first half", "second half"]
 
 
+def test_a_long_step_is_asked_to_stop_and_interrupted_once_it_has(sigterm_interrupts) -> None:
+    """A fit: the signal asks it to stop (on_signal), it finishes its step, then the
+    interrupt lands, never inside it."""
+    asked, steps = [], []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals(on_signal=lambda: asked.append("stop")):
+            for step in range(100):
+                if step == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                steps.append(step)
+                if asked:  # as Keras reads model.stop_training after each step call
+                    break
+        steps.append("after the block")
+    assert asked == ["stop"] and steps == [0, 1, 2, 3]
+
+
 def test_without_the_block_the_signal_interrupts_at_once(sigterm_interrupts) -> None:
     steps = []
     with pytest.raises(KeyboardInterrupt):
