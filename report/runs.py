@@ -114,6 +114,22 @@ def _export_params(side: Side) -> tuple[str, str] | None:
         return None
 
 
+def _champion_now(client, name: str, alias: str) -> tuple[str | None, dict[str, str]]:  # noqa: ANN001
+    """The version the alias names today (None: none), and the registered model's tags (its
+    history and pin); what the store cannot say is left out."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion_now = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        champion_now = None
+    try:
+        model_tags = dict(client.get_registered_model(name).tags)
+    except MlflowException:
+        model_tags = {}
+    return champion_now, model_tags
+
+
 def _run_of(root: Path, side: Side, run_file: str, uri: str) -> Run | str:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -160,14 +176,7 @@ def _run_of(root: Path, side: Side, run_file: str, uri: str) -> Run | str:
             if VersionTags.from_tags(v.tags).precision == FP32
         )
     )
-    try:
-        champion_now = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        champion_now = None
-    try:
-        model_tags = dict(client.get_registered_model(name).tags)
-    except MlflowException:
-        model_tags = {}
+    champion_now, model_tags = _champion_now(client, name, alias)
     return Run(
         name=run.info.run_name or run.info.run_id,
         run_id=run.info.run_id,

@@ -32,7 +32,7 @@ from stages.model.keras_io import write_keras_model
 from stages.run_record.carried import carry_records
 from stages.run_record.dvc_lock import file_md5, producers, read_lock, text_md5
 from stages.run_record.runs import RunFile, RunRef, file_sha256
-from stages.run_record.training_run import data_inputs, start_training_run
+from stages.run_record.training_run import TrainingRun, data_inputs, start_training_run
 from tracking.store import connect, get_or_create_experiment
 
 
@@ -81,6 +81,53 @@ def with_feedback(
     return (np.concatenate([x, x_extra]), np.concatenate([y, y_extra])), weights
 
 
+def _load_data(params: Params, data_dir: Path, feedback_file: Path) -> tuple:
+    """The splits, their digest, the feedback set, what the fit trains on (with the feedback
+    set's training part and its weights, when used) and the run's data inputs."""
+    splits = load_splits(data_dir)
+    feedback = load_feedback(feedback_file)
+    fit_split, sample_weight = with_feedback(
+        splits["train"], feedback, params.feedback.train_weight
+    )
+    inputs = data_inputs(
+        {name: str(split_file(data_dir, name)) for name in ("train", "val", "test")},
+        splits,
+        str(feedback_file),
+        feedback,
+        feedback_used=sample_weight is not None,
+    )
+    return splits, splits_digest(splits), feedback, fit_split, sample_weight, inputs
+
+
+def _lineage_and_carried(
+    run: TrainingRun,
+    inputs: list[Path],
+    written: dict[Path, str],
+    run_file_path: Path,
+    run_file: str,
+) -> list[str]:
+    """The md5 dvc.lock gives the data the model came from and the files train writes, as
+    tags; then the records of the stages DVC will skip for this model, carried. The
+    stage's working directory is the workspace, or an experiment's copy of it."""
+    root = Path.cwd()
+    lock = read_lock(root)
+    run.tag_lineage({
+        **producers(lock, [str(path) for path in inputs]),
+        **{str(path): md5 for path, md5 in written.items()},
+        str(run_file_path): text_md5(run_file),
+    })  # fmt: skip
+    return carry_records(root, lock, run_file_path, run_file)
+
+
+def _import_tensorflow_and_mlflow() -> None:
+    """Timed as a phase of its own, not inside the first call that needs them."""
+    import mlflow  # noqa: F401
+
+    from stages.model.runtime import import_tensorflow
+
+    import_tensorflow()
+
+
 def run_training(
     params: Params, data_dir: Path, outputs: TrainOutputs, feedback_file: Path
 ) -> RunRef:
@@ -92,25 +139,11 @@ def run_training(
         uri = connect()
         experiment_id = get_or_create_experiment(params.train.experiment_name, uri)
     with timer.phase("data_load_and_digest"):
-        splits = load_splits(data_dir)
-        digest = splits_digest(splits)
-        feedback = load_feedback(feedback_file)
-        fit_split, sample_weight = with_feedback(
-            splits["train"], feedback, params.feedback.train_weight
-        )
-        inputs = data_inputs(
-            {name: str(split_file(data_dir, name)) for name in ("train", "val", "test")},
-            splits,
-            str(feedback_file),
-            feedback,
-            feedback_used=sample_weight is not None,
+        splits, digest, feedback, fit_split, sample_weight, inputs = _load_data(
+            params, data_dir, feedback_file
         )
     with timer.phase("import_tensorflow_mlflow"):
-        import mlflow  # noqa: F401 - timed here, not inside the first call that needs it
-
-        from stages.model.runtime import import_tensorflow
-
-        import_tensorflow()
+        _import_tensorflow_and_mlflow()
 
     with contextlib.ExitStack() as open_run:
         with timer.phase("run_start_params_dataset"):
@@ -143,21 +176,18 @@ def run_training(
             run.log_model(result.model, splits["test"][0][:5], {outputs.history.name: history})
         run_file = RunFile(params.train.experiment_name, model_sha256).as_text()
         with timer.phase("dvc_lock_records"):
-            # the stage's working directory: the workspace, or an experiment's copy of it
-            root = Path.cwd()
-            lock = read_lock(root)
-            run.tag_lineage(
-                {
-                    **producers(lock, [str(data_dir), str(feedback_file)]),
-                    str(outputs.model): file_md5(model_file),
-                    str(outputs.history): text_md5(history),
-                    str(outputs.run_file): text_md5(run_file),
-                }
+            written = {outputs.model: file_md5(model_file), outputs.history: text_md5(history)}
+            carried = _lineage_and_carried(
+                run, [data_dir, feedback_file], written, outputs.run_file, run_file
             )
-            carried = carry_records(root, lock, outputs.run_file, run_file)
         run.log_phases({**timer.seconds, "fit": result.fit_seconds})
         staged.write_text(outputs.run_file, run_file)
         staged.commit()
+    _say_what_was_done(carried, timer)
+    return run.ref
+
+
+def _say_what_was_done(carried: list[str], timer: PhaseTimer) -> None:
     if carried:
         print(
             f"train: {', '.join(carried)}: record carried into the run from the files that "
@@ -165,7 +195,6 @@ def run_training(
             file=sys.stderr,
         )
     print(f"train: seconds by phase: {timer.summary()}", file=sys.stderr)
-    return run.ref
 
 
 def main(argv: Sequence[str] | None = None) -> None:

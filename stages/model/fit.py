@@ -47,6 +47,23 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def _schedule_callbacks(params: TrainParams) -> list[keras.callbacks.Callback]:
+    """Early stopping (restoring the best epoch's weights) and halving the learning rate on
+    a plateau of ``val_loss``, as the params ask."""
+    import keras
+
+    found = []
+    if params.early_stopping_patience > 0:
+        found.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
+        ))  # fmt: skip
+    if params.reduce_lr_patience > 0:
+        found.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=params.reduce_lr_patience
+        ))  # fmt: skip
+    return found
+
+
 def train_model(
     params: TrainParams,
     train: Split,
@@ -68,21 +85,7 @@ def train_model(
     make_deterministic(params.seed)
     steps_per_epoch = -(-len(train[0]) // params.batch_size)
     model = build_model(params, steps_per_epoch)
-    all_callbacks = list(callbacks)
-    if params.early_stopping_patience > 0:
-        all_callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=params.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
-    if params.reduce_lr_patience > 0:
-        all_callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=params.reduce_lr_patience
-            )
-        )
+    all_callbacks = [*callbacks, *_schedule_callbacks(params)]
     x_train, y_train = train
     x_val, y_val = val
     if params.label_smoothing > 0:  # the smoothing loss takes one-hot targets
