@@ -239,6 +239,9 @@ def permission_error(uri: str, doing: str) -> CommandError:
 # What PostgreSQL answers the loser of two writers inserting the same key at once: MLflow
 # sets an alias by select-then-insert (``session.merge``), so two machines setting a new
 # alias together collide on its primary key, and the same call a moment later updates it.
+# ``log_inputs`` does the same with a dataset (select by name and digest, then insert), so
+# members training on the same data at once collide on ``dataset_pk``; a moment later the
+# call finds the row and links it.
 _INSERT_RACE = "duplicate key value violates unique constraint"
 
 

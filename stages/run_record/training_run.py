@@ -115,7 +115,9 @@ def log_data_inputs(inputs: Sequence[DataInput]) -> None:
     ]
     contexts = [given.context for given in inputs]
     retry_locked(
-        lambda: mlflow.log_inputs(datasets, contexts, [None] * len(datasets)), "logging the data"
+        lambda: mlflow.log_inputs(datasets, contexts, [None] * len(datasets)),
+        "logging the data",
+        upsert=True,  # members training on the same data at once insert its dataset together
     )
 
 
