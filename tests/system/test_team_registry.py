@@ -296,13 +296,17 @@ def test_four_members_training_at_once_lose_no_run_and_no_metric(team, tmp_path)
                 values = [m.value for m in sorted(logged, key=lambda m: m.step)]
                 expected = [float(row[column]) for row in rows]  # the CSV keeps 6 decimals
                 assert all(abs(a - b) < 2e-6 for a, b in zip(values, expected, strict=True))
-        # the four logged the same data at once: one dataset row per split, linked to each run
-        linked = {
-            name: sorted(
-                (given.dataset.name, given.dataset.digest, given.tags[0].value)
-                for given in client.get_run(run.info.run_id).inputs.dataset_inputs
-            )
-            for name, run in runs.items()
-        }
-        assert len(linked["alice"]) == 3, linked
-        assert all(inputs == linked["alice"] for inputs in linked.values()), linked
+        _assert_each_links_the_same_three_datasets(client, runs)
+
+
+def _assert_each_links_the_same_three_datasets(client, runs: dict) -> None:
+    """The runs logged the same data at once: one dataset row per split, linked to each."""
+    linked = {
+        name: sorted(
+            (given.dataset.name, given.dataset.digest, given.tags[0].value)
+            for given in client.get_run(run.info.run_id).inputs.dataset_inputs
+        )
+        for name, run in runs.items()
+    }
+    assert len(linked["alice"]) == 3, linked
+    assert all(inputs == linked["alice"] for inputs in linked.values()), linked
