@@ -69,9 +69,11 @@ def open_request_log(
     *,
     tracking_uri: str,
     max_day_bytes: int = 0,
+    encode_in_subprocess: bool = False,
 ) -> RequestLog:
     """The request log of one server: files in ``folder``, records naming ``source``, copied to
-    the team's store when ``tracking_uri`` is a team server (its run names ``model``)."""
+    the team's store when ``tracking_uri`` is a team server (its run names ``model``);
+    ``encode_in_subprocess``: see ``RequestLog``."""
     return RequestLog(
         folder,
         source,
@@ -80,6 +82,7 @@ def open_request_log(
         keep_days=monitor.keep_days,
         shipper=log_copier(tracking_uri, monitor.experiment_name, source, model),
         max_day_bytes=max_day_bytes,
+        encode_in_subprocess=encode_in_subprocess,
     )
 
 
@@ -120,9 +123,16 @@ class RequestLogSettings(BaseModel):
             more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
             raise RequestLogSettingsError(f"{where}: {_described(errors[0])}{more}") from None
 
-    def open(self, source: str, model: ServedModel) -> RequestLog:
+    def open(
+        self, source: str, model: ServedModel, encode_in_subprocess: bool = False
+    ) -> RequestLog:
         return open_request_log(
-            self.monitor, self.folder, source, model, tracking_uri=self.tracking_uri
+            self.monitor,
+            self.folder,
+            source,
+            model,
+            tracking_uri=self.tracking_uri,
+            encode_in_subprocess=encode_in_subprocess,
         )
 
 

@@ -8,17 +8,25 @@ servers on two ports, or a server and its restart, never write into one file:
 A file is closed and the next one begun at midnight (UTC) and past ``rotate_bytes``; files
 of days more than ``keep_days`` ago are deleted when a file is begun (0 keeps them all).
 pandas reads a file with ``read_json(path, lines=True)``; ``monitor.window`` reads many.
+A writer killed in the middle of a write (SIGKILL) may leave part of a line at the end of
+its file; the next log opened on this host cuts it, and readers skip it until then.
 
-Logging never fails or holds up an answer: ``record`` copies the arrays onto a queue and
-returns; a thread of its own gathers what comes within ``BATCH_SECONDS``, computes the
-descriptors of all of it at once and appends (``flush`` and ``close`` write at once). A
-folder that cannot be written (full disk, no permission) gives one warning line, and answers
-go on unlogged until a write succeeds again; records that find the queue full are dropped
-and counted the same way, and so are records past ``max_day_bytes`` written in one day
+Logging never fails or holds up an answer: ``record`` copies the arrays into a pending list
+and returns; a thread of its own wakes every ``BATCH_SECONDS`` (at once for ``flush`` and
+``close``), takes the whole list, computes the descriptors of all of it at once and appends.
+It is never woken per answer: under load a wake-up per answer handed the interpreter's lock
+back and forth between the answering thread and the writer, costing each answer more than
+its record. A folder that cannot be written (full disk, no permission, a slow mount) gives
+one warning line, and answers go on unlogged until a write succeeds again; records that find
+``QUEUE_IMAGES`` images already pending are dropped and counted the same way (so memory
+stays bounded however slow the folder), and so are records past ``max_day_bytes`` written in one day
 (UTC) by one writer, when that is set: a client that can make a server answer without end
 (the page's, which anyone on the machine can post to) fills no disk. Raw pixels are written
-only when ``keep_pixels`` is set. With a ``shipper`` (team mode: ``monitor.log_settings`` makes
-one from ``tracking.team_copies``) the writer also copies its files to the team's store.
+only when ``keep_pixels`` is set. With ``encode_in_subprocess`` (MLServer's runtime) the
+descriptors and JSON are made by ``python -m monitor.encoder``, a process of their own, and
+the writer thread only hands the arrays over and writes. With a ``shipper`` (team mode:
+``monitor.log_settings`` makes one from ``tracking.team_copies``) the writer also copies its
+files to the team's store.
 
 Each server opens its log through ``monitor.log_settings.open_request_log``, from
 ``params.yaml``'s ``monitor`` section.
@@ -26,21 +34,23 @@ Each server opens its log through ``monitor.log_settings.open_request_log``, fro
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import itertools
 import json
 import os
-import queue
 import socket
+import subprocess
 import sys
 import threading
-import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -51,12 +61,22 @@ FILE_PREFIX = "requests-"
 FILE_SUFFIX = ".jsonl"
 FILE_MODE = 0o640
 DEFAULT_ROTATE_BYTES = 32 * 2**20
-# images waiting for the writer; past it a burst is dropped rather than held in memory
-QUEUE_IMAGES = 65536
-# the writer gathers what comes within this long and describes and writes it in one go
+# images waiting for the writer; past it a burst is dropped rather than held in memory: 16,384
+# images hold 51 MB, five seconds of answers at 3,000 a second
+QUEUE_IMAGES = 16384
+# the writer takes what came within this long and describes and writes it in one go
 BATCH_SECONDS = 0.25
 _STOP = object()
 _INSTANCES = itertools.count(1)
+# the logs of this process still open: written to their end when the process exits (a server
+# stopped with SIGTERM ends without unloading its model; the writer is a daemon thread)
+_OPEN_LOGS: weakref.WeakSet[RequestLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_logs() -> None:
+    for log in list(_OPEN_LOGS):
+        log.close()
 
 
 @dataclass(frozen=True)
@@ -98,7 +118,10 @@ class RequestLog:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         shipper: LogCopier | None = None,
         max_day_bytes: int = 0,
+        encode_in_subprocess: bool = False,
     ) -> None:
+        """``encode_in_subprocess``: the descriptors and JSON of each batch are made by a
+        process of their own (a busy server's: see ``_Encoder``), not by the writer thread."""
         self.folder = Path(folder)
         self.source = source
         self.keep_pixels = keep_pixels
@@ -113,8 +136,10 @@ class RequestLog:
         # a process may hold two logs at once (a served model switching versions)
         instance = next(_INSTANCES)
         self._writer = f"{source}-{started:%H%M%S}-{socket.gethostname()}-{os.getpid()}.{instance}"
-        self._queue: queue.Queue = queue.Queue()
-        self._queued = 0  # images on the queue; a bound the queue's own size cannot give
+        self._pending: list[tuple] = []  # answers the writer has not taken yet
+        self._controls: list[object] = []  # a stop, or flushes' events, to act on once written
+        self._wake = threading.Event()  # set for a control: the writer does not wait out a batch
+        self._queued = 0  # images pending or being written: what QUEUE_IMAGES bounds
         self._lock = threading.Lock()
         self._dropped = 0
         self._problem: str | None = None
@@ -123,8 +148,11 @@ class RequestLog:
         self._file: Path | None = None
         self._day: dt.date | None = None
         self._number = 0
+        self._encoder = _Encoder(warn) if encode_in_subprocess else None
+        _cut_lines_of_gone_writers(self.folder, warn)
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
+        _OPEN_LOGS.add(self)
 
     def record(self, images: np.ndarray, probabilities: np.ndarray, model: ServedModel) -> None:
         """Queue one answer (a batch of images and their probabilities); never raises."""
@@ -141,95 +169,78 @@ class RequestLog:
                         )
                     return
                 self._queued += len(images)
-            self._queue.put((self._clock(), model, images, probabilities))
+                self._pending.append((self._clock(), model, images, probabilities))
         except Exception as err:  # an answer must never fail for its log
             self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (waiting at most ``timeout`` seconds), then stop the writer."""
-        self._queue.put(_STOP)
+        """Write what is pending (waiting at most ``timeout`` seconds), then stop the writer."""
+        self._control(_STOP)
         self._thread.join(timeout)
+        _OPEN_LOGS.discard(self)
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything queued so far is written (for tests and shutdown)."""
+        """Wait until everything recorded so far is written (for tests and shutdown)."""
         done = threading.Event()
-        self._queue.put(done)
+        self._control(done)
         done.wait(timeout)
+
+    def _control(self, item: object) -> None:
+        with self._lock:
+            self._controls.append(item)
+        self._wake.set()
 
     # the writer thread
 
     def _run(self) -> None:
         while True:
-            batch, control = self._collect()
+            batch, controls = self._collect()
             if batch:
                 self._write_batch(batch)
-            if control is _STOP:
-                if self._file is not None:
-                    self._ship(self._file, finished=True)
-                return
-            if isinstance(control, threading.Event):
-                control.set()
+            for control in controls:
+                if control is _STOP:
+                    if self._file is not None:
+                        self._ship(self._file, finished=True)
+                    if self._encoder is not None:
+                        self._encoder.close()
+                    return
+                if isinstance(control, threading.Event):
+                    control.set()
 
-    def _collect(self) -> tuple[list[tuple], object]:
-        """The answers queued within ``BATCH_SECONDS`` of the first, and a control item
-        (stop, or a flush's event) if one came; described and written together, they cost
-        the answering thread little of the interpreter's time."""
-        item = self._queue.get()
-        batch: list[tuple] = []
-        deadline = time.monotonic() + BATCH_SECONDS
-        while True:
-            if item is _STOP or isinstance(item, threading.Event):
-                return batch, item
-            batch.append(item)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return batch, None
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                return batch, None
+    def _collect(self) -> tuple[list[tuple], list[object]]:
+        """What was recorded since the last batch, and the controls asked for meanwhile:
+        after ``BATCH_SECONDS``, or at once when a control wakes the writer. Everything
+        recorded before a flush or close was asked for is in the batch taken with it."""
+        self._wake.wait(BATCH_SECONDS)
+        self._wake.clear()
+        with self._lock:
+            batch, self._pending = self._pending, []
+            controls, self._controls = self._controls, []
+        return batch, controls
 
     def _write_batch(self, batch: list[tuple]) -> None:
         try:
             # a batch across midnight is written to the files of its two days
             for _, same_day in itertools.groupby(batch, key=lambda item: item[0].date()):
                 items = list(same_day)
-                self._write(self._lines(items), items[-1][0])
+                self._write(self._encoded(items), items[-1][0])
         except Exception as err:  # the writer outlives any one record
             self._complain(f"an answer could not be logged ({type(err).__name__}: {err})")
         finally:
             with self._lock:
                 self._queued -= sum(len(images) for _, _, images, _ in batch)
 
-    def _lines(self, items: list[tuple]) -> bytes:
-        """The JSON lines of several answers, their descriptors computed in one pass."""
-        described = describe(np.concatenate([images for _, _, images, _ in items]))
-        answered = answers(np.concatenate([probabilities for _, _, _, probabilities in items]))
-        lines = []
-        offset = 0
-        for when, model, images, _ in items:
-            request = uuid.uuid4().hex[:16]
-            stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            for index, image in enumerate(images):
-                row = offset + index
-                record: dict[str, object] = {
-                    "time": stamp,
-                    "source": self.source,
-                    "model": model.name,
-                    "version": model.version,
-                    "alias": model.alias,
-                    "request": request,
-                    "index": index,
-                    # the digest a correction of the same image is filed under
-                    "digest": image_digest(image),
-                }
-                record.update({name: _plain(described[name][row]) for name in DESCRIPTORS})
-                record.update({name: _plain(values[row]) for name, values in answered.items()})
-                if self.keep_pixels:
-                    record["pixels"] = _pixels(image)
-                lines.append(json.dumps(record, separators=(",", ":")))
-            offset += len(images)
-        return ("\n".join(lines) + "\n").encode()
+    def _encoded(self, items: list[tuple]) -> bytes:
+        """The JSON lines of several answers, made here or by the encoder's process."""
+        stamps = [(when, model, len(images)) for when, model, images, _ in items]
+        images = np.concatenate([images for _, _, images, _ in items])
+        probabilities = np.concatenate([probabilities for _, _, _, probabilities in items])
+        batch = (stamps, images, probabilities, self.source, self.keep_pixels)
+        if self._encoder is not None:
+            encoded = self._encoder.encode(batch)
+            if encoded is not None:
+                return encoded
+        return encode_lines(*batch)
 
     def _within_cap(self, data: bytes, day: dt.date) -> bytes:
         """The whole lines of ``data`` that fit in what is left of ``max_day_bytes`` today;
@@ -346,6 +357,165 @@ class RequestLog:
         if self._problem is None:
             self._problem = message
             self._warn(message)
+
+
+def encode_lines(
+    stamps: list[tuple[dt.datetime, ServedModel, int]],
+    images: np.ndarray,
+    probabilities: np.ndarray,
+    source: str,
+    keep_pixels: bool,
+) -> bytes:
+    """The JSON lines of several answers (each ``stamps`` entry: when, which model, how many
+    images), their descriptors computed in one pass."""
+    described = describe(images)
+    answered = answers(probabilities)
+    lines = []
+    offset = 0
+    for when, model, count in stamps:
+        request = uuid.uuid4().hex[:16]
+        stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for index in range(count):
+            row = offset + index
+            record: dict[str, object] = {
+                "time": stamp,
+                "source": source,
+                "model": model.name,
+                "version": model.version,
+                "alias": model.alias,
+                "request": request,
+                "index": index,
+                # the digest a correction of the same image is filed under
+                "digest": image_digest(images[row]),
+            }
+            record.update({name: _plain(described[name][row]) for name in DESCRIPTORS})
+            record.update({name: _plain(values[row]) for name, values in answered.items()})
+            if keep_pixels:
+                record["pixels"] = _pixels(images[row])
+            lines.append(json.dumps(record, separators=(",", ":")))
+        offset += count
+    return ("\n".join(lines) + "\n").encode()
+
+
+class _Encoder:
+    """``encode_lines`` in a process of its own (``python -m monitor.encoder``). In a server
+    answering thousands of images a second, the writer thread's describing and JSON-making
+    took the interpreter's lock from the thread answering: a sixth of the answers at 32
+    clients. Here the writer thread only gathers the arrays and waits, the lock released,
+    for the lines. A plain child process, not multiprocessing's, which would import the
+    server's main module again in it (all of MLServer: 200 MB). Started on the first batch;
+    it ends when the log closes, or when this process is gone (its pipe closes). Should it
+    fail, one warning, and the writer thread makes the lines itself from then on.
+    """
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._process: subprocess.Popen | None = None
+        self._to: Connection | None = None
+        self._back: Connection | None = None
+        self._failed = False
+
+    def encode(self, batch: tuple) -> bytes | None:
+        """The lines, or None when the process cannot make them (the caller does)."""
+        if self._failed:
+            return None
+        try:
+            if self._process is None:
+                self._start()
+            assert self._to is not None and self._back is not None
+            self._to.send(batch)
+            return self._back.recv_bytes()
+        except (OSError, EOFError, ValueError, AssertionError) as err:
+            self._failed = True
+            self._warn(
+                f"the request log's encoder process failed ({type(err).__name__}: {err}); "
+                "the writer thread encodes the lines from now on"
+            )
+            self.close()
+            return None
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "monitor.encoder"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._to = Connection(os.dup(self._process.stdin.fileno()), readable=False)
+        self._back = Connection(os.dup(self._process.stdout.fileno()), writable=False)
+        self._process.stdin.close()
+        self._process.stdout.close()
+
+    def close(self) -> None:
+        for end in (self._to, self._back):
+            if end is not None:
+                end.close()  # the encoder reads the end of its input, and exits
+        self._to = self._back = None
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+
+def _cut_lines_of_gone_writers(folder: Path, warn: Callable[[str], None]) -> None:
+    """Cut back to its last whole line each file of this host whose writer is gone and left
+    part of a line at its end. A write is one ``write`` call, but the kernel lets a fatal
+    signal (SIGKILL, the OOM killer) end a write of many pages part-way: a server killed
+    under load can leave a partial line, which the next log opened here removes (a reader
+    skips it meanwhile). A live writer's files, and other hosts', are never touched."""
+    host = socket.gethostname()
+    for path in sorted(folder.glob(f"{FILE_PREFIX}*-{host}-*{FILE_SUFFIX}")):
+        pid = _writer_pid(path, host)
+        if pid is None or _running(pid):
+            continue
+        try:
+            with open(path, "r+b") as file:
+                size = file.seek(0, os.SEEK_END)
+                file.seek(max(size - 1, 0))
+                if file.read(1) in (b"", b"\n"):  # empty, or ends with a whole line
+                    continue
+                kept = _past_last_newline(file, size)
+                file.truncate(kept)
+        except OSError as err:
+            warn(f"cannot cut the partial last line of {path} ({err.strerror or err})")
+            continue
+        warn(f"{path.name}: cut the {size - kept} bytes of a line its writer (pid {pid}) left")
+
+
+def _past_last_newline(file: BinaryIO, size: int, block: int = 65536) -> int:
+    """The offset just past the file's last newline (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        file.seek(start)
+        cut = file.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
+def _writer_pid(path: Path, host: str) -> int | None:
+    """The pid in a log file's name (``...-<host>-<pid>.<n>-<nnn>.jsonl``), or None."""
+    rest = path.name.rsplit(f"-{host}-", 1)[-1]
+    try:
+        return int(rest.split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def file_day(path: Path) -> dt.date | None:

@@ -242,3 +242,76 @@ def test_a_missing_log_folder_says_how_to_make_one(tmp_path) -> None:
 
     with pytest.raises(CommandError, match=r"no request log there; serve a model"):
         read_window(tmp_path / "none")
+
+
+def test_a_partial_last_line_of_a_writer_gone_is_cut_when_the_next_log_opens(tmp_path) -> None:
+    """SIGKILL can end a write of many pages part-way: the next log opened on this host cuts
+    the dead writer's fragment; a live writer's file and another host's are left alone."""
+    import socket
+
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(gone.stdout)
+    whole = b'{"a":1}\n' * 3000  # past one block of the backwards search
+    day = "requests-2026-12-07"
+    files = {
+        "dead": tmp_path / f"{day}-mlserver-101010-{host}-{dead_pid}.1-001.jsonl",
+        "live": tmp_path / f"{day}-mlserver-101010-{host}-{os.getpid()}.1-001.jsonl",
+        "other host": tmp_path / f"{day}-mlserver-101010-elsewhere-{dead_pid}.1-001.jsonl",
+        "whole": tmp_path / f"{day}-page-101010-{host}-{dead_pid}.2-001.jsonl",
+    }
+    for name, path in files.items():
+        path.write_bytes(whole + (b"" if name == "whole" else b'{"a":2,"b"'))
+    warnings: list[str] = []
+    RequestLog(tmp_path, "mlserver", warn=warnings.append).close()
+    assert files["dead"].read_bytes() == whole
+    assert files["whole"].read_bytes() == whole
+    for name in ("live", "other host"):
+        assert files[name].read_bytes().endswith(b'{"a":2,"b"'), name
+    assert warnings == [f"{files['dead'].name}: cut the 10 bytes of a line its writer (pid "
+                        f"{dead_pid}) left"]  # fmt: skip
+
+
+def test_a_process_that_exits_without_closing_its_log_writes_it_to_its_end(tmp_path) -> None:
+    """MLServer stopped with SIGTERM exits without unloading its model: what its log held
+    is written on the way out, not lost with the writer's daemon thread."""
+    code = (
+        "import sys, numpy as np\n"
+        "from monitor.request_log import RequestLog, ServedModel\n"
+        "log = RequestLog(sys.argv[1], 'mlserver')\n"
+        "for _ in range(500):\n"
+        "    log.record(np.zeros((1, 28, 28)), np.full((1, 10), 0.1), ServedModel('m', '1'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    assert len(_lines(tmp_path)) == 500
+
+
+def test_lines_made_by_the_encoder_process_are_the_writer_threads(tmp_path) -> None:
+    clock = _Clock(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC))
+    folders = {where: tmp_path / where for where in ("thread", "process")}
+    for where, folder in folders.items():
+        log = RequestLog(folder, "mlserver", clock=clock, encode_in_subprocess=where == "process")
+        for seed in range(3):
+            log.record(*_batch(4, seed=seed), MODEL)
+            log.flush()
+        log.close()
+    unlike_by_design = ("request",)  # a random id per request
+    thread, process = (
+        [{k: v for k, v in line.items() if k not in unlike_by_design} for line in _lines(folder)]
+        for folder in folders.values()
+    )
+    assert len(thread) == 12 and process == thread
+
+
+def test_an_encoder_process_that_dies_leaves_the_writer_thread_to_encode(tmp_path) -> None:
+    warnings: list[str] = []
+    log = RequestLog(tmp_path, "mlserver", warn=warnings.append, encode_in_subprocess=True)
+    log.record(*_batch(2), MODEL)
+    log.flush()
+    log._encoder._process.kill()  # the OOM killer, say
+    log._encoder._process.wait()
+    log.record(*_batch(3), MODEL)
+    log.close()
+    assert len(_lines(tmp_path)) == 5
+    assert len(warnings) == 1 and "encoder process failed" in warnings[0], warnings
