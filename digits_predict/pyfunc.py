@@ -28,6 +28,12 @@ class ServedModel:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
+    def get_raw_model(self) -> ServedModel:
+        """MLflow's hook (``PyFuncModel.get_raw_model``) for the object under its wrapper: a
+        server that checks a request itself calls ``predict`` here directly, without the
+        wrapper's per-call schema enforcement and signature inspection."""
+        return self
+
     def predict(
         self, model_input: Any, params: Mapping[str, Any] | None = None
     ) -> dict[str, np.ndarray]:

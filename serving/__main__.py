@@ -30,7 +30,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernel.cli import run_command
+from kernel.cli import positive_whole_number, run_command
+from serving.guard import MAX_QUEUED_REQUESTS
 from serving.reload import reload
 from serving.start import SERVERS, start
 
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.serve_dir,
         args.mlserver,
         request_log=not args.no_request_log,
+        max_queued=args.max_queued,
     )
 
 
@@ -67,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", choices=SERVERS, default="mlserver")
     parser.add_argument(
         "--no-request-log", action="store_true", help="do not log answers (monitor.log_dir)"
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=positive_whole_number,
+        default=MAX_QUEUED_REQUESTS,
+        help="MLServer: HTTP requests in hand (answered or waiting) before the next is refused "
+        f"with 503 and Retry-After (default: {MAX_QUEUED_REQUESTS})",
     )
     parser.add_argument("--serve-dir", type=Path, default=SERVE_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--mlserver", type=Path, default=MLSERVER, help=argparse.SUPPRESS)

@@ -50,12 +50,15 @@ from mlserver.settings import ModelSettings, Settings
 from mlserver.types import RepositoryIndexRequest, RepositoryIndexResponse
 from mlserver.utils import install_uvloop_event_loop
 
+from kernel.cli import positive_whole_number
 from serving.control import read_key
-from serving.guard import CONTROL_REQUEST, REPOSITORY_OFF, RequestGuard
+from serving.guard import CONTROL_REQUEST, MAX_QUEUED_REQUESTS, REPOSITORY_OFF, RequestGuard
 
-# as for REST (serving.guard): inference runs in one event loop, so calls beyond a few add
-# no throughput, only messages (up to 4 MiB each) held at once
-MAX_CONCURRENT_RPCS = 8
+# gRPC's bound on calls at once, its messages (up to 4 MiB each) read: 256 MiB at most. Beyond
+# it a call gets RESOURCE_EXHAUSTED at once, gRPC's 503. At 8 (inference runs in one event
+# loop, so more add no throughput) 32 load-test clients already met it now and then: a call
+# ends a moment after its answer is sent, while the client has its next one under way.
+MAX_CONCURRENT_RPCS = 64
 # gRPC has no timeout for a call's message to arrive: a client that opens calls and sends
 # nothing holds their places until its connection ends, which these bound. An honest
 # client's channel reconnects on its own after the server's GOAWAY, its calls unharmed.
@@ -199,10 +202,15 @@ class GuardedMLServer(MLServer):
     and whose gRPC server takes a bounded number of calls at once."""
 
     def __init__(
-        self, settings: Settings, control_key: str | None = None, loadable: Sequence[str] = ()
+        self,
+        settings: Settings,
+        control_key: str | None = None,
+        loadable: Sequence[str] = (),
+        max_queued_requests: int = MAX_QUEUED_REQUESTS,
     ) -> None:
         self._control_key = control_key
         self._loadable = tuple(loadable)
+        self._max_queued_requests = max_queued_requests
         super().__init__(settings)
 
     def _create_model_registry(self) -> MultiModelRegistry:
@@ -229,6 +237,7 @@ class GuardedMLServer(MLServer):
             port=self._settings.http_port,
             control_key=self._control_key,
             loadable=self._loadable,
+            max_queued_requests=self._max_queued_requests,
         )
 
 
@@ -247,20 +256,27 @@ def control_key(folder: str) -> str | None:
         return None
 
 
-async def serve(folder: str) -> None:
+async def serve(folder: str, max_queued_requests: int = MAX_QUEUED_REQUESTS) -> None:
     settings, models_settings = await load_settings(folder)
     names = [model.name for model in models_settings]
-    await GuardedMLServer(settings, control_key(folder), names).start(models_settings)
+    server = GuardedMLServer(settings, control_key(folder), names, max_queued_requests)
+    await server.start(models_settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serving.mlserver_app")
     parser.add_argument("folder", help="the folder with settings.json and the model's folder")
+    parser.add_argument(
+        "--max-queued",
+        type=positive_whole_number,
+        default=MAX_QUEUED_REQUESTS,
+        help="requests in hand before the next is refused with 503 (serving.guard)",
+    )
     args = parser.parse_args(argv)
     # what `mlserver start` does before it runs the server
     configure_logger()
     install_uvloop_event_loop()
-    asyncio.run(serve(args.folder))
+    asyncio.run(serve(args.folder, args.max_queued))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ def write_mlserver_settings(
         "debug": False,
         # inference in the server process: a worker pool only adds a hop for a model this small
         "parallel_workers": 0,
+        # an answer is ten probabilities: compressing it costs more than the bytes it saves
+        "gzip_enabled": False,
     }
     model = {
         "name": name,

@@ -13,6 +13,7 @@ from kernel.params import MonitorParams, load_params
 from kernel.ports import port_taken
 from monitor.log_settings import RequestLogSettings
 from serving.control import write_key
+from serving.guard import MAX_QUEUED_REQUESTS
 from serving.serve_folder import HOST, fetch, write_mlserver_settings
 from tracking.store import connect
 
@@ -20,7 +21,13 @@ SERVERS = ("mlserver", "mlflow")
 
 
 def start(
-    alias: str, port: int, server: str, serve_dir: Path, mlserver: Path, request_log: bool
+    alias: str,
+    port: int,
+    server: str,
+    serve_dir: Path,
+    mlserver: Path,
+    request_log: bool,
+    max_queued: int = MAX_QUEUED_REQUESTS,
 ) -> None:
     """Serve ``models:/<registered model>@<alias>`` on ``port``; never returns (the process
     becomes the server) but with a ``CommandError`` before anything is started."""
@@ -45,7 +52,7 @@ def start(
         settings = request_log_settings(params.monitor, uri) if request_log else None
         write_mlserver_settings(folder, name, version, port, alias, settings)
         write_key(folder)  # what `python -m serving reload` shows the server
-        _exec_mlserver(folder, mlserver, source, name, port)
+        _exec_mlserver(folder, mlserver, source, name, port, max_queued)
     _exec_mlflow(model_dir, source, port)
 
 
@@ -56,7 +63,9 @@ def request_log_settings(monitor: MonitorParams, uri: str) -> RequestLogSettings
     return RequestLogSettings(monitor=monitor, folder=folder, tracking_uri=uri)
 
 
-def _exec_mlserver(folder: Path, mlserver: Path, source: str, name: str, port: int) -> None:
+def _exec_mlserver(
+    folder: Path, mlserver: Path, source: str, name: str, port: int, max_queued: int
+) -> None:
     print(
         f"serving: {source} over the Open Inference Protocol on http://{HOST}:{port}/v2/"
         f"models/{name} (gRPC {HOST}:{port + 1})",
@@ -65,7 +74,8 @@ def _exec_mlserver(folder: Path, mlserver: Path, source: str, name: str, port: i
     )
     # `mlserver start` with our request checks, run by the serve venv's own python
     python = mlserver.parent / "python"
-    command = [str(python), "-m", "serving.mlserver_app", str(folder)]
+    command = [str(python), "-m", "serving.mlserver_app", str(folder), "--max-queued",
+               str(max_queued)]  # fmt: skip
     os.execve(command[0], command, os.environ)
 
 

@@ -466,6 +466,44 @@ def test_a_client_slow_to_read_its_answer_holds_no_place() -> None:
     assert asyncio.run(main())[:2] == (200, "answered")
 
 
+def test_past_the_queue_a_request_gets_503_with_retry_after_at_once() -> None:
+    """With ``max_queued_requests`` requests in hand (answered or waiting for a place), the
+    next is refused at once, its body unread and its connection closed; once the queue
+    moves, requests are taken again."""
+
+    async def main() -> tuple:
+        gate = asyncio.Event()
+
+        async def app(scope, receive, send) -> None:
+            await receive()
+            await gate.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"answered"})
+
+        guard = RequestGuard(
+            app, port=PORT, max_concurrent_bodies=1, max_held_bodies=2, max_queued_requests=3
+        )
+        held = [
+            asyncio.create_task(timed(guard, scope(headers=json_body(2)), messages(b"{}")))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        refusal = await asyncio.wait_for(
+            timed(guard, scope(headers=json_body(2)), messages(b"{}")), timeout=1
+        )
+        gate.set()
+        answered = await asyncio.gather(*held)
+        again = await timed(guard, scope(headers=json_body(2)), messages(b"{}"))
+        return refusal, answered, again
+
+    refusal, answered, again = asyncio.run(main())
+    status, error, headers, seconds = refusal
+    assert status == 503 and seconds < 0.5
+    assert "has 3 requests in hand" in error and "try again in 1 s" in error
+    assert headers[b"retry-after"] == b"1" and headers[b"connection"] == b"close"
+    assert [row[0] for row in answered] == [200, 200, 200] and again[0] == 200
+
+
 def test_other_scopes_pass_through() -> None:
     guard = guarded()
 
