@@ -8,7 +8,9 @@
 3. onnxruntime against Keras: batch-1 latency, 10,000-image throughput, whole-process
    classification of one PNG by ``digits-predict`` and by a Keras script;
 4. the model served over the Open Inference Protocol (MLServer, ``bench.serving``): cold
-   start, peak memory, batch-1 latency and batch-64 throughput next to the Predictor;
+   start, peak memory, batch-1 latency and batch-64 throughput next to the Predictor; then
+   under load (``bench.serving_load``): locust with 1 to 64 clients over HTTP and gRPC,
+   request log on and off, and an overload of 256 clients;
 5. the int8 model against the fp32 one (``bench.int8``): throughput, batch-1 latency, size,
    accuracy;
 6. the draw-a-digit page in headless Chromium (``bench.page_latency``): stroke end to answer;
@@ -41,6 +43,7 @@ import yaml
 from bench.commands import bench_env, json_of, timed
 from bench.report import render_markdown
 from bench.serving import bench_serving
+from bench.serving_load import bench_load
 from bench.sweep import bench_sweep
 from bench.team_server import bench_team_server
 from harness.processes import stage_command
@@ -286,6 +289,22 @@ def serving(repo: Path, work: Path, log: Path) -> dict:
     return result
 
 
+def serving_load(repo: Path, work: Path, log: Path) -> dict:
+    images = str(split_file(artifact("prepared"), "test"))
+    serve_bin = PROJECT_ROOT / ".venv-serve" / "bin"
+    result = bench_load(repo, work, log, bench_env(), serve_bin, images)
+    at_32 = next(
+        run for run in result["runs"]
+        if (run["protocol"], run["clients"], run["request_log"]) == ("http", 32, True)
+    )  # fmt: skip
+    print(
+        f"bench: 32 clients over HTTP {at_32['answers_per_second']:.0f} answers/s, p99 "
+        f"{at_32['p99_ms']:.1f} ms",
+        file=sys.stderr,
+    )
+    return result
+
+
 def _preset_params(repo: Path, overrides: dict, path: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for dotted, value in overrides.items():
@@ -431,6 +450,7 @@ def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
 # what ``--update`` can measure again on its own, after a repro in a fresh copy
 UPDATABLE = {
     "serving": lambda repo, work, log: serving(repo, work, log),
+    "load": lambda repo, work, log: serving_load(repo, work, log),
     "int8": lambda repo, work, log: bench_int8(repo),
     "page": lambda repo, work, log: page_latency(repo, work),
     "sweep": lambda repo, work, log: bench_sweep(repo, work, log, timed, bench_env()),
@@ -517,6 +537,7 @@ def measure_all(args: argparse.Namespace, work: Path, log: Path) -> dict:
     results["training_overhead"] = bench_training_overhead(repo, work, log, args.repeats)
     results["inference"] = bench_inference(repo, work, log, args.repeats)
     results["serving"] = serving(repo, work, log)
+    results["load"] = serving_load(repo, work, log)
     results["int8"] = bench_int8(repo)
     results["page"] = page_latency(repo, work)
     results["sweep"] = bench_sweep(repo, work, log, timed, bench_env())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.report_load import load_section, load_targets
+
 # the 4-trial Ray sweep's wall time before stages shed TensorFlow and MLflow costs
 SWEEP_BEFORE_SECONDS = 216.0
 
@@ -49,6 +51,8 @@ def render_markdown(results: dict) -> str:
     lines += _inference_section(results["inference"])
     if results.get("serving"):
         lines += _serving_section(results["serving"], results.get("serving_updated"))
+    if results.get("load"):
+        lines += load_section(results["load"], results.get("load_updated"))
     if results.get("int8"):
         lines += _int8_section(results["int8"], results.get("int8_updated"))
     if results.get("sweep"):
@@ -81,6 +85,8 @@ def _targets_section(results: dict) -> list[str]:
             f"| served (Open Inference Protocol) batch-1 p50 ≤ 10 ms | {served_p50:.2f} ms | "
             f"{_at_most(served_p50, TARGETS['oip_batch1_p50_ms'])} |"
         )
+    if results.get("load"):
+        lines += load_targets(results["load"])
     if results.get("int8"):
         ratio, cost = _int8_ratio(results["int8"]), _int8_cost(results["int8"])
         ok = ratio >= TARGETS["int8_throughput_ratio"] and cost <= TARGETS["int8_accuracy_cost"]

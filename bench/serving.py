@@ -23,7 +23,7 @@ from harness.network import free_port_pair, wait_for_http
 HOST = "127.0.0.1"
 
 
-def _peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -38,23 +38,23 @@ def bench_serving(
     ``paths``: the copy's ``onnx_model`` and its ``test`` split, relative to ``repo``.
     """
     name = yaml.safe_load((repo / "params.yaml").read_text())["export"]["registered_model_name"]
-    start = functools.partial(_start_server, repo, work, log, env, str(serve_bin / "mlserver"))
+    start = functools.partial(start_server, repo, work, log, env, str(serve_bin / "mlserver"))
     port = free_port_pair()
     started = time.perf_counter()
     server = start(port)
     servers = [server]
     try:
-        _wait_ready(port, name, server, log)
+        wait_ready(port, name, server, log)
         cold_start = time.perf_counter() - started
         unlogged_port = free_port_pair()
         servers.append(start(unlogged_port, "--no-request-log"))
-        _wait_ready(unlogged_port, name, servers[-1], log)
+        wait_ready(unlogged_port, name, servers[-1], log)
         load = json_of(
             [str(serve_bin / "python"), "-m", "bench.oip_load", f"{HOST}:{port}", name,
              paths["onnx_model"], paths["test"], f"{HOST}:{unlogged_port}"],
             repo, env, "the load generator",
         )  # fmt: skip
-        peak = _peak_rss_mb(server.pid)
+        peak = peak_rss_mb(server.pid)
     finally:
         for each in servers:
             each.terminate()
@@ -68,7 +68,7 @@ def bench_serving(
     }
 
 
-def _start_server(
+def start_server(
     repo: Path, work: Path, log: Path, env: dict[str, str], mlserver: str, port: int, *extra: str
 ) -> subprocess.Popen:
     command = [sys.executable, "-m", "serving", "--port", str(port),
@@ -76,7 +76,7 @@ def _start_server(
     return start_logged(command, repo, log, env)
 
 
-def _wait_ready(port: int, name: str, server: subprocess.Popen, log: Path) -> None:
+def wait_ready(port: int, name: str, server: subprocess.Popen, log: Path) -> None:
     ready_url = f"http://{HOST}:{port}/v2/models/{name}/ready"
     try:
         wait_for_http(ready_url, timeout=300, alive=lambda: server.poll() is None, poll=0.05)

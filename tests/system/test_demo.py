@@ -22,6 +22,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zlib
@@ -1265,3 +1266,42 @@ def test_a_swap_that_fails_keeps_the_last_good_site(tiny, demo_module, tmp_path,
     assert not (site / "good").exists() and (site / "models" / "model.onnx").is_file()
     leftovers = sorted(path.name for path in tmp_path.iterdir())
     assert leftovers == ["site"], leftovers
+
+
+def test_256_clients_at_once_are_answered_or_turned_away_and_the_cap_holds(served, demo_module):
+    """The load test of ``make serve``, on the page's server: 256 clients asking at once for
+    5 s get the page or a 503 at once; none waits past its timeout, and the server never
+    runs more than its 64 connections' threads."""
+    serve = demo_module("demo.serve")
+    baseline = _threads(served.process)
+    deadline = time.monotonic() + 5
+    start = threading.Barrier(256)
+    results: list[tuple[int, float]] = []
+    peak = [baseline]
+
+    def client() -> None:
+        start.wait()
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            try:
+                status = _get(served.port, "/")[0]
+            except OSError:  # a timeout or a reset: neither may happen
+                status = 0
+            results.append((status, time.monotonic() - began))
+
+    def watch() -> None:
+        while time.monotonic() < deadline + 1:
+            peak[0] = max(peak[0], _threads(served.process))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(256)]
+    watcher = threading.Thread(target=watch)
+    for thread in (*threads, watcher):
+        thread.start()
+    for thread in (*threads, watcher):
+        thread.join(timeout=60)
+    statuses = {status for status, _ in results}
+    assert statuses <= {200, 503} and 200 in statuses, statuses
+    assert max(seconds for _, seconds in results) < 10
+    assert peak[0] <= baseline + serve.MAX_CONNECTIONS + 1, (baseline, peak[0])
+    assert _get(served.port, "/")[0] == 200

@@ -29,15 +29,11 @@ from digits_predict import Predictor
 from digits_predict.contract import MAX_BATCH_SIZE
 from factories.params import TINY_EXPORT
 from factories.processes import error_lines, run_module
-from factories.trained import export_args, train_tiny
+from factories.served import SERVE_BIN, registered_tiny, served
 from harness.network import free_port, free_port_pair, wait_for_http
-from kernel.paths import PROJECT_ROOT
 from serving.guard import MAX_BODY_BYTES, MiB
 from serving.triton import write_repository
-from stages import export
-from stages.dataset.arrays import load_split, split_file
 
-SERVE_BIN = PROJECT_ROOT / ".venv-serve" / "bin"
 NAME = TINY_EXPORT["registered_model_name"]
 EXPECTED = r"expected one input 'image', datatype FP32 \(or UINT8\), shape \[N, 28, 28\] with"
 
@@ -45,15 +41,7 @@ EXPECTED = r"expected one input 'image', datatype FP32 \(or UINT8\), shape \[N, 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory, mlflow_template_db) -> SimpleNamespace:
     """A tiny model trained and exported into a store of its own: v1, @candidate, @champion."""
-    if not (SERVE_BIN / "mlserver").exists():
-        pytest.fail(f"{SERVE_BIN}/mlserver is missing: run `make serve-setup` (make test does)")
-    ws = train_tiny(tmp_path_factory.mktemp("serving"), mlflow_template_db)
-    out = ws.root / "export"
-    with ws.store():
-        export.main(export_args(ws, out))
-    x_test, _ = load_split(split_file(ws.data_dir, "test"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.uri, "PYTHONPATH": str(PROJECT_ROOT)}
-    return SimpleNamespace(ws=ws, model=out / "model.onnx", images=x_test[:32], env=env)
+    return registered_tiny(tmp_path_factory.mktemp("serving"), mlflow_template_db)
 
 
 def _start(command: list[str], registered, log: Path, env: dict | None = None):
@@ -71,20 +59,8 @@ def _start(command: list[str], registered, log: Path, env: dict | None = None):
 @pytest.fixture(scope="module")
 def mlserver(registered) -> SimpleNamespace:
     """``python -m serving`` (what ``make serve`` runs) on two free loopback ports."""
-    port = free_port_pair()
-    log = registered.ws.root / "mlserver.log"
-    command = [sys.executable, "-m", "serving", "--port", str(port),
-               "--mlserver", str(SERVE_BIN / "mlserver")]  # fmt: skip
-    server = _start(command, registered, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(
-            f"{base}/v2/models/{NAME}/ready", timeout=180, alive=lambda: server.poll() is None
-        )
-        yield SimpleNamespace(url=f"127.0.0.1:{port}", base=base, log=log, server=server)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    with served(registered, output=registered.ws.root / "mlserver.log") as server:
+        yield server
 
 
 def _client(url: str, *args: str) -> subprocess.CompletedProcess:
@@ -572,14 +548,15 @@ def test_grpc_takes_a_bounded_number_of_calls_and_stalled_ones_end(mlserver) -> 
     message is read; calls that stall are ended with their connection's age."""
     host, port = mlserver.url.split(":")
     result = subprocess.run(
-        [str(SERVE_BIN / "python"), "-c", _GRPC_STALLS, f"{host}:{int(port) + 1}", NAME, "8"],
+        # as many stalled calls as serving.mlserver_app's MAX_CONCURRENT_RPCS
+        [str(SERVE_BIN / "python"), "-c", _GRPC_STALLS, f"{host}:{int(port) + 1}", NAME, "64"],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
     answers = json.loads(result.stdout)
-    print(f"gRPC calls while 8 stall: {answers[0]}, ..., {answers[-1]} ({len(answers)} calls)")
+    print(f"gRPC calls while 64 stall: {answers[0]}, ..., {answers[-1]} ({len(answers)} calls)")
     assert answers[0][0] == "RESOURCE_EXHAUSTED", answers
     # the connection lives 10 s (+10% jitter), its calls 5 s more: then the places are free
     assert answers[-1][0] == "OK" and answers[-1][1] < 20, answers

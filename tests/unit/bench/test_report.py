@@ -16,7 +16,7 @@ import pytest
 from kernel.paths import PROJECT_ROOT
 
 RESULTS = json.loads((PROJECT_ROOT / "reports/bench.json").read_text(encoding="utf-8"))
-OPTIONAL_SECTIONS = ("serving", "int8", "page", "sweep", "team", "accuracy")
+OPTIONAL_SECTIONS = ("serving", "load", "int8", "page", "sweep", "team", "accuracy")
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_a_section_not_measured_is_left_out_of_targets_and_body(
     assert without.startswith("# Benchmarks\n") and "## Inference" in without
 
 
-@pytest.mark.parametrize("section", ["serving", "int8", "sweep"])
+@pytest.mark.parametrize("section", ["serving", "load", "int8", "sweep"])
 def test_a_section_measured_again_says_when(report: ModuleType, section: str) -> None:
     results = {**RESULTS, f"{section}_updated": "2030-01-02 03:04 UTC"}
     page = report.render_markdown(results)
