@@ -333,9 +333,12 @@ class SiteServer(http.server.ThreadingHTTPServer):
             return
         try:
             super().process_request(request, client_address)
-        except BaseException:
+        except Exception:  # the thread did not start: its slot is free again
             self._slots.release()
             raise
+        # A KeyboardInterrupt (Ctrl-C, SIGTERM) can land while the thread is starting: it
+        # runs then and gives the slot back itself, so this one must not (a second release
+        # raised "Semaphore released too many times" in the thread on the way out)
 
     def process_request_thread(
         self, request: socket.socket, client_address: tuple[str, int]

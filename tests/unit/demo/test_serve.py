@@ -219,3 +219,35 @@ def test_a_failed_request_is_one_warning_line_and_a_hang_up_is_none(serve, capsy
     except BrokenPipeError:
         serve.SiteServer.handle_error(None, None, ("127.0.0.1", 40000))
     assert capsys.readouterr().err == ""
+
+
+def test_an_interrupt_while_a_request_thread_starts_gives_its_slot_back_once(
+    serve, site, monkeypatch
+) -> None:
+    """Ctrl-C (or SIGTERM) landing in ``Thread.start`` after the thread exists: the thread
+    serves its request and gives the slot back; the interrupted server must not as well."""
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def start_then_interrupt(thread: threading.Thread) -> None:
+        real_start(thread)
+        started.append(thread)
+        raise KeyboardInterrupt
+
+    server = serve.make_server(site, 0)
+    errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    client, server_side = socket.socketpair()
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        client.shutdown(socket.SHUT_WR)
+        with monkeypatch.context() as patched:
+            patched.setattr(threading.Thread, "start", start_then_interrupt)
+            with pytest.raises(KeyboardInterrupt):
+                server.process_request(server_side, ("127.0.0.1", 40000))
+        started[0].join(timeout=10)
+        assert errors == []
+        assert server._slots._value == serve.MAX_CONNECTIONS  # every slot free, none extra
+    finally:
+        client.close()
+        server.server_close()
