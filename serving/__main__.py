@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kernel.cli import positive_whole_number, run_command
+from kernel.cli import OneLineArgumentParser, positive_whole_number, run_command
 from serving.guard import MAX_QUEUED_REQUESTS
 from serving.reload import reload
 from serving.start import SERVERS, start
@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m serving",
+        name="serving",
         description=__doc__.splitlines()[0],
         epilog="python -m serving reload --help: switch a running server to the version the "
         "alias names now, without a restart",
@@ -83,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reload_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m serving reload",
+        name="serving",
         description="Switch a running `make serve` to the version the alias names now, "
         "without a restart.",
     )
