@@ -18,16 +18,10 @@ from pathlib import Path
 import yaml
 
 from bench.commands import json_of, start_logged
+from harness.load import peak_rss_mb
 from harness.network import free_port_pair, wait_for_http
 
 HOST = "127.0.0.1"
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bench_serving(

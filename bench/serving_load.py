@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.serving import peak_rss_mb, start_server, wait_ready
-from harness.load import locust_command, run_locust
+from bench.serving import start_server, wait_ready
+from harness.load import locust_command, peak_rss_mb, run_locust
 from harness.network import free_port_pair
 
 HOST = "127.0.0.1"

@@ -1,5 +1,6 @@
-"""locust against a served model, with ``bench/locustfile.py``: what the load benchmark and
-the load tests both run. locust lives in ``.venv-serve`` (``make serve-setup``)."""
+"""locust against a served model, with ``bench/locustfile.py``, and the server's peak memory:
+what the load benchmark and the load tests both run. locust lives in ``.venv-serve``
+(``make serve-setup``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ from pathlib import Path
 from kernel.paths import PROJECT_ROOT
 
 LOCUSTFILE = PROJECT_ROOT / "bench" / "locustfile.py"
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The high-water resident memory of process ``pid`` (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"/proc/{pid}/status has no VmHWM line")
 
 
 def locust_command(serve_bin: Path, clients: int | str, seconds: int, url: str) -> list[str]:

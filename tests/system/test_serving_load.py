@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from factories.served import NAME, SERVE_BIN, registered_tiny, served, start_serving, wait_ready
-from harness.load import run_locust
+from harness.load import peak_rss_mb, run_locust
 from harness.network import free_port_pair
 from monitor.window import read_window
 
@@ -49,13 +49,6 @@ def _settled(folder: Path, expected: int, timeout: float = 10) -> list[bytes]:
     return lines
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for {pid}")
-
-
 def test_32_clients_for_20_s_get_every_answer_and_each_is_logged_once(registered) -> None:
     log_dir = registered.ws.root / "logs" / "requests"
     before = len(_log_lines(log_dir))
@@ -66,7 +59,7 @@ def test_32_clients_for_20_s_get_every_answer_and_each_is_logged_once(registered
                               NAME, registered.load_images, registered.env)  # fmt: skip
         answers = http_run["all_answers"] + grpc_run["all_answers"]
         lines = _settled(log_dir, before + answers)[before:]
-        peak = _peak_rss_mb(server.server.pid)
+        peak = peak_rss_mb(server.server.pid)
     for run in (http_run, grpc_run):
         assert run["errors"] == 0, run["errors_by_kind"]
     assert http_run["answers"] > 1000, http_run  # a real load: hundreds a second at least
@@ -132,7 +125,7 @@ def test_256_clients_are_answered_or_refused_at_once_and_none_waits_past_its_tim
     with served(registered) as server:
         run = run_locust(SERVE_BIN, "http", 256, 10, server.base, NAME, registered.load_images,
                          registered.env)  # fmt: skip
-        peak = _peak_rss_mb(server.server.pid)
+        peak = peak_rss_mb(server.server.pid)
         after = run_locust(SERVE_BIN, "http", 1, 2, server.base, NAME, registered.load_images,
                            registered.env)  # fmt: skip
     refusals = {kind for kind in run["errors_by_kind"] if kind.startswith("HTTP 503")}
