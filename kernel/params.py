@@ -92,6 +92,10 @@ class TrainParams(_Section):
     # images, in fit only, as the shifts are
     augment_rotation: float = Field(ge=0, le=45)
     augment_zoom: float = Field(ge=0, le=0.3)
+    # elastic distortion of the training images: the strength (alpha, in pixels) of a smooth
+    # random displacement field, Gaussian-smoothed with sigma 4 px (Simard et al. 2003 use
+    # 34); 0: none
+    augment_elastic: float = Field(ge=0, le=100)
     # the targets' share spread over the other classes (0: one-hot targets)
     label_smoothing: float = Field(ge=0, lt=0.5)
     # constant; cosine (learning_rate decays to 0 over the fit); one_cycle (a warm-up from

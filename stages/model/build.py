@@ -11,6 +11,7 @@ import keras
 
 from digits_predict.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from kernel.params import TrainParams
+from stages.model.elastic import ElasticDistortion
 
 KerasTensor = keras.KerasTensor
 
@@ -47,11 +48,13 @@ def _conv_blocks(x: KerasTensor, params: TrainParams) -> KerasTensor:
 
 
 def _augmented(x: KerasTensor, params: TrainParams) -> KerasTensor:
-    """Random rotations, zooms and shifts of the images, in fit only (Keras's preprocessing
-    layers, vectorised TensorFlow ops): the saved and exported model sees the image as given.
-    Each layer is added only when its param asks for it, so a network without them keeps
-    its layers and weights as before."""
+    """Elastic distortions (``elastic.py``), random rotations, zooms and shifts of the images
+    (Keras's preprocessing layers), in fit only, all vectorised TensorFlow ops: the saved
+    and exported model sees the image as given. Each layer is added only when its param
+    asks for it, so a network without them keeps its layers and weights as before."""
     layers = []
+    if params.augment_elastic > 0:
+        x = ElasticDistortion(params.augment_elastic, seed=params.seed, name="augment_elastic")(x)
     if params.augment_rotation > 0:
         layers.append(keras.layers.RandomRotation(
             params.augment_rotation / 360, fill_mode="constant", seed=params.seed,

@@ -58,6 +58,8 @@ def load_keras_model(path: Path) -> keras.Model:
     import_tensorflow()
     import keras
 
+    import stages.model.elastic  # noqa: F401  (registers its layer for the loader)
+
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive

@@ -117,6 +117,21 @@ BAD_PARAMS = [
     ),
     ("zoom-negative", _set("train", "augment_zoom", -0.1), ["train.augment_zoom = -0.1", ">= 0"]),
     (
+        "elastic-negative",
+        _set("train", "augment_elastic", -1.0),
+        ["train.augment_elastic = -1.0", ">= 0"],
+    ),
+    (
+        "elastic-huge",
+        _set("train", "augment_elastic", 500.0),
+        ["train.augment_elastic = 500.0", "<= 100"],
+    ),
+    (
+        "elastic-text",
+        _set("train", "augment_elastic", "strong"),
+        ["train.augment_elastic = 'strong'", "number"],
+    ),
+    (
         "smoothing-half",
         _set("train", "label_smoothing", 0.5),
         ["train.label_smoothing = 0.5", "< 0.5"],
