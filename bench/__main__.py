@@ -18,8 +18,9 @@
    with 2 workers (``bench.sweep``): wall times and the per-trial overhead;
 8. the train stage logging to the team server (``make team-up``, as a member) against the
    local SQLite store (``bench.team_server``);
-9. test accuracy and training time of the presets in ``bench/presets.yaml``, each exported
-   through the parity gate.
+9. test accuracy and training time of the presets in ``bench/presets.yaml``, each trained
+   with every seed of ``--seeds`` (mean ± sd, ``bench.seeds``), exported through the parity
+   gate and quantized through the int8 gate.
 
 Writes ``reports/bench.json`` and ``BENCHMARKS.md``. Figures are medians of ``--repeats``.
 """
@@ -36,12 +37,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from bench.commands import bench_env, json_of, timed
 from bench.report import render_markdown
+from bench.seeds import PRESET_SEEDS, preset_over_seeds
 from bench.serving import bench_serving
 from bench.serving_load import bench_load
 from bench.sweep import bench_sweep
@@ -335,10 +338,25 @@ def _json_or(path: Path, missing: dict) -> dict:
     return json.loads(path.read_text()) if path.is_file() else missing
 
 
-def bench_presets(repo: Path, work: Path, log: Path, names: list[str] | None) -> dict:
+def bench_presets(
+    repo: Path, work: Path, log: Path, names: list[str] | None, seeds: Sequence[int]
+) -> dict:
+    """Each preset (or those ``names``) trained once per seed: its mean ± sd over them."""
     presets = yaml.safe_load((PROJECT_ROOT / "bench/presets.yaml").read_text())
     return {
-        name: _bench_preset(repo, work / "presets" / name, log, name, overrides or {})
+        name: preset_over_seeds(
+            overrides or {},
+            [
+                _bench_preset(
+                    repo,
+                    work / "presets" / name / f"seed-{seed}",
+                    log,
+                    name,
+                    {**(overrides or {}), "train.seed": seed},
+                )
+                for seed in seeds
+            ],
+        )  # fmt: skip
         for name, overrides in presets.items()
         if not names or name in names
     }
@@ -366,7 +384,7 @@ def _bench_preset(repo: Path, out: Path, log: Path, name: str, overrides: dict) 
     # without a handed-off model there is no evaluation: the Keras accuracy export measured
     metrics = _json_or(files["metrics"], {"accuracy": parity.get("keras_accuracy", float("nan"))})
     result = {
-        "overrides": overrides,
+        "seed": overrides["train.seed"],
         "test_accuracy": metrics["accuracy"],
         "fit_seconds": phases.get("fit"),
         "epochs_run": len(files["history"].read_text().splitlines()) - 1,
@@ -386,7 +404,7 @@ def _bench_preset(repo: Path, out: Path, log: Path, name: str, overrides: dict) 
         ),
     }
     print(
-        f"bench: preset {name}: accuracy {metrics['accuracy']:.4f}, fit "
+        f"bench: preset {name}, seed {result['seed']}: accuracy {metrics['accuracy']:.4f}, fit "
         f"{result['fit_seconds']:.0f} s, parity "
         f"{'passed' if result['parity_passed'] else 'FAILED'}",
         file=sys.stderr,
@@ -436,13 +454,13 @@ def team_server(repo: Path, work: Path, log: Path, repeats: int) -> dict:
     return bench_team_server(repo, work, log, repeats, stage_cmd, bench_env())
 
 
-def update_presets(work: Path, log: Path, names: list[str] | None) -> None:
+def update_presets(work: Path, log: Path, names: list[str] | None, seeds: Sequence[int]) -> None:
     """Retrain some presets on prepared data and merge them into the last full report."""
     results = _last_report()
     repo = make_copy(work, log)
     # what train reads: the prepared splits and the page's corrections (feedback.npz)
     timed(["dvc", "repro", "preprocess", "feedback"], repo, log)
-    results.setdefault("accuracy", {}).update(bench_presets(repo, work, log, names))
+    results.setdefault("accuracy", {}).update(bench_presets(repo, work, log, names, seeds))
     results["accuracy_updated"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     write_results(results)
 
@@ -497,11 +515,30 @@ def _last_report() -> dict:
     return results
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected distinct non-negative integers separated by commas, e.g. 42,1,2"
+        )
+    return seeds
+
+
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--presets", help="comma-separated preset names (default: all)")
     parser.add_argument("--skip-presets", action="store_true")
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=PRESET_SEEDS,
+        help="comma-separated train.seed values each preset is trained with "
+        f"(default: {','.join(map(str, PRESET_SEEDS))})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
         "--update-presets",
@@ -544,7 +581,7 @@ def measure_all(args: argparse.Namespace, work: Path, log: Path) -> dict:
     results["team"] = team_server(repo, work, log, max(args.repeats, 3))
     if not args.skip_presets:
         names = args.presets.split(",") if args.presets else None
-        results["accuracy"] = bench_presets(repo, work, log, names)
+        results["accuracy"] = bench_presets(repo, work, log, names, args.seeds)
     results["bench_seconds"] = time.perf_counter() - started
     return results
 
@@ -555,7 +592,7 @@ def main() -> None:
     log = work / "bench.log"
     print(f"bench: working in {work} (log: {log})", file=sys.stderr)
     if args.update_presets:
-        update_presets(work, log, args.presets.split(",") if args.presets else None)
+        update_presets(work, log, args.presets.split(",") if args.presets else None, args.seeds)
     elif args.update:
         update_sections(args.update.split(","), work, log)
     else:

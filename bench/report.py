@@ -28,6 +28,8 @@ TARGETS = {
     "best_mlp_fit_seconds": 300.0,
     "cnn_accuracy": 0.996,
     "cnn_fit_seconds": 300.0,
+    # how far below its target one seed of a preset may be while the mean meets it
+    "preset_seed_slack": 0.001,
 }
 
 
@@ -185,16 +187,39 @@ def _accuracy_targets(accuracy: dict) -> list[str]:
         if name not in accuracy:
             continue
         preset = accuracy[name]
-        fit = preset["fit_seconds"] or 0.0
-        ok = preset["test_accuracy"] >= TARGETS[accuracy_key] and (
-            time_key is None or fit <= TARGETS[time_key]
+        target = TARGETS[accuracy_key]
+        fit = preset.get("fit_seconds_max") or preset["fit_seconds"] or 0.0
+        # every seed within this much of the target, and the mean at it
+        worst_ok = preset.get("test_accuracy_min", preset["test_accuracy"]) >= (
+            target - TARGETS["preset_seed_slack"]
+        )
+        ok = (
+            preset["test_accuracy"] >= target
+            and worst_ok
+            and (time_key is None or fit <= TARGETS[time_key])
         )
         limit = "" if time_key is None else f" within {TARGETS[time_key] / 60:.0f} min"
+        seeds = len(preset.get("seeds", [None]))
+        over = f", over {seeds} seeds, each ≥ {target - TARGETS['preset_seed_slack']:.1%}"
+        measured = (
+            f"{_accuracy_cell(preset)} (worst {preset['test_accuracy_min']:.2%}), slowest fit "
+            f"{fit:.0f} s"
+            if seeds > 1
+            else f"{preset['test_accuracy']:.2%} in {fit:.0f} s"
+        )
         lines.append(
-            f"| {name} ≥ {TARGETS[accuracy_key]:.1%}{limit} | "
-            f"{preset['test_accuracy']:.2%} in {fit:.0f} s | {_verdict(ok)} |"
+            f"| {name} ≥ {target:.1%}{limit}{over if seeds > 1 else ''} | {measured} | "
+            f"{_verdict(ok)} |"
         )
     return lines
+
+
+def _accuracy_cell(preset: dict) -> str:
+    """The mean test accuracy, ± its sd over the seeds when there were several."""
+    seeds = preset.get("seeds", [])
+    if len(seeds) < 2:
+        return f"{preset['test_accuracy']:.2%}"
+    return f"{preset['test_accuracy']:.2%} ± {preset['test_accuracy_sd'] * 100:.2f}"
 
 
 def _overhead_section(overhead: dict) -> list[str]:
@@ -243,21 +268,27 @@ def _inference_section(inference: dict) -> list[str]:
 def _accuracy_section(accuracy: dict, updated: str | None) -> list[str]:
     lines = [
         "",
-        "## Accuracy (each preset trained once, exported through the parity gate, then "
-        "quantized through the int8 gate)",
+        "## Accuracy (each preset trained once per seed, exported through the parity gate, "
+        "then quantized through the int8 gate)",
         "",
-        "| Preset | Test accuracy | Fit (s) | Epochs | Parity | int8 (method: accuracy, "
-        "agreement; speed on one thread, × fp32) |",
-        "|---|---|---|---|---|---|",
+        "| Preset | Seeds | Test accuracy, mean ± sd | Fit (s), mean (slowest) | Epochs | "
+        "Parity | int8 (method: accuracy, agreement; speed on one thread, × fp32), mean |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, preset in accuracy.items():
         parity = "passed" if preset["parity_passed"] else "**failed**"
         fit = preset["fit_seconds"] or 0.0
+        slowest = preset.get("fit_seconds_max") or fit
+        seeds = ", ".join(map(str, preset.get("seeds", []))) or "n/a"
         lines.append(
-            f"| {name} | {preset['test_accuracy']:.2%} | {fit:.0f} | "
+            f"| {name} | {seeds} | {_accuracy_cell(preset)} | {fit:.0f} ({slowest:.0f}) | "
             f"{preset['epochs_run']} | {parity} | {_int8_cell(preset)} |"
         )
-    lines += ["", "Presets are defined in `bench/presets.yaml`."]
+    lines += [
+        "",
+        "Presets are defined in `bench/presets.yaml`; sd is the sample standard deviation over "
+        "the seeds, in points; a gate counts as passed only if it passed for every seed.",
+    ]
     if updated:
         lines += [
             "",
