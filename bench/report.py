@@ -173,44 +173,44 @@ def _team_target(team: dict, updated: str | None) -> str:
     )
 
 
-# the presets with a target: (name, its accuracy target, its fit-time target if any)
+# the presets with a target: (name, its accuracy target, its fit-time target if any, whether
+# it is judged over the seeds); the default network's target is the pipeline's own run,
+# the one `make repro` reproduces (params.yaml's train.seed, the first of the seeds)
 PRESET_TARGETS = (
-    ("default", "default_accuracy", None),
-    ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds"),
-    ("cnn", "cnn_accuracy", "cnn_fit_seconds"),
+    ("default", "default_accuracy", None, False),
+    ("best-mlp", "best_mlp_accuracy", "best_mlp_fit_seconds", True),
+    ("cnn", "cnn_accuracy", "cnn_fit_seconds", True),
 )
 
 
 def _accuracy_targets(accuracy: dict) -> list[str]:
     lines = []
-    for name, accuracy_key, time_key in PRESET_TARGETS:
+    for name, accuracy_key, time_key, over_seeds in PRESET_TARGETS:
         if name not in accuracy:
             continue
         preset = accuracy[name]
-        target = TARGETS[accuracy_key]
+        if not over_seeds and preset.get("runs"):
+            preset = preset["runs"][0]
+        target, seeds = TARGETS[accuracy_key], len(preset.get("seeds", [None]))
         fit = preset.get("fit_seconds_max") or preset["fit_seconds"] or 0.0
         # every seed within this much of the target, and the mean at it
-        worst_ok = preset.get("test_accuracy_min", preset["test_accuracy"]) >= (
-            target - TARGETS["preset_seed_slack"]
-        )
+        lowest = target - TARGETS["preset_seed_slack"]
         ok = (
             preset["test_accuracy"] >= target
-            and worst_ok
+            and preset.get("test_accuracy_min", preset["test_accuracy"]) >= lowest
             and (time_key is None or fit <= TARGETS[time_key])
         )
         limit = "" if time_key is None else f" within {TARGETS[time_key] / 60:.0f} min"
-        seeds = len(preset.get("seeds", [None]))
-        over = f", over {seeds} seeds, each ≥ {target - TARGETS['preset_seed_slack']:.1%}"
-        measured = (
-            f"{_accuracy_cell(preset)} (worst {preset['test_accuracy_min']:.2%}), slowest fit "
-            f"{fit:.0f} s"
-            if seeds > 1
-            else f"{preset['test_accuracy']:.2%} in {fit:.0f} s"
-        )
-        lines.append(
-            f"| {name} ≥ {target:.1%}{limit}{over if seeds > 1 else ''} | {measured} | "
-            f"{_verdict(ok)} |"
-        )
+        if seeds > 1:
+            wanted = f"{limit}, over {seeds} seeds, each ≥ {lowest:.1%}"
+            measured = (
+                f"{_accuracy_cell(preset)} (worst {preset['test_accuracy_min']:.2%}), "
+                f"slowest fit {fit:.0f} s"
+            )
+        else:
+            seed = f" (seed {preset['seed']})" if "seed" in preset else ""
+            wanted, measured = limit, f"{preset['test_accuracy']:.2%}{seed} in {fit:.0f} s"
+        lines.append(f"| {name} ≥ {target:.1%}{wanted} | {measured} | {_verdict(ok)} |")
     return lines
 
 

@@ -72,3 +72,17 @@ def test_the_table_shows_each_preset_with_its_seeds_and_sd(bench: dict[str, Modu
     assert "| cnn | 42, 1, 2 | 99.60% ± 0.04 | 260 (270) | 7 | passed | static: 99.60%" in (
         "\n".join(table)
     )
+
+
+def test_the_default_network_is_judged_on_the_pipelines_own_seed(
+    bench: dict[str, ModuleType],
+) -> None:
+    runs = [_run(42, 0.9830, 15.0), _run(1, 0.9811, 15.0), _run(2, 0.9831, 13.0)]
+    preset = bench["seeds"].preset_over_seeds({}, runs)
+    (line,) = bench["report"]._accuracy_targets({"default": preset})
+    assert line == "| default ≥ 98.3% | 98.30% (seed 42) in 15 s | met |"
+    runs[0]["test_accuracy"] = 0.9829
+    (line,) = bench["report"]._accuracy_targets(
+        {"default": bench["seeds"].preset_over_seeds({}, runs)}
+    )
+    assert line.endswith("| **missed** |")
