@@ -7,9 +7,11 @@ target renamed in the Makefile would send a reader nowhere; the README also stay
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kernel.paths import PROJECT_ROOT
 
@@ -140,3 +142,27 @@ def test_the_checks_find_what_they_look_for() -> None:
     )
     assert bare_venv_commands(commands) == ["digits-predict --json z.png", "digits-predict x.png"]
     assert {"repro", "test", "help"} <= makefile_targets()
+
+
+def exp_run_overrides(text: str) -> list[dict[str, object]]:
+    """The ``-S key=value`` overrides of each ``dvc exp run`` command in ``text``, parsed."""
+    found = []
+    for command in re.findall(r"dvc exp run[^`\n]*", text):
+        words = shlex.split(command)
+        pairs = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "-S"]
+        found.append(
+            {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs if "=" in p)}
+        )
+    return found
+
+
+def test_each_preset_has_its_exact_command_in_comparing_md() -> None:
+    presets = yaml.safe_load((PROJECT_ROOT / "bench/presets.yaml").read_text(encoding="utf-8"))
+    commands = exp_run_overrides((PROJECT_ROOT / "docs/comparing.md").read_text(encoding="utf-8"))
+    missing = [
+        name for name, overrides in presets.items() if overrides and overrides not in commands
+    ]
+    assert not missing, f"docs/comparing.md has no `dvc exp run -S …` line for {missing}"
+    assert exp_run_overrides("`dvc exp run -n x -S 'train.hidden_units=[8,8]' -S a.b=0.5`") == [
+        {"train.hidden_units": [8, 8], "a.b": 0.5}
+    ]
