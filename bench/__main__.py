@@ -52,6 +52,7 @@ from bench.team_server import bench_team_server
 from harness.processes import stage_command
 from harness.workspace import project_copy
 from kernel.atomic import StagedFiles
+from kernel.cli import OneLineArgumentParser
 from kernel.paths import PROJECT_ROOT, artifact
 from stages.dataset.arrays import split_file
 
@@ -515,6 +516,18 @@ def _last_report() -> dict:
     return results
 
 
+def _preset_names(text: str) -> list[str]:
+    known = yaml.safe_load((PROJECT_ROOT / "bench/presets.yaml").read_text())
+    names = text.split(",")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no preset named {', '.join(map(repr, unknown))}: expected names of "
+            f"bench/presets.yaml ({', '.join(known)})"
+        )
+    return names
+
+
 def _seed_list(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(","))
@@ -528,9 +541,15 @@ def _seed_list(text: str) -> tuple[int, ...]:
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(
+        prog="python -m bench", name="bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--presets", help="comma-separated preset names (default: all)")
+    parser.add_argument(
+        "--presets",
+        type=_preset_names,
+        help="comma-separated preset names of bench/presets.yaml (default: all)",
+    )
     parser.add_argument("--skip-presets", action="store_true")
     parser.add_argument(
         "--seeds",
@@ -580,7 +599,7 @@ def measure_all(args: argparse.Namespace, work: Path, log: Path) -> dict:
     results["sweep"] = bench_sweep(repo, work, log, timed, bench_env())
     results["team"] = team_server(repo, work, log, max(args.repeats, 3))
     if not args.skip_presets:
-        names = args.presets.split(",") if args.presets else None
+        names = args.presets
         results["accuracy"] = bench_presets(repo, work, log, names, args.seeds)
     results["bench_seconds"] = time.perf_counter() - started
     return results
@@ -592,7 +611,7 @@ def main() -> None:
     log = work / "bench.log"
     print(f"bench: working in {work} (log: {log})", file=sys.stderr)
     if args.update_presets:
-        update_presets(work, log, args.presets.split(",") if args.presets else None, args.seeds)
+        update_presets(work, log, args.presets, args.seeds)
     elif args.update:
         update_sections(args.update.split(","), work, log)
     else:

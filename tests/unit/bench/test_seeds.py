@@ -86,3 +86,29 @@ def test_the_default_network_is_judged_on_the_pipelines_own_seed(
         {"default": bench["seeds"].preset_over_seeds({}, runs)}
     )
     assert line.endswith("| **missed** |")
+
+
+@pytest.mark.parametrize("seeds", ["x,1", "1,1", "-1,2", ""])
+def test_a_bad_seeds_list_is_one_line_and_a_usage_exit(
+    bench: dict[str, ModuleType], seeds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = importlib.import_module("bench.__main__").argument_parser()
+    assert parser.parse_args(["--seeds", "42,1,2"]).seeds == (42, 1, 2)
+    assert parser.parse_args([]).seeds == bench["seeds"].PRESET_SEEDS
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([f"--seeds={seeds}"])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"bench: error: argument --seeds: {seeds!r}: expected distinct")
+
+
+def test_an_unknown_preset_name_is_refused_before_anything_runs(
+    bench: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = importlib.import_module("bench.__main__").argument_parser()
+    assert parser.parse_args(["--presets", "cnn,best-mlp"]).presets == ["cnn", "best-mlp"]
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--presets", "cnn,bestmlp"])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "no preset named 'bestmlp': expected names of bench/presets.yaml (default," in line
