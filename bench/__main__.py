@@ -357,7 +357,7 @@ def bench_presets(
                 )
                 for seed in seeds
             ],
-        )  # fmt: skip
+        )
         for name, overrides in presets.items()
         if not names or name in names
     }
@@ -599,8 +599,7 @@ def measure_all(args: argparse.Namespace, work: Path, log: Path) -> dict:
     results["sweep"] = bench_sweep(repo, work, log, timed, bench_env())
     results["team"] = team_server(repo, work, log, max(args.repeats, 3))
     if not args.skip_presets:
-        names = args.presets
-        results["accuracy"] = bench_presets(repo, work, log, names, args.seeds)
+        results["accuracy"] = bench_presets(repo, work, log, args.presets, args.seeds)
     results["bench_seconds"] = time.perf_counter() - started
     return results
 
